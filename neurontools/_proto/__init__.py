@@ -1,0 +1,1 @@
+"""Generated gRPC modules (scripts/gen_proto.py); do not edit."""
