@@ -1,0 +1,1 @@
+"""neurond: the software Inferentia2 device daemon."""
