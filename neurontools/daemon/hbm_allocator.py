@@ -112,11 +112,12 @@ class _RegionOwner:
             )
         if region._freed:
             raise ValueError(f"double free of region {region.region_id} on {self._where}")
+        # The ledger first: it checks before changing anything, so a bug it reports leaves the region intact.
+        self._ledger.sub(region._scopes, region.category, region.size)
         region._freed = True
         if region._buf is not None:
             region._buf = None
             self._materialized -= region.size
-        self._ledger.sub(region._scopes, region.category, region.size)
 
 
 class Region:
