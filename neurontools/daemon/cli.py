@@ -1,0 +1,142 @@
+"""neurond: run a software Inferentia2 machine and serve it over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from neurontools import __version__, addresses
+from neurontools.daemon import topology as topo
+from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT
+from neurontools.daemon.instance_info import ConfigFileError, load_config, resolve_identity
+from neurontools.daemon.server import DaemonServer, ServerOptions
+
+DESCRIPTION = """\
+Run a software AWS Inferentia2 machine: its chips, NeuronCore-v2 cores, HBM and NeuronLink
+links, executing real kernels with a cost model of the real hardware. Tools (neuron-ls,
+neuron-top, neuron-monitor) and programs using neurontools.client talk to it over gRPC.
+
+By default it serves a Unix socket only this user can open:
+  {default}
+(override with --address or $NEURON_DAEMON_ADDRESS; clients read the same variable).
+"""
+
+EPILOG = """\
+examples:
+  neurond                                   an inf2.48xlarge on the default socket
+  neurond --instance-type inf2.xlarge       a one-chip machine
+  neurond --topology-file my-machine.json   a machine you describe (see docs/topology.md)
+  neurond --listen 0.0.0.0:50051 --token-file /etc/neurond/token
+                                            also serve TCP; clients send the token
+
+instance types: {types}
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurond", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION.format(default=addresses.default_address()),
+        epilog=EPILOG.format(types=", ".join(topo.CATALOG)))
+    machine = parser.add_argument_group("machine")
+    machine.add_argument("--instance-type", help=f"instance type to simulate (default {topo.DEFAULT_INSTANCE_TYPE})")
+    machine.add_argument("--topology-file", help="JSON file describing a custom machine (overrides --instance-type)")
+    machine.add_argument("--config", help='JSON config file: {"instance_type": ..., "topology_file": ..., '
+                                          '"instance_info": {"instance_id": ..., "region": ...}}')
+    for field in ("instance-id", "instance-name", "availability-zone", "availability-zone-id", "region",
+                  "ami-id", "subnet-id"):
+        machine.add_argument(f"--{field}", help=f"{field.replace('-', ' ')} reported as instance info")
+    serving = parser.add_argument_group("serving")
+    serving.add_argument("--address", help="Unix socket to serve, unix:///path (default above)")
+    serving.add_argument("--listen", metavar="HOST:PORT", help="also serve TCP (needs --token-file or --insecure)")
+    serving.add_argument("--token-file", help="file holding the bearer token TCP clients must send")
+    serving.add_argument("--insecure", action="store_true", help="serve TCP without a token")
+    serving.add_argument("--tls-cert", help="PEM certificate chain for TCP (with --tls-key)")
+    serving.add_argument("--tls-key", help="PEM private key for TCP")
+    serving.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
+                         help=f"executions queued per core before failed_to_queue (default {DEFAULT_MAX_IN_FLIGHT})")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"neurond {__version__}")
+    return parser
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemExit(f"neurond: cannot read {what} {path}: {exc.strerror}") from None
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    config = load_config(args.config) if args.config else None
+    topology_file = args.topology_file or (config.topology_file if config else None)
+    if topology_file:
+        machine = topo.load_topology_file(topology_file)
+    else:
+        machine = topo.lookup(args.instance_type or (config.instance_type if config else None)
+                              or topo.DEFAULT_INSTANCE_TYPE)
+    overrides = dict(config.instance_info) if config else {}
+    for field in ("instance_id", "instance_name", "availability_zone", "availability_zone_id", "region",
+                  "ami_id", "subnet_id"):
+        value = getattr(args, field)
+        if value is not None:
+            overrides[field] = value
+    instance = resolve_identity(machine.instance_type, overrides)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("neurond: --tls-cert and --tls-key go together")
+    token = _read(args.token_file, "token file")
+    return ServerOptions(
+        machine=machine, instance=instance, address=addresses.normalize(args.address),
+        listen=args.listen, token=token.decode().strip() if token else None, insecure=args.insecure,
+        tls_cert=_read(args.tls_cert, "TLS certificate"), tls_key=_read(args.tls_key, "TLS key"),
+        max_in_flight=args.max_in_flight)
+
+
+def _already_serving(address: str) -> bool:
+    import grpc
+    with grpc.insecure_channel(address) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=0.5)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+
+
+async def serve(options: ServerOptions) -> None:
+    server = DaemonServer(options)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("neurond").info("shutting down")
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        options = options_from_args(args)
+        if not addresses.is_unix(options.address):
+            raise SystemExit(f"neurond: --address must be a Unix socket (unix:///path); use --listen for TCP")
+        if _already_serving(options.address):
+            raise SystemExit(f"neurond: another daemon already serves {options.address}; stop it or pick "
+                             "another --address")
+        asyncio.run(serve(options))
+    except (topo.UnknownInstanceType, topo.TopologyFileError, ConfigFileError, ValueError, OSError) as exc:
+        print(f"neurond: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

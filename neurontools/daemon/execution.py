@@ -1,0 +1,235 @@
+"""Executing loaded models: one worker thread per NeuronCore, bounded in-flight queues, pacing.
+
+Two clocks (DESIGN principle 3): the device latency is the cost model's time; the core is
+occupied in wall-clock time for max(modeled time, real numpy time), so a fast kernel is paced
+to the real chip's speed and a slow numpy kernel is never hidden. Total latency is wall time
+from the request's arrival to its completion, queueing included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neurontools import dtypes
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon.program import RunResult
+from neurontools.daemon.runtime_state import LoadedModel, LoadedSubgraph, RuntimeState, Session
+from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS
+
+log = logging.getLogger("neurond.execution")
+
+DEFAULT_MAX_IN_FLIGHT = 16  # per core; beyond it an execution fails to queue
+
+
+@dataclass(eq=False)
+class _Part:
+    """One subgraph of an execution, run by its core's worker."""
+
+    job: "_Job"
+    subgraph: LoadedSubgraph
+    hbm: dict[str, np.ndarray | None]
+    outputs: list[str]
+
+
+@dataclass(eq=False)
+class _Job:
+    session: Session
+    model: LoadedModel
+    timing_only: bool
+    arrived_ns: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    pending: int
+    cancelled: bool = False
+    results: list[tuple[int, str, RunResult | None]] = field(default_factory=list)
+
+
+class IncorrectInput(Exception):
+    """Bindings that do not fit the model: counted as incorrect_input, like the runtime does."""
+
+
+class Executor:
+    def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        self.state = state
+        self.max_in_flight = max_in_flight
+        self._queues = [queue.SimpleQueue() for _ in range(state.machine.core_count)]
+        self._threads = [threading.Thread(target=self._work, args=(core,), name=f"nc{core}", daemon=True)
+                         for core in range(state.machine.core_count)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        for q in self._queues:
+            q.put(None)
+
+    async def execute(self, session: Session, model: LoadedModel, request: pb.ExecuteRequest) -> pb.ExecuteResponse:
+        arrived = time.monotonic_ns()
+        try:
+            parts_io = self._bind(session, model, request.bindings)
+        except IncorrectInput as exc:
+            return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
+        telemetry = self.state.telemetry
+        with telemetry.lock:
+            busy = [sg.core_id for sg in model.subgraphs
+                    if telemetry.cores[sg.core_id].in_flight >= self.max_in_flight]
+            if not busy:
+                for sg in model.subgraphs:
+                    telemetry.cores[sg.core_id].in_flight += 1
+        if busy:
+            return self._finish_early(session, arrived, pb.FAILED_TO_QUEUE,
+                                      f"NeuronCore {busy[0]} already has {self.max_in_flight} executions in "
+                                      "flight; wait for some to complete before submitting more")
+        loop = asyncio.get_running_loop()
+        job = _Job(session, model, request.timing_only, arrived, loop, loop.create_future(), len(model.subgraphs))
+        model.running += 1
+        for sg, (hbm, outputs) in zip(model.subgraphs, parts_io):
+            self._queues[sg.core_id].put(_Part(job, sg, hbm, outputs))
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            job.cancelled = True  # parts not yet started are skipped
+            raise
+
+    # -- binding --------------------------------------------------------------------------------
+
+    def _bind(self, session: Session, model: LoadedModel, bindings) -> list[tuple[dict, list[str]]]:
+        """Per subgraph: the arrays of its parameters and constants, and its output names."""
+        by_core: dict[int, dict[str, int]] = {sg.core_id: {} for sg in model.subgraphs}
+        single = model.subgraphs[0].core_id if len(model.subgraphs) == 1 else None
+        for binding in bindings:
+            core = single if single is not None and binding.core_id in (0, single) else binding.core_id
+            if core not in by_core:
+                raise IncorrectInput(f"model {model.model_id} has no subgraph on NeuronCore {binding.core_id} "
+                                     f"(its cores: {', '.join(str(c) for c in by_core)})")
+            if binding.name in by_core[core]:
+                raise IncorrectInput(f"parameter {binding.name!r} is bound twice")
+            by_core[core][binding.name] = binding.tensor_id
+        out = []
+        for sg in model.subgraphs:
+            out.append(self._bind_subgraph(session, model, sg, by_core[sg.core_id]))
+        return out
+
+    def _bind_subgraph(self, session: Session, model: LoadedModel, sg: LoadedSubgraph,
+                       names: dict[str, int]) -> tuple[dict, list[str]]:
+        params = sg.program.parameters
+        unknown = sorted(set(names) - set(params))
+        if unknown:
+            raise IncorrectInput(f"model {model.model_id} has no parameter {unknown[0]!r} on NeuronCore "
+                                 f"{sg.core_id} (parameters: {', '.join(params)})")
+        missing = [name for name in params if name not in names]
+        if missing:
+            raise IncorrectInput(f"parameter {missing[0]!r} of model {model.model_id} is not bound to a tensor")
+        hbm: dict[str, np.ndarray | None] = {}
+        outputs = []
+        # Outputs first: they materialize their bytes, so an in-place input sees the same buffer.
+        for name, spec in sorted(params.items(), key=lambda item: item[1].kind != pb.OUTPUT):
+            tensor = self.state.tensor(session, names[name])
+            if tensor.shape != spec.shape or tensor.dtype != spec.dtype:
+                raise IncorrectInput(
+                    f"parameter {name!r} expects {dtypes.NAMES[spec.dtype]}{list(spec.shape)} but tensor "
+                    f"{tensor.tensor_id} is {dtypes.NAMES.get(tensor.dtype)}{list(tensor.shape)}")
+            if tensor.placement == pb.DEVICE and tensor.device_index != sg.device_index:
+                raise IncorrectInput(
+                    f"tensor {tensor.tensor_id} is in the HBM of neuron device {tensor.device_index} but "
+                    f"subgraph {sg.name} runs on NeuronCore {sg.core_id} (device {sg.device_index}); "
+                    "allocate it on that device or on the host")
+            writable = spec.kind == pb.OUTPUT
+            hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
+            if writable:
+                outputs.append(name)
+        for spec in sg.program.constants:
+            hbm[spec.name] = sg.constants[spec.name].array(spec.np_dtype, spec.shape, for_write=False)
+        return hbm, outputs
+
+    def _finish_early(self, session: Session, arrived: int, status: int, message: str) -> pb.ExecuteResponse:
+        total = time.monotonic_ns() - arrived
+        kind = ERROR_KIND_OF_STATUS[status]
+        session.stats.record(status, kind, total, None)
+        return pb.ExecuteResponse(status=status, total_latency_ns=total, message=message, error_kind=kind)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _work(self, core: int) -> None:
+        q = self._queues[core]
+        while (part := q.get()) is not None:
+            try:
+                outcome = self._run_part(core, part)
+            except Exception as exc:  # a daemon bug must fail one execution, not the worker
+                log.exception("execution on NeuronCore %d failed", core)
+                outcome = (pb.COMPLETED_WITH_ERR, f"internal error in neurond: {exc}", None)
+            with self.state.telemetry.lock:
+                self.state.telemetry.cores[core].in_flight -= 1
+            part.job.loop.call_soon_threadsafe(self._part_done, part.job, outcome)
+
+    def _run_part(self, core: int, part: _Part) -> tuple[int, str, RunResult | None]:
+        job = part.job
+        if job.cancelled or job.session.closed_reason is not None:
+            return pb.COMPLETED_WITH_ERR, "cancelled before it started", None
+        telemetry = self.state.telemetry
+        program = part.subgraph.program
+        modeled = program.estimate.device_time_ns
+        started = telemetry.start_busy(core)
+        result: RunResult | None = None
+        if modeled > job.session.exec_timeout_ns:
+            # A hung or too-long kernel holds the core until the runtime gives up on it.
+            _sleep_until(started + job.session.exec_timeout_ns)
+            outcome = (pb.TIMED_OUT, f"execution needs {modeled / 1e9:.3f} s of device time, more than "
+                       f"NEURON_RT_EXEC_TIMEOUT ({job.session.exec_timeout_ns / 1e9:g} s)", None)
+        else:
+            result = program.run(part.hbm, timing_only=job.timing_only)
+            _sleep_until(started + max(modeled, time.monotonic_ns() - started))
+            if result.nonfinite_outputs:
+                outcome = (pb.COMPLETED_WITH_NUM_ERR,
+                           f"output {result.nonfinite_outputs[0]!r} contains NaN or Inf", result)
+            else:
+                outcome = (pb.COMPLETED, "", result)
+        telemetry.end_busy(core, started, result)
+        return outcome
+
+    def _part_done(self, job: _Job, outcome: tuple[int, str, RunResult | None]) -> None:
+        job.results.append(outcome)
+        job.pending -= 1
+        if job.pending:
+            return
+        job.model.running -= 1
+        job.model.executions += 1
+        response = _combine(job)
+        kind = ERROR_KIND_OF_STATUS.get(response.status, 0)
+        response.error_kind = kind
+        device_ns = response.device_latency_ns if response.status != pb.TIMED_OUT else None
+        job.session.stats.record(response.status, kind, response.total_latency_ns, device_ns)
+        if not job.future.done():
+            job.future.set_result(response)
+
+
+# Which outcome wins when subgraphs disagree: the most severe.
+_SEVERITY = {pb.COMPLETED: 0, pb.COMPLETED_WITH_NUM_ERR: 1, pb.TIMED_OUT: 2, pb.COMPLETED_WITH_ERR: 3}
+
+
+def _combine(job: _Job) -> pb.ExecuteResponse:
+    status, message, _ = max(job.results, key=lambda r: _SEVERITY[r[0]])
+    results = [r for _, _, r in job.results if r is not None]
+    response = pb.ExecuteResponse(status=status, message=message,
+                                  total_latency_ns=time.monotonic_ns() - job.arrived_ns)
+    if results:
+        response.device_latency_ns = max(r.device_time_ns for r in results)
+        response.flops = sum(r.flops for r in results)
+        busy: dict[int, int] = {}
+        for r in results:
+            for engine, ns in r.engine_busy_ns.items():
+                busy[engine] = busy.get(engine, 0) + ns
+        response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+    return response
+
+
+def _sleep_until(deadline_ns: int) -> None:
+    remaining = deadline_ns - time.monotonic_ns()
+    if remaining > 0:
+        time.sleep(remaining / 1e9)

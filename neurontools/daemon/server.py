@@ -1,0 +1,135 @@
+"""The neurond gRPC server: services, health and reflection, listeners and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools._proto import neurond_pb2_grpc as pb_grpc
+from neurontools.addresses import unix_socket_path
+from neurontools.daemon import topology as topo
+from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.runtime_state import RuntimeState
+from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
+                                          RuntimeServicer)
+from neurontools.daemon.snapshot import SnapshotBuilder
+
+log = logging.getLogger("neurond")
+
+# Programs with many instructions and small inline constants fit; bulk data goes in chunks.
+MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
+SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
+                      for name in ("NeuronDevice", "NeuronRuntime", "NeuronAdmin"))
+
+
+@dataclass
+class ServerOptions:
+    machine: topo.MachineSpec
+    instance: pb.InstanceInfo
+    address: str                      # "unix:///path" (always served)
+    listen: str | None = None         # "HOST:PORT" for TCP
+    token: str | None = None          # required on TCP unless insecure
+    insecure: bool = False
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+
+
+class DaemonServer:
+    """One running neurond. start() and stop() run on the event loop that serves it."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        if options.listen and not options.token and not options.insecure:
+            raise ValueError("--listen exposes the daemon on TCP: give --token-file (clients then send the "
+                             "token) or --insecure to accept anyone who can reach the port")
+        self.options = options
+        self.state = RuntimeState(options.machine, options.instance)
+        self.executor = Executor(self.state, options.max_in_flight)
+        self.snapshots = SnapshotBuilder(self.state)
+        access = Access(None if options.insecure else options.token)
+        self.device = DeviceServicer(self.state, self.snapshots, Observers(), access)
+        self.runtime = RuntimeServicer(self.state, self.executor, access)
+        self.admin = AdminServicer(self.state, self.runtime, access)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.tcp_port: int | None = None
+        self.socket_path = unix_socket_path(options.address)
+
+    async def start(self) -> None:
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+            # Find dead TCP peers too: a session's stream must end when its client is gone.
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ])
+        pb_grpc.add_NeuronDeviceServicer_to_server(self.device, server)
+        pb_grpc.add_NeuronRuntimeServicer_to_server(self.runtime, server)
+        pb_grpc.add_NeuronAdminServicer_to_server(self.admin, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._bind_unix(server)
+        if self.options.listen:
+            if self.options.tls_cert and self.options.tls_key:
+                credentials = grpc.ssl_server_credentials([(self.options.tls_key, self.options.tls_cert)])
+                self.tcp_port = server.add_secure_port(self.options.listen, credentials)
+            else:
+                self.tcp_port = server.add_insecure_port(self.options.listen)
+            if not self.tcp_port:
+                raise OSError(f"cannot listen on {self.options.listen}")
+        await server.start()
+        self.server = server
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("neurond serving a %s (%d devices, %d NeuronCores) on %s%s",
+                 self.options.machine.instance_type, len(self.options.machine.devices),
+                 self.options.machine.core_count, self.options.address,
+                 f" and tcp {self.options.listen}" if self.options.listen else "")
+
+    def _bind_unix(self, server: grpc.aio.Server) -> None:
+        path = Path(self.socket_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            # A socket left by a daemon that died; a live one would have answered the CLI's probe.
+            path.unlink()
+        # The socket is created 0600 from the start: no window where others could connect.
+        old = os.umask(0o177)
+        try:
+            if not server.add_insecure_port(self.options.address):
+                raise OSError(f"cannot listen on {self.options.address}")
+        finally:
+            os.umask(old)
+
+    async def _set_health(self, status) -> None:
+        for name in ("", *SERVICE_NAMES):
+            result = self.health.set(name, status)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Tell every session, stop accepting calls, release everything, remove the socket."""
+        if self.server is None:
+            return
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        for session_id in list(self.runtime.closing):
+            self.runtime.end_session(session_id, "daemon shutting down")
+        await asyncio.sleep(0.05)  # let the closing events reach the clients
+        await self.server.stop(grace)
+        self.server = None
+        self.executor.stop()
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass

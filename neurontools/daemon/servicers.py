@@ -1,0 +1,306 @@
+"""gRPC servicers: request validation and status mapping around RuntimeState and Executor.
+
+Every handler runs on the event loop. A RequestError becomes its gRPC status with its message;
+anything else is a daemon bug, logged with its traceback and reported as INTERNAL, and the
+daemon keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools._proto import neurond_pb2_grpc as pb_grpc
+from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
+                                       Unauthenticated)
+from neurontools.daemon.execution import Executor
+from neurontools.daemon.runtime_state import RuntimeState, Session
+from neurontools.daemon.snapshot import SnapshotBuilder
+
+log = logging.getLogger("neurond")
+
+SESSION_KEY_METADATA = "neuron-session-key"
+CLIENT_PID_METADATA = "neuron-client-pid"
+CLIENT_COMMAND_METADATA = "neuron-client-command"
+DEFAULT_CHUNK_BYTES = 1 << 20
+MAX_CHUNK_BYTES = 2 << 20  # stays well inside the default 4 MiB gRPC message limit
+MIN_WATCH_INTERVAL_NS = 10_000_000
+MAX_WATCH_QUEUE = 64
+
+
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value
+    return None
+
+
+class Access:
+    """Who may call: local Unix-socket peers always; TCP peers with the bearer token unless insecure."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def check(self, context: grpc.aio.ServicerContext) -> None:
+        if self.token is None or context.peer().startswith("unix:"):
+            return
+        header = _metadata(context, "authorization") or ""
+        scheme, _, supplied = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.token.encode()):
+            raise Unauthenticated("this daemon listens on TCP with a token: send 'authorization: Bearer "
+                                  "<token>' (the client's token= argument or $NEURON_DAEMON_TOKEN)")
+
+
+def _handler(method: Callable) -> Callable:
+    """Access check and error mapping for unary handlers."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            self.access.check(context)
+            return await method(self, request, context)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {method.__name__}; "
+                                "see the daemon's log")
+    return wrapper
+
+
+def _stream_handler(method: Callable) -> Callable:
+    """Access check and error mapping for server-streaming handlers (async generators)."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            self.access.check(context)
+            async for item in method(self, request, context):
+                yield item
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {method.__name__}; "
+                                "see the daemon's log")
+    return wrapper
+
+
+class Observers:
+    """Processes using the device without a session (watchers, snapshot callers), for neuron-ls -a."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, tuple[int, str]] = {}
+        self._next = 0
+
+    def enter(self, context: grpc.aio.ServicerContext) -> int:
+        pid = _metadata(context, CLIENT_PID_METADATA)
+        self._next += 1
+        if pid and pid.isdigit():
+            self._active[self._next] = (int(pid), (_metadata(context, CLIENT_COMMAND_METADATA) or "")[:4096])
+        return self._next
+
+    def leave(self, token: int) -> None:
+        self._active.pop(token, None)
+
+    def current(self) -> list[tuple[int, str]]:
+        return sorted(set(self._active.values()))
+
+
+class DeviceServicer(pb_grpc.NeuronDeviceServicer):
+    def __init__(self, state: RuntimeState, snapshots: SnapshotBuilder, observers: Observers,
+                 access: Access) -> None:
+        self.state = state
+        self.snapshots = snapshots
+        self.observers = observers
+        self.access = access
+
+    @_handler
+    async def GetTopology(self, request, context):
+        return self.state.topology
+
+    @_handler
+    async def GetSnapshot(self, request, context):
+        token = self.observers.enter(context)
+        try:
+            return self.snapshots.build(self.observers.current())
+        finally:
+            self.observers.leave(token)
+
+    @_stream_handler
+    async def Watch(self, request, context):
+        interval_ns = request.interval_ns or 1_000_000_000
+        if interval_ns < MIN_WATCH_INTERVAL_NS:
+            raise InvalidArgument(f"watch interval {interval_ns} ns is below the minimum of "
+                                  f"{MIN_WATCH_INTERVAL_NS} ns (10 ms)")
+        depth = request.queue_depth or 4
+        if depth > MAX_WATCH_QUEUE:
+            raise InvalidArgument(f"queue_depth {depth} is above the maximum of {MAX_WATCH_QUEUE}")
+        frames: asyncio.Queue = asyncio.Queue(maxsize=depth)
+        missed = 0
+        token = self.observers.enter(context)
+
+        async def produce() -> None:
+            # Ticks on the daemon's schedule; a slow reader loses its oldest frames, never slows us.
+            nonlocal missed
+            next_tick = time.monotonic()
+            while True:
+                snapshot = self.snapshots.build(self.observers.current())
+                if frames.full():
+                    frames.get_nowait()
+                    missed += 1
+                frames.put_nowait(snapshot)
+                next_tick += interval_ns / 1e9
+                await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+
+        producer = asyncio.create_task(produce())
+        try:
+            while True:
+                snapshot = await frames.get()
+                frame = pb.WatchFrame(snapshot=snapshot, missed_frames=missed)
+                missed = 0
+                yield frame
+        finally:
+            producer.cancel()
+            self.observers.leave(token)
+
+
+class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
+    def __init__(self, state: RuntimeState, executor: Executor, access: Access) -> None:
+        self.state = state
+        self.executor = executor
+        self.access = access
+        self.closing: dict[int, asyncio.Future] = {}  # session id -> resolves with a closing reason
+
+    def _session(self, context) -> Session:
+        return self.state.session_for_key(_metadata(context, SESSION_KEY_METADATA))
+
+    def end_session(self, session_id: int, reason: str) -> bool:
+        future = self.closing.get(session_id)
+        if future is None or future.done():
+            return False
+        future.set_result(reason)
+        return True
+
+    @_stream_handler
+    async def OpenSession(self, request, context):
+        session = self.state.open_session(request)
+        closing = asyncio.get_running_loop().create_future()
+        self.closing[session.session_id] = closing
+        log.info("session %d opened: pid %d tag %s cores %s", session.session_id, session.pid, session.tag,
+                 session.core_ids)
+        reason = "client closed the session"
+        try:
+            yield pb.SessionEvent(opened=pb.SessionOpened(
+                session_id=session.session_id, session_key=session.key, core_ids=session.core_ids,
+                topology=self.state.topology))
+            reason = await closing
+            yield pb.SessionEvent(closing=pb.SessionClosing(reason=reason))
+        finally:
+            # Reached on normal end, on client cancel and on a dropped connection alike.
+            del self.closing[session.session_id]
+            self.state.close_session(session, reason)
+            log.info("session %d closed: %s", session.session_id, reason)
+
+    @_handler
+    async def AllocateTensor(self, request, context):
+        return self.state.allocate_tensor(self._session(context), request).info()
+
+    async def WriteTensor(self, request_iterator, context):
+        try:
+            self.access.check(context)
+            session = self._session(context)
+            tensor = None
+            written = 0
+            async for chunk in request_iterator:
+                if tensor is None:
+                    tensor = self.state.tensor(session, chunk.tensor_id)
+                elif chunk.tensor_id not in (0, tensor.tensor_id):
+                    raise InvalidArgument("all chunks of one write must name the same tensor")
+                self.state.write_tensor(tensor, chunk.offset, chunk.data)
+                written += len(chunk.data)
+            if tensor is None:
+                raise InvalidArgument("a write needs at least one chunk naming its tensor")
+            return pb.WriteTensorResponse(bytes_written=written)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+
+    @_stream_handler
+    async def ReadTensor(self, request, context):
+        tensor = self.state.tensor(self._session(context), request.tensor_id)
+        chunk = request.chunk_bytes or DEFAULT_CHUNK_BYTES
+        if chunk > MAX_CHUNK_BYTES:
+            raise InvalidArgument(f"chunk_bytes {chunk} is above the maximum of {MAX_CHUNK_BYTES}")
+        offset, length = self.state.read_range(tensor, request.offset, request.length)
+        end = offset + length
+        while True:
+            size = min(chunk, end - offset)
+            yield pb.TensorChunk(offset=offset, data=tensor.region.read(offset, size))
+            offset += size
+            if offset >= end:
+                break
+
+    @_handler
+    async def CopyTensor(self, request, context):
+        session = self._session(context)
+        src = self.state.tensor(session, request.src_tensor_id)
+        dst = self.state.tensor(session, request.dst_tensor_id)
+        return pb.CopyTensorResponse(bytes_copied=self.state.copy_tensor(src, dst))
+
+    @_handler
+    async def FreeTensor(self, request, context):
+        session = self._session(context)
+        self.state.free_tensor(session, self.state.tensor(session, request.tensor_id))
+        return pb.FreeTensorResponse()
+
+    @_handler
+    async def LoadModel(self, request, context):
+        model = self.state.load_model(self._session(context), request)
+        return pb.ModelInfo(model_id=model.model_id, uuid=model.uuid, name=model.name,
+                            session_id=model.session_id,
+                            subgraphs=[pb.Subgraph(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
+                                       for sg in model.subgraphs])
+
+    @_handler
+    async def UnloadModel(self, request, context):
+        session = self._session(context)
+        model = self.state.model(session, request.model_id)
+        if model.running:
+            raise FailedPrecondition(f"model {model.model_id} has {model.running} executions in flight; wait "
+                                  "for them before unloading it")
+        self.state.unload_model(session, model)
+        return pb.UnloadModelResponse()
+
+    @_handler
+    async def Execute(self, request, context):
+        session = self._session(context)
+        model = self.state.model(session, request.model_id)
+        return await self.executor.execute(session, model, request)
+
+
+class AdminServicer(pb_grpc.NeuronAdminServicer):
+    def __init__(self, state: RuntimeState, runtime: RuntimeServicer, access: Access) -> None:
+        self.state = state
+        self.runtime = runtime
+        self.access = access
+
+    @_handler
+    async def EndSession(self, request, context):
+        if _metadata(context, SESSION_KEY_METADATA):
+            raise PermissionDenied("admin calls are not available to runtime sessions")
+        session = self.state.session_by_id(request.session_id)
+        caller = _metadata(context, CLIENT_PID_METADATA)
+        reason = request.reason or (f"ended by an operator (pid {caller})" if caller else "ended by an operator")
+        self.runtime.end_session(session.session_id, reason)
+        return pb.EndSessionResponse()

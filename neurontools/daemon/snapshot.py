@@ -1,0 +1,91 @@
+"""Building a Snapshot: every cumulative counter of the machine at one monotonic instant."""
+
+from __future__ import annotations
+
+import time
+
+from neurontools import __version__
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon.memory_ledger import MemoryLedger
+from neurontools.daemon.runtime_state import RuntimeState
+
+
+def _memory(target, ledger: MemoryLedger, scope) -> None:
+    target.extend(pb.MemoryUsage(category=category, used_bytes=used, peak_bytes=peak)
+                  for category, (used, peak) in sorted(ledger.categories(scope).items()))
+
+
+class SnapshotBuilder:
+    def __init__(self, state: RuntimeState) -> None:
+        self.state = state
+        self.started_unix_ns = time.time_ns()
+
+    def build(self, observers: list[tuple[int, str]]) -> pb.Snapshot:
+        state = self.state
+        ledger = state.ledger
+        snap = pb.Snapshot(unix_ns=time.time_ns(), daemon_start_unix_ns=self.started_unix_ns,
+                           daemon_version=__version__)
+        snap.topology.CopyFrom(state.topology)
+        with state.lock:
+            self._sessions(snap, state, ledger)
+            self._models(snap, state, ledger)
+            owners = {core: s.session_id for core, s in state.core_owner.items()}
+        telemetry = state.telemetry
+        with telemetry.lock:
+            now = time.monotonic_ns()
+            snap.monotonic_ns = now
+            for core in telemetry.cores:
+                message = snap.cores.add(
+                    core_id=core.core_id, device_index=core.device_index,
+                    owner_session_id=owners.get(core.core_id, 0), occupied_ns=core.occupied_until(now),
+                    device_time_ns=core.device_time_ns, flops=core.flops, executions=core.executions,
+                    in_flight=core.in_flight, running=core.busy_since is not None)
+                message.engines.extend(
+                    pb.EngineCounters(engine=e, busy_ns=ns, instructions=core.engine_instructions.get(e, 0))
+                    for e, ns in core.engine_busy_ns.items())
+            ecc = [dict(d.ecc) for d in telemetry.devices]
+            links = [tuple(pair) for pair in telemetry.link_bytes]
+            snap.sessions_opened = telemetry.sessions_opened
+            snap.sessions_closed = telemetry.sessions_closed
+        for message in snap.cores:
+            _memory(message.memory, ledger, ("core", message.core_id))
+        for index, memory in enumerate(state.devices):
+            stacks = memory.stack_stats()
+            device = snap.devices.add(
+                device_index=index, memory_total_bytes=memory.total_bytes,
+                memory_used_bytes=sum(s.used_bytes for s in stacks),
+                memory_peak_bytes=ledger.peak(("device", index)),
+                materialized_bytes=memory.materialized_bytes, **ecc[index])
+            device.stacks.extend(pb.HbmStack(
+                size_bytes=s.size_bytes, used_bytes=s.used_bytes, free_bytes=s.free_bytes,
+                largest_free_bytes=s.largest_free_bytes, free_blocks=s.free_blocks,
+                allocations=s.allocations) for s in stacks)
+            _memory(device.memory, ledger, ("device", index))
+        for link_id, (a_to_b, b_to_a) in enumerate(links):
+            snap.links.add(link_id=link_id, bytes_a_to_b=a_to_b, bytes_b_to_a=b_to_a, up=True)
+        snap.observers.extend(pb.Observer(pid=pid, command=command) for pid, command in observers)
+        return snap
+
+    @staticmethod
+    def _sessions(snap: pb.Snapshot, state: RuntimeState, ledger: MemoryLedger) -> None:
+        for session in state.sessions.values():
+            info = snap.sessions.add(
+                session_id=session.session_id, pid=session.pid, command=session.command,
+                runtime_version=session.runtime_version, tag=session.tag, core_ids=session.core_ids,
+                opened_unix_ns=session.opened_unix_ns, tensors=len(session.tensors))
+            _memory(info.host_memory, ledger, ("host_session", session.session_id))
+            for core in session.core_ids:
+                core_memory = info.core_memory.add(core_id=core)
+                _memory(core_memory.memory, ledger, ("session_core", session.session_id, core))
+            session.stats.fill(info.stats)
+
+    @staticmethod
+    def _models(snap: pb.Snapshot, state: RuntimeState, ledger: MemoryLedger) -> None:
+        for model in state.models.values():
+            info = snap.models.add(model_id=model.model_id, uuid=model.uuid, name=model.name,
+                                   session_id=model.session_id, is_running=model.running > 0,
+                                   executions=model.executions)
+            for sg in model.subgraphs:
+                subgraph = info.subgraphs.add(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
+                _memory(subgraph.device_memory, ledger, ("model_core", model.model_id, sg.core_id))
+                _memory(subgraph.host_memory, ledger, ("model_host", model.model_id, sg.core_id))

@@ -1,0 +1,122 @@
+"""Cumulative, monotonic counters (DESIGN principle 2): nothing here is ever reset or read-and-cleared.
+
+Execution workers update them from their threads; snapshots read them under the same lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.latency_histogram import LatencyHistogram
+
+ENGINES = (pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD, pb.DMA)
+
+# Which error_summary kind an execution outcome counts under (docs/api.md explains the mapping).
+ERROR_KIND_OF_STATUS = {
+    pb.COMPLETED_WITH_ERR: pb.HARDWARE,
+    pb.COMPLETED_WITH_NUM_ERR: pb.NUMERICAL,
+    pb.TIMED_OUT: pb.TRANSIENT,
+    pb.INCORRECT_INPUT: pb.MODEL,
+    pb.FAILED_TO_QUEUE: pb.RUNTIME,
+}
+
+_STATUS_FIELD = {
+    pb.COMPLETED: "completed",
+    pb.COMPLETED_WITH_ERR: "completed_with_err",
+    pb.COMPLETED_WITH_NUM_ERR: "completed_with_num_err",
+    pb.TIMED_OUT: "timed_out",
+    pb.INCORRECT_INPUT: "incorrect_input",
+    pb.FAILED_TO_QUEUE: "failed_to_queue",
+}
+_ERROR_FIELD = {pb.GENERIC: "generic", pb.NUMERICAL: "numerical", pb.TRANSIENT: "transient",
+                pb.MODEL: "model", pb.RUNTIME: "runtime", pb.HARDWARE: "hardware"}
+
+
+@dataclass
+class ExecutionTelemetry:
+    """Executions of one session: counts by status and kind, latency histograms."""
+
+    by_status: dict[int, int] = field(default_factory=dict)
+    by_error: dict[int, int] = field(default_factory=dict)
+    total_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    device_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def record(self, status: int, error_kind: int, total_ns: int, device_ns: int | None) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if error_kind:
+            self.by_error[error_kind] = self.by_error.get(error_kind, 0) + 1
+        self.total_latency.record(total_ns)
+        if device_ns is not None:
+            self.device_latency.record(device_ns)
+
+    def fill(self, message: pb.ExecutionStats) -> None:
+        for status, count in self.by_status.items():
+            setattr(message.executions, _STATUS_FIELD[status], count)
+        for kind, count in self.by_error.items():
+            setattr(message.errors, _ERROR_FIELD[kind], count)
+        self.total_latency.fill(message.total_latency)
+        self.device_latency.fill(message.device_latency)
+
+
+class CoreTelemetry:
+    """Counters of one NeuronCore. `occupied_ns` includes the running execution up to now."""
+
+    def __init__(self, core_id: int, device_index: int) -> None:
+        self.core_id = core_id
+        self.device_index = device_index
+        self.occupied_ns = 0
+        self.busy_since: int | None = None  # monotonic ns when the current execution started
+        self.device_time_ns = 0
+        self.flops = 0
+        self.executions = 0
+        self.in_flight = 0
+        self.engine_busy_ns = dict.fromkeys(ENGINES, 0)
+        self.engine_instructions = dict.fromkeys(ENGINES, 0)
+
+    def occupied_until(self, now_ns: int) -> int:
+        if self.busy_since is None:
+            return self.occupied_ns
+        return self.occupied_ns + max(0, now_ns - self.busy_since)
+
+
+@dataclass
+class DeviceTelemetry:
+    ecc: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected"), 0))
+
+
+class Telemetry:
+    """All counters of the machine behind one lock."""
+
+    def __init__(self, cores: list[tuple[int, int]], device_count: int, link_count: int) -> None:
+        self.lock = threading.Lock()
+        self.cores = [CoreTelemetry(core, device) for core, device in cores]
+        self.devices = [DeviceTelemetry() for _ in range(device_count)]
+        self.link_bytes = [[0, 0] for _ in range(link_count)]  # a->b, b->a
+        self.sessions_opened = 0
+        self.sessions_closed = 0
+
+    def start_busy(self, core_id: int) -> int:
+        now = time.monotonic_ns()
+        with self.lock:
+            self.cores[core_id].busy_since = now
+        return now
+
+    def end_busy(self, core_id: int, started_ns: int, result) -> None:
+        """Close an occupied interval; `result` (a program RunResult or None) adds engine counters."""
+        now = time.monotonic_ns()
+        with self.lock:
+            core = self.cores[core_id]
+            core.occupied_ns += now - started_ns
+            core.busy_since = None
+            core.executions += 1
+            if result is not None:
+                core.device_time_ns += result.device_time_ns
+                core.flops += result.flops
+                for engine, busy in result.engine_busy_ns.items():
+                    core.engine_busy_ns[engine] = core.engine_busy_ns.get(engine, 0) + busy
+                for engine, count in result.engine_instructions.items():
+                    core.engine_instructions[engine] = core.engine_instructions.get(engine, 0) + count

@@ -1,0 +1,278 @@
+"""neurond end to end over its real Unix socket: sessions, tensors, models, executions, telemetry."""
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from neurontools import addresses
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.client import (AccessDenied, Device, ExecutionError, InvalidRequest, NotFoundError,
+                                OutOfResources, Session)
+from neurontools.demo import gelu, mlp_program
+from neurontools.latency_histogram import difference, percentiles
+
+
+def _session(address, cores, **kw):
+    return Session(address, visible_cores=cores, command="pytest worker", **kw)
+
+
+def test_socket_is_private(address):
+    mode = os.stat(addresses.unix_socket_path(address)).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+def test_health_reports_serving_and_reflection_lists_services(address):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"neurontools.v1.NeuronDevice", "neurontools.v1.NeuronRuntime", "neurontools.v1.NeuronAdmin"} <= names
+
+
+def test_tensor_roundtrip_in_chunks(address):
+    data = np.arange(3 * 1024 * 1024, dtype=np.float32).reshape(3, 1024, 1024)  # 12 MiB: many chunks
+    with _session(address, "0") as session:
+        tensor = session.tensor_from(data)
+        np.testing.assert_array_equal(tensor.read(), data)
+        assert tensor.read_bytes(offset=8, length=4) == data.tobytes()[8:12]
+        host = session.tensor_from(np.ones((4, 4), np.int8), placement="host")
+        assert host.read().sum() == 16
+
+
+def test_dtypes_are_stored_faithfully(address):
+    values = np.array([1.0, 1 / 3, 1000.5, -2.75], np.float32)
+    with _session(address, "0") as session:
+        for dtype in ("bfloat16", "float16", "float8_e4m3", "float8_e5m2", "tfloat32", "int8", "uint32"):
+            tensor = session.allocate(values.shape, dtype)
+            tensor.write(values)
+            stored = tensor.read()
+            from neurontools import dtypes
+            expected = dtypes.cast_to(values, dtypes.from_name(dtype))
+            np.testing.assert_array_equal(stored.astype(np.float64), expected.astype(np.float64))
+
+
+def test_copy_and_free(address):
+    with _session(address, "0") as session:
+        a = session.tensor_from(np.arange(16, dtype=np.int32))
+        b = session.allocate((16,), "int32")
+        b.copy_from(a)
+        np.testing.assert_array_equal(b.read(), np.arange(16))
+        a.free()
+        with pytest.raises(NotFoundError, match="already freed"):
+            a.read()
+
+
+def test_small_kernel_computes_numpys_numbers(address):
+    rng = np.random.default_rng(1)
+    x_t = rng.standard_normal((128, 64), dtype=np.float32)
+    w = rng.standard_normal((128, 256), dtype=np.float32) / 8
+    with _session(address, "2-3") as session:
+        model = session.load_model("mlp", {3: mlp_program(weights=w)})
+        assert model.model_id >= 10001 and len(model.info.uuid) == 32
+        x = session.tensor_from(x_t, core_id=3)
+        out = session.allocate((64, 256), "float32", core_id=3)
+        rowmax = session.allocate((64, 1), "float32", core_id=3)
+        result = model.execute(xT=x, out=out, rowmax=rowmax)
+        expected = gelu(x_t.T @ w)
+        np.testing.assert_allclose(out.read(), expected, atol=1e-4)
+        np.testing.assert_allclose(rowmax.read()[:, 0], expected.max(axis=1), atol=1e-4)
+        assert result.status == "completed" and result.device_latency > 0
+        assert result.total_latency >= result.device_latency and result.flops >= 2 * 128 * 64 * 256
+
+
+def test_large_constant_travels_as_a_tensor(address):
+    w = np.random.default_rng(2).standard_normal((128, 4096), dtype=np.float32)  # 2 MiB, above the inline limit
+    program = mlp_program(n=4096, weights=w)
+    # the PSUM tile of this shape breaks the one-bank rule, so only use the constant path: shrink the matmul
+    del program.instructions[:]
+    program.tiles[2].shape[:] = [64, 256]
+    with _session(address, "4") as session:
+        model = session.load_model("big-constant", program)
+        snap = Device(address).snapshot()
+        sg = next(m for m in snap.models if m.model_id == model.model_id).subgraphs[0]
+        constants = next(u.used_bytes for u in sg.device_memory if u.category == pb.CONSTANTS)
+        assert constants == w.nbytes
+
+
+def test_nan_output_completes_with_numerical_error(address):
+    x_t = np.full((128, 64), np.nan, np.float32)
+    with _session(address, "5") as session:
+        model = session.load_model("nan", mlp_program(weights=np.ones((128, 256), np.float32)))
+        x = session.tensor_from(x_t)
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        with pytest.raises(ExecutionError, match="NaN") as info:
+            model.execute(xT=x, out=out, rowmax=rowmax)
+        assert info.value.result.status == "completed_with_num_err"
+        stats = next(s for s in Device(address).snapshot().sessions if s.session_id == session.session_id).stats
+        assert stats.executions.completed_with_num_err == 1 and stats.errors.numerical == 1
+
+
+def test_incorrect_input_is_counted_not_raised_as_rpc_error(address):
+    with _session(address, "6") as session:
+        model = session.load_model("mlp", mlp_program())
+        wrong = session.allocate((64, 128), "float32")
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        result = model.execute(xT=wrong, out=out, rowmax=rowmax, check=False)
+        assert result.status == "incorrect_input" and "expects float32[128, 64]" in result.message
+        result = model.execute(out=out, rowmax=rowmax, check=False)
+        assert result.status == "incorrect_input" and "'xT'" in result.message
+
+
+def test_timeout_status(address):
+    with _session(address, "7", exec_timeout=1e-7) as session:
+        model = session.load_model("slow", mlp_program())
+        x = session.allocate((128, 64), "float32")
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        result = model.execute(xT=x, out=out, rowmax=rowmax, check=False)
+        assert result.status == "timed_out" and "NEURON_RT_EXEC_TIMEOUT" in result.message
+
+
+def test_taken_core_names_the_owner(address):
+    with _session(address, "8-9", pid=4242):
+        with pytest.raises(OutOfResources, match="NeuronCore 9 is already in use by pid 4242"):
+            _session(address, "9-10").open()
+        with pytest.raises(InvalidRequest, match="not contiguous"):
+            _session(address, "10,12").open()
+
+
+def test_foreign_handles_are_refused(address):
+    with _session(address, "10") as alice, _session(address, "11") as bob:
+        tensor = alice.tensor_from(np.zeros(4, np.float32))
+        model = alice.load_model("m", mlp_program())
+        with pytest.raises(AccessDenied, match="belongs to another session"):
+            bob._call("ReadTensor", pb.ReadTensorRequest(tensor_id=tensor.tensor_id)).__next__()
+        with pytest.raises(AccessDenied, match="belongs to another session"):
+            bob._call("FreeTensor", pb.FreeTensorRequest(tensor_id=tensor.tensor_id))
+        with pytest.raises(AccessDenied, match="belongs to another session"):
+            bob._call("Execute", pb.ExecuteRequest(model_id=model.model_id))
+        with pytest.raises(AccessDenied, match="not part of this session"):
+            bob.allocate((4,), "float32", core_id=10)
+        tensor.read()  # alice is unaffected
+
+
+def test_out_of_hbm_names_device_needed_and_free(address):
+    with _session(address, "12-13") as session:
+        held = [session.allocate((4, 1 << 30), "int8", core_id=12) for _ in range(7)]  # 28 GiB of 32
+        with pytest.raises(OutOfResources) as info:
+            session.allocate((8, 1 << 30), "int8", core_id=12)
+        message = str(info.value)
+        assert "neuron device 6" in message and "needs 8.0 GiB" in message and "GiB free" in message
+        assert len(held) == 7
+
+
+def test_writes_past_the_end_are_refused(address):
+    with _session(address, "14") as session:
+        tensor = session.allocate((4,), "float32")
+        with pytest.raises(InvalidRequest, match="runs past the end of tensor"):
+            tensor.write(b"x" * 8, offset=12)
+
+
+def test_calls_without_a_session_are_unauthenticated(address):
+    with grpc.insecure_channel(address) as channel:
+        from neurontools._proto import neurond_pb2_grpc as pb_grpc
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.NeuronRuntimeStub(channel).AllocateTensor(pb.AllocateTensorRequest(shape=[1]), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_snapshot_shows_session_memory_and_utilization(address):
+    with _session(address, "15") as session, Device(address) as device:
+        model = session.load_model("mlp", mlp_program())
+        x = session.allocate((128, 64), "float32")
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        before = device.snapshot()
+        for _ in range(20):
+            model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
+        after = device.snapshot()
+        core = after.cores[15]
+        assert core.owner_session_id == session.session_id
+        assert core.occupied_ns > before.cores[15].occupied_ns and core.executions - before.cores[15].executions == 20
+        assert core.flops > before.cores[15].flops
+        info = next(s for s in after.sessions if s.session_id == session.session_id)
+        assert (info.pid, info.command, info.tag) == (os.getpid(), "pytest worker", str(os.getpid()))
+        categories = {u.category for u in info.core_memory[0].memory}
+        assert {pb.TENSORS, pb.CONSTANTS, pb.MODEL_CODE, pb.RUNTIME_MEMORY, pb.MODEL_SHARED_SCRATCHPAD} <= categories
+        latency = difference(info.stats.device_latency, None)
+        assert sum(latency) == 20 and percentiles(latency, [0.5])[0] > 0
+        model_info = next(m for m in after.models if m.model_id == model.model_id)
+        assert model_info.subgraphs[0].name == "sg_00" and model_info.executions == 20
+
+
+def test_watch_streams_frames_and_reports_missed_ones(address):
+    with Device(address) as device:
+        frames = device.watch(interval=0.02, queue_depth=1)
+        first = next(frames)
+        time.sleep(0.3)  # a slow reader: the daemon keeps going and counts what we miss
+        second = next(frames)
+        frames.close()
+    assert second.snapshot.monotonic_ns > first.snapshot.monotonic_ns
+    assert second.missed_frames > 0
+
+
+def test_observers_are_listed(address):
+    with Device(address) as device:
+        frames = device.watch(interval=0.05)
+        next(frames)
+        snap = device.snapshot()
+        frames.close()
+    assert os.getpid() in {o.pid for o in snap.observers}
+
+
+def test_admin_ends_a_session(address):
+    with _session(address, "16") as session, Device(address) as device:
+        device.end_session(session.session_id, "test says so")
+        deadline = time.monotonic() + 2
+        while session.closed_reason is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.closed_reason == "test says so"
+        assert session.session_id not in {s.session_id for s in device.snapshot().sessions}
+        with pytest.raises(AccessDenied, match="session"):
+            session.allocate((1,), "float32")
+
+
+CHILD = textwrap.dedent("""
+    import sys, time, numpy as np
+    from neurontools.client import Session
+    s = Session(sys.argv[1], visible_cores="20-21", command="victim").open()
+    for core in (20, 21):
+        s.tensor_from(np.ones((1024, 1024), np.float32), core_id=core)
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.slow
+def test_killed_client_releases_everything_within_two_seconds(address):
+    child = subprocess.Popen([sys.executable, "-c", CHILD, address], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with Device(address) as device:
+            snap = device.snapshot()
+            victim = next(s for s in snap.sessions if s.pid == child.pid)
+            assert victim.core_ids == [20, 21] and victim.tensors == 2
+            child.kill()
+            killed = time.monotonic()
+            while time.monotonic() - killed < 2:
+                snap = device.snapshot()
+                if all(s.pid != child.pid for s in snap.sessions):
+                    break
+                time.sleep(0.02)
+            assert all(s.pid != child.pid for s in snap.sessions)
+            assert snap.cores[20].owner_session_id == 0 and snap.cores[21].owner_session_id == 0
+            assert not any(u.used_bytes for u in snap.cores[20].memory)
+        with _session(address, "20-21"):
+            pass  # the cores are free again
+    finally:
+        child.kill()
+        child.wait()
