@@ -1,0 +1,5 @@
+"""`python -m neurontools.ls` runs neuron-ls."""
+
+from neurontools.ls.cli import main
+
+raise SystemExit(main())
