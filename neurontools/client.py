@@ -132,7 +132,7 @@ class _Connection:
             self.channel = grpc.insecure_channel(self.address, options)
         token = token or os.environ.get(addresses.TOKEN_ENV)
         self.metadata: list[tuple[str, str]] = [("neuron-client-pid", str(os.getpid())),
-                                                ("neuron-client-command", _command_line()[:4096])]
+                                                ("neuron-client-command-bin", _command_line()[:4096].encode())]
         if token:
             self.metadata.append(("authorization", f"Bearer {token}"))
 

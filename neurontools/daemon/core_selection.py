@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from neurontools.daemon.errors import InvalidArgument, ResourceExhausted
 
-class CoreSelectionError(ValueError):
+
+class CoreSelectionError(InvalidArgument):
     """Bad request (malformed or non-contiguous list, core out of range)."""
 
 
-class CoresBusy(Exception):
+class CoresBusy(ResourceExhausted):
     """The request is well formed but the cores are owned by other processes."""
 
 

@@ -64,7 +64,10 @@ class OutOfMemory(Exception):
                 f"{format_bytes(self.largest_possible)} (split it)"
             )
         if self.free >= self.needed:
-            return f"{text} but the largest free block is {format_bytes(self.largest_free)} (fragmented)"
+            largest = format_bytes(self.largest_free)
+            if largest == format_bytes(self.needed):  # "needs 4.0 GiB ... largest 4.0 GiB" would read as a bug
+                largest = f"{self.largest_free} bytes, short of the {self.needed} needed"
+            return f"{text} but the largest free block is {largest} (fragmented)"
         return text
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger("neurond")
 
 SESSION_KEY_METADATA = "neuron-session-key"
 CLIENT_PID_METADATA = "neuron-client-pid"
-CLIENT_COMMAND_METADATA = "neuron-client-command"
+CLIENT_COMMAND_METADATA = "neuron-client-command-bin"
 DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 2 << 20  # stays well inside the default 4 MiB gRPC message limit
 MIN_WATCH_INTERVAL_NS = 10_000_000
@@ -108,7 +108,8 @@ class Observers:
         pid = _metadata(context, CLIENT_PID_METADATA)
         self._next += 1
         if pid and pid.isdigit():
-            self._active[self._next] = (int(pid), (_metadata(context, CLIENT_COMMAND_METADATA) or "")[:4096])
+            command = _metadata(context, CLIENT_COMMAND_METADATA) or b""
+            self._active[self._next] = (int(pid), command[:4096].decode(errors="replace"))
         return self._next
 
     def leave(self, token: int) -> None:
