@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
 from neurontools.daemon.embedded import running_daemon
+
+REPEAT = 3000  # matmul+GELU steps of the load kernel: a few milliseconds of device time
 
 
 def _ref(name: str, rows: tuple[int, int] | None = None) -> pb.Ref:
@@ -26,8 +29,11 @@ def _ref(name: str, rows: tuple[int, int] | None = None) -> pb.Ref:
     return ref
 
 
-def mlp_program(k: int = 128, m: int = 64, n: int = 256, weights: np.ndarray | None = None) -> pb.Program:
-    """out[m, n] = gelu(xT[k, m].T @ w[k, n]); rowmax[m, 1] = max over n. Weights are a constant."""
+def mlp_program(k: int = 128, m: int = 64, n: int = 256, weights: np.ndarray | None = None,
+                repeat: int = 1) -> pb.Program:
+    """out[m, n] = gelu(xT[k, m].T @ w[k, n]); rowmax[m, 1] = max over n. Weights are a constant.
+
+    `repeat` > 1 recomputes the matmul and GELU that many times (same result, longer kernel)."""
     f32 = pb.FLOAT32
     program = pb.Program(
         parameters=[pb.Parameter(name="xT", kind=pb.INPUT, shape=[k, m], dtype=f32),
@@ -43,8 +49,9 @@ def mlp_program(k: int = 128, m: int = 64, n: int = 256, weights: np.ndarray | N
     ops = program.instructions
     ops.add(dma_copy=pb.DmaCopy(dst=_ref("x_sb"), src=_ref("xT")))
     ops.add(dma_copy=pb.DmaCopy(dst=_ref("w_sb"), src=_ref("w")))
-    ops.add(matmul=pb.Matmul(dst=_ref("acc"), stationary=_ref("x_sb"), moving=_ref("w_sb")))
-    ops.add(activation=pb.Activation(dst=_ref("y_sb"), src=_ref("acc"), function=pb.GELU))
+    for _ in range(repeat):
+        ops.add(matmul=pb.Matmul(dst=_ref("acc"), stationary=_ref("x_sb"), moving=_ref("w_sb")))
+        ops.add(activation=pb.Activation(dst=_ref("y_sb"), src=_ref("acc"), function=pb.GELU))
     ops.add(tensor_reduce=pb.TensorReduce(dst=_ref("max_sb"), src=_ref("y_sb"), op=pb.MAXIMUM))
     ops.add(dma_copy=pb.DmaCopy(dst=_ref("out"), src=_ref("y_sb")))
     ops.add(dma_copy=pb.DmaCopy(dst=_ref("rowmax"), src=_ref("max_sb")))
@@ -85,15 +92,28 @@ def run(instance_type: str, seconds: float) -> int:
         if error > 1e-3 or not np.allclose(rowmax.read()[:, 0], expected.max(axis=1), atol=1e-3):
             print("demo: the kernel's numbers do not match numpy", file=sys.stderr)
             return 1
+        # The load: one client thread per core, each running a longer kernel in timing-only mode.
+        heavy = [(session.load_model(f"mlp-x{REPEAT}-nc{m.info.subgraphs[0].core_id}",
+                                     {m.info.subgraphs[0].core_id: mlp_program(weights=w, repeat=REPEAT)}),
+                  x, out, rowmax) for m, x, out, rowmax in per_core]
+        counts = [0] * len(heavy)
+        deadline = time.monotonic() + seconds
+
+        def drive(index: int) -> None:
+            model, x, out, rowmax = heavy[index]
+            while time.monotonic() < deadline:
+                model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
+                counts[index] += 1
+
         with Device(daemon.address) as device:
             before = device.snapshot()
-            deadline = time.monotonic() + seconds
-            count = 0
-            while time.monotonic() < deadline:
-                for model, x, out, rowmax in per_core:
-                    model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
-                    count += 1
+            threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(heavy))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             after = device.snapshot()
+        count = sum(counts)
         busy = utilization(before, after)
         print(f"{count} executions in {seconds:g} s; NeuronCore utilization: "
               + " ".join(f"{u:.1f}%" for u in busy))
