@@ -53,7 +53,7 @@ class SnapshotBuilder:
             stacks = memory.stack_stats()
             device = snap.devices.add(
                 device_index=index, memory_total_bytes=memory.total_bytes,
-                memory_used_bytes=sum(s.used_bytes for s in stacks),
+                memory_used_bytes=ledger.used(("device", index)),
                 memory_peak_bytes=ledger.peak(("device", index)),
                 materialized_bytes=memory.materialized_bytes, **ecc[index])
             device.stacks.extend(pb.HbmStack(
