@@ -53,9 +53,9 @@ class Listing:
 def listing_from_snapshot(snapshot: pb.Snapshot, *, include_observers: bool) -> Listing:
     """Devices of the snapshot with their runtime sessions, plus observers when `include_observers`.
 
-    A session uses the devices that own its cores; an observer (a process with the devices open but no
-    runtime, like the driver reports neuron-monitor) uses every device. A process is listed once per
-    device, as a runtime process if it is one.
+    A session uses the devices that own its cores; an observer (neuron-monitor, neuron-top, neuron-ls
+    itself: a process with the devices open but no runtime) uses every device. A process is listed once
+    per device, as a runtime process if it is one.
     """
     topology = snapshot.topology
     device_of_core = {core: device.index for device in topology.devices for core in device.core_ids}

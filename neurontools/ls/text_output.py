@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from neurontools.ls.listing import NOT_A_RUNTIME, DeviceEntry, Listing, Process
+from neurontools.ls.listing import DeviceEntry, Listing, Process
 from neurontools.ls.table import Row, Title, render_table
 from neurontools.ls.topology_drawing import render_drawing
 
 COMMAND_WIDTH = 40
 WIDE_COMMAND_WIDTH = 80
 _ELLIPSIS = "..."
+_NO_PROCESS = "NA"  # the process cells of a device no process uses
 
 
 def cut_command(command: str, width: int) -> str:
@@ -92,7 +93,7 @@ def _device_rows(device: DeviceEntry, columns: list[_Column]) -> list[Row]:
             if column.device_cell is not None:
                 row.append(column.device_cell(device) if number == 0 else "")
             elif process is None:
-                row.append(NOT_A_RUNTIME)
+                row.append(_NO_PROCESS)
             else:
                 assert column.process_cell is not None
                 row.append(column.process_cell(process))
