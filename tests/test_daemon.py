@@ -284,3 +284,21 @@ def test_killed_client_releases_everything_within_two_seconds(address):
     finally:
         child.kill()
         child.wait()
+
+
+def test_deadline_is_honoured_and_the_core_recovers(address):
+    from neurontools.client import RequestTimeout
+    with _session(address, "17") as session, Device(address) as device:
+        model = session.load_model("long", mlp_program(repeat=8000))  # several ms of modeled time
+        x = session.allocate((128, 64), "float32")
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        request = pb.ExecuteRequest(model_id=model.model_id, timing_only=True, bindings=[
+            pb.TensorBinding(core_id=17, name=n, tensor_id=t.tensor_id)
+            for n, t in (("xT", x), ("out", out), ("rowmax", rowmax))])
+        with pytest.raises(RequestTimeout):
+            session._call("Execute", request, timeout=0.001)
+        assert model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True).ok
+        deadline = time.monotonic() + 2
+        while device.snapshot().cores[17].in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert device.snapshot().cores[17].in_flight == 0
