@@ -14,6 +14,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import neurontools
+
 from neurontools.client import Session
 from neurontools.ls.options import USAGE
 from neurontools.testing import embedded_daemon
@@ -42,6 +44,11 @@ def address() -> Iterator[str]:
 def test_help_prints_usage_on_stdout() -> None:
     result = neuron_ls("--help")
     assert (result.returncode, result.stdout.decode(), result.stderr) == (0, USAGE, b"")
+
+
+def test_version() -> None:
+    result = neuron_ls("--version")
+    assert (result.returncode, result.stdout) == (0, f"neuron-ls {neurontools.__version__}\n".encode())
 
 
 def test_unknown_flag_prints_the_error_and_usage_on_stdout_and_exits_1() -> None:

@@ -8,6 +8,7 @@ tests/golden/neuron-ls/generated/  rendered by neuron-ls from the daemon's topol
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -253,7 +254,7 @@ def test_single_device_topology_is_the_table_alone() -> None:
 def test_fatal_line_matches_the_real_no_driver_error() -> None:
     error = ("Unable to read device information from the driver. Make sure aws-neuronx-dkms is installed "
              "and the neuron driver is accessible.")
-    assert fatal_line("Failed to discover neuron devices", error) == reference("no-driver-error.txt")
+    assert fatal_line("Failed to discover neuron devices", error, 0.4) == reference("no-driver-error.txt")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,3 +301,11 @@ def test_trn2_docs_layouts(flags: list[str], file: str, busy: bool) -> None:
     expected = reference(file).replace("logical-neuroncore-config: 2\n", "")
     assert render(trn2_snapshot(busy=busy), flags) == expected
 
+
+
+def test_json_lists_observers_only_with_show_all_procs() -> None:
+    flags = ["-j", "-a"]
+    snapshot = snapshot_for("inf2.24xlarge", INSTANCE_IDS["inf2.24xlarge"], observers=[self_observer(flags)])
+    itself = {"pid": NEURON_LS_PID, "command": "neuron-ls -j -a", "neuron_runtime_version": "NA"}
+    assert all(d["neuron_processes"] == [itself] for d in json.loads(render(snapshot, flags)))
+    assert all(d["neuron_processes"] == [] for d in json.loads(render(snapshot, ["-j"])))

@@ -296,5 +296,5 @@ def test_usage_lists_every_flag_within_80_columns() -> None:
 
 
 def test_fatal_line_is_one_line_even_for_a_multi_line_error() -> None:
-    line = fatal_line("Failed to discover neuron devices", 'cannot reach "x"\nstart it')
-    assert line == 'FATA[0000] Failed to discover neuron devices             error="cannot reach \\"x\\"\\nstart it"\n'
+    line = fatal_line("Failed to discover neuron devices", 'cannot reach "x"\nstart it', 12.7)
+    assert line == 'FATA[0012] Failed to discover neuron devices             error="cannot reach \\"x\\"\\nstart it"\n'

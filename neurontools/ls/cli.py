@@ -21,10 +21,9 @@ _STARTED = time.monotonic()
 SNAPSHOT_TIMEOUT_SECONDS = 5.0
 
 
-def fatal_line(message: str, error: str) -> str:
-    """A logrus text-formatter line: level, elapsed seconds, message padded to 44, quoted field."""
-    elapsed = int(time.monotonic() - _STARTED)
-    return f"FATA[{elapsed:04d}] {message:<44}  error={json.dumps(error, ensure_ascii=False)}\n"
+def fatal_line(message: str, error: str, elapsed_seconds: float) -> str:
+    """A logrus text-formatter line: level, whole seconds since start, message padded to 44, quoted field."""
+    return f"FATA[{int(elapsed_seconds):04d}] {message:<44}  error={json.dumps(error, ensure_ascii=False)}\n"
 
 
 def render_output(snapshot: pb.Snapshot, options: Options) -> str:
@@ -65,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         with Device(address=options.address, timeout=SNAPSHOT_TIMEOUT_SECONDS) as device:
             snapshot = device.snapshot()
     except NeuronError as error:  # unreachable daemon (says how to start one), refused token, ...
-        _write(fatal_line("Failed to discover neuron devices", str(error)), sys.stderr)
+        _write(fatal_line("Failed to discover neuron devices", str(error), time.monotonic() - _STARTED),
+               sys.stderr)
         return 1
 
     _write(render_output(snapshot, options))
