@@ -1,0 +1,282 @@
+"""The NeuronCore-v2 timing model: every cost constant with its source, the cost of each kind of
+instruction, and the scheduler that turns a program into a modeled device time.
+
+"ref §x.y" points into shared/reference/inferentia2.md, which cites the AWS documents behind each figure.
+docs/timing-model.md explains the model, its calibration and what it leaves out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from neurontools._proto import neurond_pb2 as pb
+
+KiB = 1 << 10
+GiB = 1 << 30
+NS_PER_S = 1e9
+
+# -- clocks (ref §2.2 engine table, from the NKI architecture guide) ---------------------------------
+TENSOR_CLOCK_HZ = 2.8e9
+VECTOR_CLOCK_HZ = 1.12e9
+SCALAR_CLOCK_HZ = 1.4e9
+# The SBUF/PSUM access interfaces run at 1.4 GHz (ref §2.3 addressing rules).
+SRAM_CLOCK_HZ = 1.4e9
+
+# -- Tensor engine (ref §3.5) ----------------------------------------------------------------------
+# MultiplyMoving initiation interval: max(N, 64) cycles for bf16/fp16/tf32/fp8, N = moving free size.
+MATMUL_MIN_CYCLES = 64
+# "FP32 is about 4x that".
+MATMUL_FP32_FACTOR = 4
+# A matmul touches three tensors: stationary and moving (SBUF) and its PSUM destination.
+MATMUL_TENSOR_ACCESSES = 3
+
+# -- SBUF/PSUM access (ref §2.3, §3.5) ---------------------------------------------------------------
+# "Each tensor access costs about 60 cycles of fixed overhead".
+SRAM_ACCESS_CYCLES = 60
+
+# -- Vector and Scalar engines (ref §3.5) -----------------------------------------------------------
+# "~N cycles for a one-input instruction and 2N for two inputs" (N = elements per partition);
+# "add about 100 cycles static overhead when instructions are tiny or back-to-back dependent".
+STATIC_OVERHEAD_CYCLES = 100
+# Minimum initiation interval of any Vector/Scalar instruction (MIN_II, ref §3.5 reciprocal rule).
+MIN_II_CYCLES = 64
+
+# -- DMA (ref §2.4, §3.5) --------------------------------------------------------------------------
+DMA_ENGINES_PER_CORE = 16
+# Peak per DMA engine: 27 GiB/s in the NKI architecture guide (the NKI DMA overview says 27.2 GB/s for
+# NC-v2); the NKI DMA bandwidth guide measures 17 B/ns on TRN1. We take the architecture guide's peak
+# because 32 engines x 27 GiB/s matches the chip's "1 TB/s of DMA bandwidth" (ref §2.1).
+DMA_ENGINE_BYTES_PER_S = 27 * GiB
+# HBM: 820 GiB/s per chip shared by its 2 cores (ref §2.1, §1.1 summary table).
+HBM_BYTES_PER_S_PER_CHIP = 820 * GiB
+CORES_PER_CHIP = 2
+HBM_BYTES_PER_S_PER_CORE = HBM_BYTES_PER_S_PER_CHIP / CORES_PER_CHIP
+# "~1300 ns cross-engine semaphore-to-start latency per DMA" (NKI DMA bandwidth guide, ref §2.4).
+DMA_START_LATENCY_NS = 1300.0
+# Fixed cost of one DMA descriptor (one contiguous buffer). Not published: calibrated so that the DMA
+# guide's thresholds hold -- 256 B per partition is overhead-bound (~37 % of peak), 2 KiB approaches
+# peak (~82 %), 4 KiB saturates (~90 %). See docs/timing-model.md.
+DMA_DESCRIPTOR_OVERHEAD_NS = 16.0
+# Largest contiguous buffer one descriptor carries; longer runs are split so a big contiguous copy can
+# spread over several engines. An assumption (the runtime's real chunking is not documented).
+DMA_MAX_DESCRIPTOR_BYTES = 64 * KiB
+
+COMPUTE_ENGINES = (pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD)
+ENGINES = (*COMPUTE_ENGINES, pb.DMA)
+
+
+@dataclass(frozen=True)
+class InstructionCost:
+    """What one instruction costs on its engine.
+
+    occupancy_ns: how long it holds its engine (its initiation interval); the next instruction on the
+    same engine can start after that. latency_ns: how much later its results are visible to dependent
+    instructions (pipeline depth, SRAM access and semaphore overheads) -- it does not hold the engine.
+    dma_queues: for DMA, how many of the core's 16 DMA engines the transfer is spread over.
+    """
+
+    engine: int
+    occupancy_ns: float
+    latency_ns: float
+    dma_queues: int = 0
+
+
+def _ns(cycles: float, clock_hz: float) -> float:
+    return cycles / clock_hz * NS_PER_S
+
+
+def matmul_cost(moving_free: int, fp32: bool) -> InstructionCost:
+    """One MultiplyMoving step; LoadStationary is assumed hidden behind the previous matmul."""
+    cycles = max(moving_free, MATMUL_MIN_CYCLES) * (MATMUL_FP32_FACTOR if fp32 else 1)
+    return InstructionCost(pb.TENSOR, _ns(cycles, TENSOR_CLOCK_HZ),
+                           _ns(MATMUL_TENSOR_ACCESSES * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ))
+
+
+def vector_cost(free_size: int, inputs: int) -> InstructionCost:
+    """A Vector engine instruction reading `inputs` tensors of `free_size` elements per partition."""
+    cycles = max(MIN_II_CYCLES, inputs * free_size)
+    latency = _ns(STATIC_OVERHEAD_CYCLES, VECTOR_CLOCK_HZ) + _ns((inputs + 1) * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ)
+    return InstructionCost(pb.VECTOR, _ns(cycles, VECTOR_CLOCK_HZ), latency)
+
+
+def scalar_cost(free_size: int) -> InstructionCost:
+    """A Scalar engine instruction: one input (scale and bias are free, ref §3.5), one output."""
+    cycles = max(MIN_II_CYCLES, free_size)
+    latency = _ns(STATIC_OVERHEAD_CYCLES, SCALAR_CLOCK_HZ) + _ns(2 * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ)
+    return InstructionCost(pb.SCALAR, _ns(cycles, SCALAR_CLOCK_HZ), latency)
+
+
+def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool) -> InstructionCost:
+    """A transfer of `nbytes` made of `descriptors` contiguous buffers.
+
+    Descriptors are dealt out to min(16, descriptors) DMA engines; each engine moves its share one
+    descriptor at a time, paying a fixed overhead per descriptor. When HBM is involved, the 16 engines
+    together cannot exceed the core's share of HBM bandwidth, so each runs at most at 1/16 of it.
+    """
+    descriptors = max(descriptors, math.ceil(nbytes / DMA_MAX_DESCRIPTOR_BYTES))
+    queues = min(DMA_ENGINES_PER_CORE, descriptors)
+    rate = DMA_ENGINE_BYTES_PER_S
+    if touches_hbm:
+        rate = min(rate, HBM_BYTES_PER_S_PER_CORE / DMA_ENGINES_PER_CORE)
+    per_descriptor_ns = DMA_DESCRIPTOR_OVERHEAD_NS + nbytes / descriptors / rate * NS_PER_S
+    occupancy = math.ceil(descriptors / queues) * per_descriptor_ns
+    return InstructionCost(pb.DMA, occupancy, DMA_START_LATENCY_NS, queues)
+
+
+# A region of a named tensor or tile: (name, box) where box is (start0, stop0, start1, stop1, ...).
+Region = tuple[str, tuple[int, ...]]
+
+# Past this many live regions of one name, the oldest half is merged into one region: their bounding box
+# with their latest finish. Conservative (it can only add waits) and tight for the usual sweeps over row
+# or column bands; it keeps dependency tracking linear in program length.
+MAX_REGIONS_PER_NAME = 64
+_MERGED = -1  # engine of a merged region: not an engine, so no same-engine ordering applies
+
+
+def _overlaps(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    for i in range(0, len(a), 2):
+        if a[i] >= b[i + 1] or b[i] >= a[i + 1]:
+            return False
+    return True
+
+
+def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
+    for i in range(0, len(outer), 2):
+        if inner[i] < outer[i] or inner[i + 1] > outer[i + 1]:
+            return False
+    return True
+
+
+def _bounding_box(boxes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    return tuple(min(b[i] for b in boxes) if i % 2 == 0 else max(b[i] for b in boxes)
+                 for i in range(len(boxes[0])))
+
+
+class _Accesses:
+    """The live reads and writes of one name: (box, engine) -> finish time of the latest access."""
+
+    __slots__ = ("writes", "reads")
+
+    def __init__(self) -> None:
+        self.writes: dict[tuple[tuple[int, ...], int], float] = {}
+        self.reads: dict[tuple[tuple[int, ...], int], float] = {}
+
+    @staticmethod
+    def record(table: dict[tuple[tuple[int, ...], int], float], box: tuple[int, ...], engine: int,
+               finish: float) -> None:
+        key = (box, engine)
+        table[key] = max(table.get(key, 0.0), finish)
+        if len(table) > MAX_REGIONS_PER_NAME:
+            oldest = sorted(table, key=table.__getitem__)[: len(table) // 2]
+            latest = max(table.pop(k) for k in oldest)
+            _Accesses.record(table, _bounding_box([b for b, _ in oldest]), _MERGED, latest)
+
+
+# Idle intervals each DMA queue remembers for back-filling; older ones are forgotten (conservative).
+MAX_DMA_GAPS = 8
+
+
+class _DmaQueue:
+    """One DMA engine: when it is next free, and the idle gaps before that a ready transfer can fill."""
+
+    __slots__ = ("free", "gaps")
+
+    def __init__(self) -> None:
+        self.free = 0.0
+        self.gaps: list[tuple[float, float]] = []  # (start, end), in time order
+
+    def earliest(self, ready: float, duration: float) -> float:
+        for start, end in self.gaps:
+            begin = max(start, ready)
+            if begin + duration <= end:
+                return begin
+        return max(self.free, ready)
+
+    def reserve(self, begin: float, duration: float) -> None:
+        end = begin + duration
+        if begin >= self.free:
+            if begin > self.free:
+                self.gaps.append((self.free, begin))
+                del self.gaps[:-MAX_DMA_GAPS]
+            self.free = end
+            return
+        for i, (start, stop) in enumerate(self.gaps):
+            if start <= begin and end <= stop:
+                self.gaps[i:i + 1] = [(a, b) for a, b in ((start, begin), (end, stop)) if b > a]
+                return
+
+
+class Schedule:
+    """Issues instructions in program order onto the engines of one NeuronCore-v2.
+
+    The four compute engines each run one in-order stream: an instruction starts at max(its engine's
+    free time, the finish of every earlier instruction it depends on). Dependencies are region-level RAW,
+    WAR and WAW on the tensors and tiles it touches. WAR and WAW between two instructions of the same
+    compute engine need no wait: the in-order pipeline already orders them. RAW always waits for the
+    producer's finish (its latency is exposed).
+
+    A DMA transfer is dealt to the `dma_queues` of the 16 DMA engines that can take it earliest; each
+    engine moves its share on its own and may fill an idle gap left by an earlier transfer that had to
+    wait (the 16 queues per engine keep a blocked transfer from holding up a ready one). The transfer
+    finishes when its last engine is done, plus the DMA start latency.
+    """
+
+    def __init__(self) -> None:
+        self._engine_free = {engine: 0.0 for engine in COMPUTE_ENGINES}
+        self._queues = [_DmaQueue() for _ in range(DMA_ENGINES_PER_CORE)]
+        self._accesses: dict[str, _Accesses] = {}
+        self.makespan_ns = 0.0
+        self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
+        self.instructions: dict[int, int] = {engine: 0 for engine in ENGINES}
+
+    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> tuple[float, float]:
+        """Schedules one instruction; returns its (start, finish) in ns."""
+        engine = cost.engine
+        ordered = engine != pb.DMA  # same-engine WAR/WAW are free only on an in-order compute engine
+        ready = 0.0
+        for name, box in reads:
+            acc = self._accesses.get(name)
+            if acc is not None:
+                for (written, _), finish in acc.writes.items():
+                    if finish > ready and _overlaps(written, box):
+                        ready = finish
+        for name, box in writes:
+            acc = self._accesses.get(name)
+            if acc is not None:
+                for table in (acc.writes, acc.reads):
+                    for (other, by), finish in table.items():
+                        if finish > ready and not (ordered and by == engine) and _overlaps(other, box):
+                            ready = finish
+
+        if ordered:
+            start = max(ready, self._engine_free[engine])
+            self._engine_free[engine] = start + cost.occupancy_ns
+            self.busy_ns[engine] += cost.occupancy_ns
+            finish = start + cost.occupancy_ns + cost.latency_ns
+        else:
+            duration = cost.occupancy_ns
+            offers = sorted((queue.earliest(ready, duration) if queue.gaps else max(queue.free, ready), i)
+                            for i, queue in enumerate(self._queues))
+            taken = offers[: cost.dma_queues]
+            for begin, i in taken:
+                self._queues[i].reserve(begin, duration)
+            start = taken[0][0]
+            finish = taken[-1][0] + duration + cost.latency_ns
+            # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
+            self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
+        self.instructions[engine] += 1
+        self.makespan_ns = max(self.makespan_ns, finish)
+
+        for name, box in reads:
+            acc = self._accesses.setdefault(name, _Accesses())
+            acc.record(acc.reads, box, engine, finish)
+        for name, box in writes:
+            acc = self._accesses.setdefault(name, _Accesses())
+            # A write covering older accesses supersedes them: it already waited for them.
+            for table in (acc.writes, acc.reads):
+                for key in [k for k in table if _contains(box, k[0])]:
+                    del table[key]
+            acc.record(acc.writes, box, engine, finish)
+        return start, finish

@@ -1,0 +1,238 @@
+"""The NeuronCore-v2 timing model (neurontools.daemon.cost_model) and the estimates programs get from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon import cost_model as cm
+from neurontools.daemon.program import compile_program
+
+F32, BF16 = pb.FLOAT32, pb.BFLOAT16
+SRAM_NS = cm.SRAM_ACCESS_CYCLES / 1.4  # one SBUF/PSUM access: 60 cycles at 1.4 GHz
+
+
+def ref(name, *slices):
+    return pb.Ref(name=name, slices=[pb.Slice(start=a, stop=b) for a, b in slices])
+
+
+def _r(x):
+    return ref(x) if isinstance(x, str) else x
+
+
+def dma(dst, src):
+    return pb.Instruction(dma_copy=pb.DmaCopy(dst=_r(dst), src=_r(src)))
+
+
+def matmul(dst, stationary, moving, accumulate=False):
+    return pb.Instruction(matmul=pb.Matmul(dst=_r(dst), stationary=_r(stationary), moving=_r(moving),
+                                           accumulate=accumulate))
+
+
+def act(dst, src, function=pb.COPY):
+    return pb.Instruction(activation=pb.Activation(dst=_r(dst), src=_r(src), function=function))
+
+
+def tt(dst, a, b, op=pb.ADD):
+    return pb.Instruction(tensor_tensor=pb.TensorTensor(dst=_r(dst), a=_r(a), b=_r(b), op=op))
+
+
+def reduce_(dst, src, op=pb.ADD):
+    return pb.Instruction(tensor_reduce=pb.TensorReduce(dst=_r(dst), src=_r(src), op=op))
+
+
+def tile(name, shape, dtype=BF16, buffer=pb.SBUF):
+    return pb.Tile(name=name, buffer=buffer, shape=shape, dtype=dtype)
+
+
+def param(name, shape, dtype=BF16, kind=pb.INPUT):
+    return pb.Parameter(name=name, kind=kind, shape=shape, dtype=dtype)
+
+
+def estimate(params, tiles, instructions):
+    return compile_program(pb.Program(parameters=params, tiles=tiles, instructions=instructions)).estimate
+
+
+MATMUL_TILES = [tile("w", [128, 128]), tile("x", [128, 512]), tile("acc", [128, 512], F32, pb.PSUM),
+                tile("acc2", [128, 512], F32, pb.PSUM)]
+
+
+# -- per-instruction costs ---------------------------------------------------------------------------
+
+def test_one_bf16_matmul_step_is_512_tensor_cycles():
+    result = estimate([], MATMUL_TILES, [matmul("acc", "w", "x")])
+    assert result.engine_busy_ns[pb.TENSOR] == round(512 / 2.8)  # 183 ns at 2.8 GHz
+    # Its result is visible after 3 SBUF/PSUM accesses of fixed overhead on top.
+    assert result.device_time_ns == round(512 / 2.8 + 3 * SRAM_NS)
+    assert result.flops == 2 * 128 * 128 * 512
+    assert result.engine_instructions[pb.TENSOR] == 1
+
+
+def test_fp32_matmul_is_four_times_slower_and_tf32_is_not():
+    fp32 = [tile("w", [128, 128], F32), tile("x", [128, 512], F32), tile("acc", [128, 512], F32, pb.PSUM)]
+    tf32 = [tile("w", [128, 128], pb.TFLOAT32), tile("x", [128, 512], F32), tile("acc", [128, 512], F32, pb.PSUM)]
+    assert estimate([], fp32, [matmul("acc", "w", "x")]).engine_busy_ns[pb.TENSOR] == round(4 * 512 / 2.8)
+    assert estimate([], tf32, [matmul("acc", "w", "x")]).engine_busy_ns[pb.TENSOR] == round(4 * 512 / 2.8)
+    only_tf32 = [tile("w", [128, 128], pb.TFLOAT32), tile("x", [128, 512], pb.TFLOAT32),
+                 tile("acc", [128, 512], F32, pb.PSUM)]
+    assert estimate([], only_tf32, [matmul("acc", "w", "x")]).engine_busy_ns[pb.TENSOR] == round(512 / 2.8)
+
+
+def test_small_matmuls_cost_at_least_64_cycles():
+    assert cm.matmul_cost(16, fp32=False).occupancy_ns == pytest.approx(64 / 2.8)
+    assert cm.matmul_cost(16, fp32=True).occupancy_ns == pytest.approx(4 * 64 / 2.8)
+
+
+def test_vector_and_scalar_costs_follow_free_size_and_inputs():
+    assert cm.vector_cost(512, inputs=1).occupancy_ns == pytest.approx(512 / 1.12)
+    assert cm.vector_cost(512, inputs=2).occupancy_ns == pytest.approx(1024 / 1.12)
+    assert cm.scalar_cost(512).occupancy_ns == pytest.approx(512 / 1.4)
+    assert cm.vector_cost(1, inputs=2).occupancy_ns == pytest.approx(64 / 1.12)  # MIN_II
+    assert cm.scalar_cost(1).occupancy_ns == pytest.approx(64 / 1.4)
+    assert cm.scalar_cost(1).latency_ns == pytest.approx(100 / 1.4 + 2 * SRAM_NS)
+
+
+def test_dependent_chain_of_tiny_scalar_ops_matches_the_measured_interval():
+    """The NKI perf guide measured ~189 ns per op for a dependent chain of 1-element ops (ref §3.5)."""
+    n = 20
+    result = estimate([], [tile("t", [1, 1])], [act("t", "t", pb.EXP) for _ in range(n)])
+    assert result.device_time_ns / n == pytest.approx(189, rel=0.10)
+    # Independent tiny ops pipeline at MIN_II instead.
+    independent = estimate([], [tile(f"t{i}", [1, 1]) for i in range(n)],
+                           [act(f"t{i}", f"t{i}", pb.EXP) for i in range(n)])
+    assert independent.device_time_ns < result.device_time_ns / 3
+
+
+def test_dma_bandwidth_needs_kibibytes_per_partition():
+    share = cm.HBM_BYTES_PER_S_PER_CORE / 1e9  # bytes per ns
+
+    def efficiency(bytes_per_partition):
+        cost = cm.dma_cost(128 * bytes_per_partition, 128, touches_hbm=True)
+        return 128 * bytes_per_partition / cost.occupancy_ns / share
+
+    assert efficiency(4096) > 0.88          # >= 4 KiB saturates
+    assert 0.75 < efficiency(2048) < 0.9    # 2 KiB approaches peak
+    assert efficiency(256) < 0.4            # < 256 B is overhead-bound
+    assert efficiency(64) < 0.15
+
+
+def test_dma_latency_spread_and_hbm_cap():
+    cost = cm.dma_cost(128 * 2048, 128, touches_hbm=True)
+    assert cost.latency_ns == 1300 and cost.dma_queues == 16
+    assert cm.dma_cost(4 * 2048, 4, touches_hbm=True).dma_queues == 4
+    # SBUF-to-SBUF transfers run at the engines' own peak, HBM transfers at the core's HBM share.
+    assert cm.dma_cost(128 * 2048, 128, touches_hbm=False).occupancy_ns < cost.occupancy_ns
+    # A big contiguous buffer is split so it spreads over all engines.
+    assert cm.dma_cost(16 << 20, 1, touches_hbm=True).dma_queues == 16
+
+
+def test_dma_descriptors_follow_contiguity():
+    tiles = [tile("t", [128, 512])]
+    whole = estimate([param("x", [128, 512])], tiles, [dma("t", "x")])
+    # A window of a bigger tensor still gives one 1 KiB descriptor per partition: same cost.
+    window = estimate([param("x", [256, 1024])], tiles, [dma("t", ref("x", (0, 128), (0, 512)))])
+    assert window.device_time_ns == whole.device_time_ns
+    # So does a reshape of a contiguous tensor.
+    assert estimate([param("x", [512, 128])], tiles, [dma("t", "x")]) == whole
+    # 256 B columns of a wider tensor need 4 descriptors per partition: slower.
+    columns = estimate([param("x", [512, 256])], tiles, [dma("t", ref("x", (0, 0), (0, 128)))])
+    assert columns.device_time_ns > whole.device_time_ns
+
+
+# -- scheduling ------------------------------------------------------------------------------------
+
+def test_dma_and_independent_matmul_overlap():
+    params = [param("y", [128, 512])]
+    tiles = MATMUL_TILES + [tile("other", [128, 512])]
+    dma_alone = estimate(params, tiles, [dma("other", "y")]).device_time_ns
+    mm_alone = estimate(params, tiles, [matmul("acc", "w", "x")]).device_time_ns
+    both = estimate(params, tiles, [dma("other", "y"), matmul("acc", "w", "x")])
+    assert both.device_time_ns == max(dma_alone, mm_alone) < dma_alone + mm_alone
+
+
+def test_dependent_chain_does_not_overlap():
+    params = [param("y", [128, 512])]
+    dma_alone = estimate(params, MATMUL_TILES, [dma("x", "y")]).device_time_ns
+    mm_alone = estimate(params, MATMUL_TILES, [matmul("acc", "w", "x")]).device_time_ns
+    chained = estimate(params, MATMUL_TILES, [dma("x", "y"), matmul("acc", "w", "x")])
+    assert chained.device_time_ns == pytest.approx(dma_alone + mm_alone, abs=1)
+
+
+def test_write_after_read_waits_for_the_reader():
+    params = [param("y", [128, 512])]
+    # The DMA overwrites x while the matmul may still be reading it: it must wait.
+    war = estimate(params, MATMUL_TILES, [matmul("acc", "w", "x"), dma("x", "y")])
+    free = estimate(params, MATMUL_TILES + [tile("x2", [128, 512])], [matmul("acc", "w", "x"), dma("x2", "y")])
+    assert war.device_time_ns > free.device_time_ns
+
+
+def test_dependencies_are_region_level():
+    params = [param("y", [64, 512])]
+    tiles = [tile("w", [128, 128]), tile("x", [128, 512]), tile("acc", [128, 512], F32, pb.PSUM)]
+    reads_other_half = estimate(params, tiles, [dma(ref("x", (0, 64)), "y"),
+                                                matmul("acc", ref("w", (64, 128)), ref("x", (64, 128)))])
+    reads_same_half = estimate(params, tiles, [dma(ref("x", (0, 64)), "y"),
+                                               matmul("acc", ref("w", (0, 64)), ref("x", (0, 64)))])
+    assert reads_other_half.device_time_ns < reads_same_half.device_time_ns
+
+
+def test_accumulation_group_streams_back_to_back():
+    n = 8
+    tiles = MATMUL_TILES
+    result = estimate([], tiles, [matmul("acc", "w", "x", accumulate=i > 0) for i in range(n)])
+    assert result.device_time_ns == round(n * 512 / 2.8 + 3 * SRAM_NS)
+    assert result.engine_busy_ns[pb.TENSOR] == round(n * 512 / 2.8)
+
+
+def test_double_buffered_pipeline_overlaps_engines():
+    """Load, multiply, evacuate PSUM, store: with two buffers each engine runs behind the others."""
+    steps = 16
+    instrs = []
+    for i in range(steps):
+        s = i % 2
+        instrs += [dma(f"x{s}", ref("inp", (i * 128, i * 128 + 128))), matmul(f"acc{s}", "w", f"x{s}"),
+                   act(f"o{s}", f"acc{s}"), dma(ref("out", (i * 128, i * 128 + 128)), f"o{s}")]
+    tiles = [tile("w", [128, 128])] + [t for s in (0, 1) for t in (
+        tile(f"x{s}", [128, 512]), tile(f"acc{s}", [128, 512], F32, pb.PSUM), tile(f"o{s}", [128, 512]))]
+    params = [param("inp", [steps * 128, 512]), param("out", [steps * 128, 512], kind=pb.OUTPUT)]
+    result = estimate(params, tiles, instrs)
+    serial = sum(compile_program(pb.Program(parameters=params, tiles=tiles, instructions=[i])).estimate
+                 .device_time_ns for i in instrs)
+    assert result.device_time_ns < serial / 2
+    for engine, busy in result.engine_busy_ns.items():
+        assert busy <= result.device_time_ns, pb.Engine.Name(engine)
+    assert result.engine_instructions == {pb.TENSOR: steps, pb.VECTOR: 0, pb.SCALAR: steps, pb.GPSIMD: 0,
+                                          pb.DMA: 2 * steps}
+
+
+def test_small_dmas_spread_over_the_16_queues():
+    one = estimate([param("y", [4, 512])], [tile("t0", [4, 512])], [dma("t0", "y")])
+    four = estimate([param("y", [4, 512])], [tile(f"t{i}", [4, 512]) for i in range(4)],
+                    [dma(f"t{i}", "y") for i in range(4)])
+    assert four.device_time_ns == one.device_time_ns  # 4 queues each, 16 in all: no waiting
+    assert four.engine_busy_ns[pb.DMA] == pytest.approx(4 * one.engine_busy_ns[pb.DMA], abs=2)
+
+
+def test_many_stores_to_distinct_rows_stay_concurrent():
+    """Region tracking merges old regions by bounding box, so sweeps do not serialize."""
+    n = 2000
+    instrs = [dma(ref("y", (i, i + 1)), "t") for i in range(n)]
+    result = estimate([param("y", [n, 1024], kind=pb.OUTPUT)], [tile("t", [1, 1024])], instrs)
+    per_store = cm.dma_cost(2048, 1, touches_hbm=True).occupancy_ns
+    assert result.device_time_ns < n * per_store / 16 + 2 * cm.DMA_START_LATENCY_NS
+
+
+def test_vector_ops_and_flops_rule():
+    tiles = [tile("a", [128, 512]), tile("b", [128, 512]), tile("r", [128, 1], F32)]
+    result = estimate([], tiles, [tt("a", "a", "b"), reduce_("r", "a")])
+    assert result.engine_busy_ns[pb.VECTOR] == round(1024 / 1.12 + 512 / 1.12)
+    assert result.flops == 128 * 512 * 2
+    # The reduce reads what tensor_tensor wrote: RAW on the same engine exposes the latency.
+    latency = 100 / 1.12 + 3 * SRAM_NS
+    assert result.device_time_ns == round(1024 / 1.12 + latency + 512 / 1.12 + 100 / 1.12 + 2 * SRAM_NS)
+
+
+def test_empty_program_takes_no_time():
+    result = estimate([], [], [])
+    assert result.device_time_ns == 0 and result.flops == 0
+    assert set(result.engine_busy_ns) == {pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD, pb.DMA}
