@@ -302,3 +302,17 @@ def test_deadline_is_honoured_and_the_core_recovers(address):
         while device.snapshot().cores[17].in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         assert device.snapshot().cores[17].in_flight == 0
+
+
+def test_a_model_that_does_not_fit_leaves_nothing_behind(address):
+    with _session(address, "18") as session, Device(address) as device:
+        def used():
+            return {u.category: u.used_bytes for u in device.snapshot().cores[18].memory if u.used_bytes}
+        baseline = used()
+        with pytest.raises(OutOfResources, match="does not fit: needs 20.0 GiB on neuron device 9"):
+            session.load_model("huge", mlp_program(), scratchpad_bytes=20 << 30)
+        program = mlp_program()
+        program.constants[0].tensor_id = 999_999  # an unknown tensor as the weights' source
+        with pytest.raises(NotFoundError):
+            session.load_model("bad-source", program)
+        assert used() == baseline

@@ -48,7 +48,7 @@ class _Job:
     future: asyncio.Future
     pending: int
     cancelled: bool = False
-    results: list[tuple[int, str, RunResult | None]] = field(default_factory=list)
+    results: list[tuple[int, str, RunResult | None]] = field(default_factory=list)  # parts that ran
 
 
 class IncorrectInput(Exception):
@@ -168,10 +168,11 @@ class Executor:
                 self.state.telemetry.cores[core].in_flight -= 1
             part.job.loop.call_soon_threadsafe(self._part_done, part.job, outcome)
 
-    def _run_part(self, core: int, part: _Part) -> tuple[int, str, RunResult | None]:
+    def _run_part(self, core: int, part: _Part) -> tuple[int, str, RunResult | None] | None:
+        """The outcome of one subgraph, or None when it was skipped (caller gone, session closed)."""
         job = part.job
         if job.cancelled or job.session.closed_reason is not None:
-            return pb.COMPLETED_WITH_ERR, "cancelled before it started", None
+            return None
         telemetry = self.state.telemetry
         program = part.subgraph.program
         modeled = program.estimate.device_time_ns
@@ -193,12 +194,15 @@ class Executor:
         telemetry.end_busy(core, started, result)
         return outcome
 
-    def _part_done(self, job: _Job, outcome: tuple[int, str, RunResult | None]) -> None:
-        job.results.append(outcome)
+    def _part_done(self, job: _Job, outcome: tuple[int, str, RunResult | None] | None) -> None:
+        if outcome is not None:
+            job.results.append(outcome)
         job.pending -= 1
         if job.pending:
             return
         job.model.running -= 1
+        if not job.results:
+            return  # nobody is waiting and nothing ran: not an execution
         job.model.executions += 1
         response = _combine(job)
         kind = ERROR_KIND_OF_STATUS.get(response.status, 0)

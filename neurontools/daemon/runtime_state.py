@@ -347,12 +347,14 @@ class RuntimeState:
             model = LoadedModel(next(self._model_ids), uuid.uuid4().hex, request.name, session.session_id, [])
             try:
                 for index, (sg, program) in enumerate(zip(request.subgraphs, compiled)):
-                    model.subgraphs.append(self._place_subgraph(session, model, index, sg, program, request))
+                    self._place_subgraph(session, model, index, sg, program, request)
                 self._grow_scratchpads(session, cores, request.scratchpad_bytes or MODEL_SCRATCHPAD_PER_CORE)
-            except (OutOfMemory, InvalidArgument) as exc:
+            except BaseException as exc:
+                # Nothing of a model that failed to load may stay behind.
                 for placed in model.subgraphs:
                     self._free_all(placed.regions)
                 self._forget_model(model)
+                self._release_unused_scratchpads(session)
                 if isinstance(exc, OutOfMemory):
                     raise ResourceExhausted(f"model {request.name!r} does not fit: {exc}") from None
                 raise
@@ -361,9 +363,10 @@ class RuntimeState:
             return model
 
     def _place_subgraph(self, session: Session, model: LoadedModel, index: int, sg: pb.SubgraphProgram,
-                        program: CompiledProgram, request: pb.LoadModelRequest) -> LoadedSubgraph:
+                        program: CompiledProgram, request: pb.LoadModelRequest) -> None:
         core = sg.core_id
         placed = LoadedSubgraph(f"sg_{index:02d}", core, self.machine.device_of_core(core), program, {}, [])
+        model.subgraphs.append(placed)  # first, so a failure below still frees what was placed
 
         def device(size: int, category: int) -> Region:
             region = self._device_alloc(session, core, size, category, model.model_id)
@@ -386,9 +389,8 @@ class RuntimeState:
         device(request.runtime_memory_bytes or MODEL_RUNTIME_MEMORY_PER_CORE, pb.RUNTIME_MEMORY)
         # I/O staging buffers the runtime keeps per model, one per parameter.
         device(sum(p.nbytes for p in program.parameters.values()), pb.TENSORS)
-        region = self._host_alloc(session, core, MODEL_HOST_DMA_BUFFERS_PER_CORE, pb.DMA_BUFFERS, model.model_id)
-        placed.regions.append(region)
-        return placed
+        placed.regions.append(self._host_alloc(session, core, MODEL_HOST_DMA_BUFFERS_PER_CORE, pb.DMA_BUFFERS,
+                                               model.model_id))
 
     def _grow_scratchpads(self, session: Session, cores: list[int], size: int) -> None:
         """The scratchpad is shared by a session's models on a core: it is as large as the largest need."""
@@ -419,6 +421,9 @@ class RuntimeState:
         del session.models[model.model_id]
         del self.models[model.model_id]
         self._forget_model(model)
+        self._release_unused_scratchpads(session)
+
+    def _release_unused_scratchpads(self, session: Session) -> None:
         still_used = {sg.core_id for m in session.models.values() for sg in m.subgraphs}
         for core in [c for c in session.scratchpads if c not in still_used]:
             self._free_region(session.scratchpads.pop(core))
