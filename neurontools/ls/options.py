@@ -6,8 +6,6 @@ Errors use go-flags wording; the caller prints them with the usage on stdout and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 USAGE = """\
 Usage:
   neuron-ls [OPTIONS]
@@ -37,8 +35,9 @@ class UsageError(ValueError):
     pass
 
 
-@dataclass
 class Options:
+    """The parsed flags; the class attributes are the defaults (no dataclass: start-up time)."""
+
     wide: bool = False
     show_all_procs: bool = False
     topology: bool = False

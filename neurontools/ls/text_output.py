@@ -13,7 +13,7 @@ CONNECTED DEVICES appears when some device has links; process columns when some 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from neurontools.ls.listing import DeviceEntry, Listing, Process
 from neurontools.ls.table import Row, Title, render_table
@@ -48,8 +48,7 @@ def short_bdf(bdf: str) -> str:
     return bdf.split(":", 1)[1] if bdf.count(":") == 2 else bdf
 
 
-@dataclass(frozen=True, slots=True)
-class _Column:
+class _Column(NamedTuple):
     title: Title
     device_cell: Callable[[DeviceEntry], str] | None = None  # blank on a device's extra rows
     process_cell: Callable[[Process], str] | None = None  # NA on a device no process uses
