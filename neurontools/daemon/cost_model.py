@@ -231,8 +231,8 @@ class Schedule:
         self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
         self.instructions: dict[int, int] = {engine: 0 for engine in ENGINES}
 
-    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> tuple[float, float]:
-        """Schedules one instruction; returns its (start, finish) in ns."""
+    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> None:
+        """Schedules one instruction after those already issued."""
         engine = cost.engine
         ordered = engine != pb.DMA  # same-engine WAR/WAW are free only on an in-order compute engine
         ready = 0.0
@@ -262,7 +262,6 @@ class Schedule:
             taken = offers[: cost.dma_queues]
             for begin, i in taken:
                 self._queues[i].reserve(begin, duration)
-            start = taken[0][0]
             finish = taken[-1][0] + duration + cost.latency_ns
             # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
             self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
@@ -279,4 +278,3 @@ class Schedule:
                 for key in [k for k in table if _contains(box, k[0])]:
                     del table[key]
             acc.record(acc.writes, box, engine, finish)
-        return start, finish
