@@ -11,6 +11,7 @@ each, neuron-ls's p50 as a multiple of the floor, and whether p90 is within the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=40, help="timed runs per command (default 40)")
     runs = parser.parse_args().runs
 
+    load_before = os.getloadavg()[0]
     with embedded_daemon(instance_type="inf2.48xlarge", instance_id="i-0843f604e49a05017") as address:
         commands = {name: [*NEURON_LS, "--address", address, *flags] for name, flags in MODES.items()}
         for command in commands.values():
@@ -60,7 +62,8 @@ def main() -> int:
 
     floor_p50, _ = percentiles(samples["python -c pass"])
     print(f"neuron-ls on inf2.48xlarge (12 devices), {runs} runs each, wall time incl. interpreter start-up")
-    print(f"command: {' '.join(NEURON_LS)}")
+    print(f"command: {' '.join(NEURON_LS)}; {os.cpu_count()} CPUs, 1-min load average "
+          f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (other work inflates every row alike)")
     print(f"{'command':<28} {'p50 ms':>8} {'p90 ms':>8} {'x floor':>8} {'budget ms':>10}  verdict")
     within = True
     for name, times in samples.items():
