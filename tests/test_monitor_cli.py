@@ -1,0 +1,268 @@
+"""neuron-monitor as users run it: flags, config errors, and the real console script streaming
+reports from a live daemon, through a closed pipe, SIGTERM and a daemon restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurontools.client import Session
+from neurontools.daemon import topology as topo
+from neurontools.daemon.embedded import EmbeddedDaemon
+from neurontools.daemon.instance_info import resolve_identity
+from neurontools.daemon.server import ServerOptions
+from neurontools.demo import mlp_program
+from neurontools.monitor.cli import USAGE, Options, UsageError, main, parse_options
+from neurontools.monitor.report_json import dumps_report, loads_report
+
+NEURON_MONITOR = str(Path(sys.executable).parent / "neuron-monitor")
+
+
+# --- flags -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], Options()),
+    (["-c", "m.conf"], Options(config_file="m.conf")),
+    (["-cm.conf"], Options(config_file="m.conf")),
+    (["--config-file=m.conf", "--verbose", "3"], Options(config_file="m.conf", verbose=3)),
+    (["--config-file", "m.conf", "--verbose=4"], Options(config_file="m.conf", verbose=4)),
+    (["--address", "unix:///tmp/x.sock"], Options(address="unix:///tmp/x.sock")),
+    (["-hc", "m.conf"], Options(config_file="m.conf", help=True)),
+    (["--version", "--"], Options(version=True)),
+])
+def test_flags_are_read_as_go_flags_reads_them(argv, expected):
+    assert parse_options(argv) == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--json-config", "x"], "unknown flag `json-config'"),
+    (["-x"], "unknown flag `x'"),
+    (["-c"], "expected argument for flag `-c, --config-file'"),
+    (["--verbose"], "expected argument for flag `--verbose'"),
+    (["--verbose", "high"], "invalid argument for flag `--verbose' (expected int): strconv.ParseInt: "
+                            'parsing "high": invalid syntax'),
+    (["--verbose=5"], "invalid argument for flag `--verbose': 5 is not between 0 and 4"),
+    (["--help=yes"], "bool flag `--help' cannot have an argument"),
+    (["monitor.conf"], "unexpected argument `monitor.conf'"),
+])
+def test_bad_flags_are_refused(argv, message):
+    with pytest.raises(UsageError) as info:
+        parse_options(argv)
+    assert str(info.value) == message
+
+
+def test_a_bad_flag_prints_the_error_and_usage_on_stdout_and_exits_1(capsys):
+    assert main(["--period", "1s"]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"unknown flag `period'\n\n{USAGE}" and err == ""
+
+
+def test_help_and_version(capsys):
+    assert main(["-h"]) == 0
+    assert capsys.readouterr().out == USAGE
+    assert "-c, --config-file= Path to configuration file" in USAGE
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("neuron-monitor ")
+
+
+def test_a_bad_config_file_exits_1_naming_the_file_the_field_and_the_problem(tmp_path, capsys):
+    path = tmp_path / "monitor.conf"
+    path.write_text('{"neuron_runtimes": [{"metrics": [{"type": "inference_stats"}]}]}')
+    assert main(["-c", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"neuron-monitor: invalid configuration: {path}: neuron_runtimes[0].metrics[0].type: "
+                   'legacy metric group "inference_stats": it was renamed "execution_stats" '
+                   "(inference_stats is rejected since Neuron SDK 2.5)\n")
+
+
+# --- the real console script -------------------------------------------------------------------
+
+
+class Monitor:
+    """neuron-monitor in a subprocess, its stdout lines collected by a thread."""
+
+    def __init__(self, address: str, config: dict | None, tmp_path: Path, *extra: str) -> None:
+        args = [NEURON_MONITOR, "--address", address, *extra]
+        if config is not None:
+            path = tmp_path / "monitor.conf"
+            path.write_text(json.dumps(config))
+            args += ["-c", str(path)]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put((time.monotonic(), line.decode()))
+
+    def line(self, timeout: float = 10.0) -> tuple[float, str]:
+        return self.lines.get(timeout=timeout)
+
+    def until(self, condition, timeout: float = 10.0):
+        """The first report satisfying `condition`, checking each line's encoding on the way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            _, line = self.line(max(0.01, deadline - time.monotonic()))
+            report = loads_report(line)
+            assert dumps_report(report) + "\n" == line
+            if condition(report):
+                return report
+
+    def stop(self) -> tuple[int, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=10)
+        return code, self.process.stderr.read().decode()
+
+
+@pytest.fixture
+def busy_session(address):
+    """A runtime tagged "monitored" on NeuronCores 4-5, executing on core 4 until the test ends."""
+    with Session(address, visible_cores="4-5", tag="monitored", command="pytest app") as session:
+        # Thousands of matmul steps: milliseconds of modeled device time per execution.
+        program = mlp_program(weights=np.ones((128, 256), np.float32), repeat=2000)
+        model = session.load_model("mlp", {4: program})
+        x = session.tensor_from(np.ones((128, 64), np.float32), core_id=4)
+        out = session.allocate((64, 256), "float32", core_id=4)
+        rowmax = session.allocate((64, 1), "float32", core_id=4)
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            yield session
+        finally:
+            stop.set()
+            worker.join()
+
+
+def _ours(report):
+    return next((r for r in report.neuron_runtime_data if r.neuron_runtime_tag == "monitored"), None)
+
+
+def test_the_stream_reports_a_busy_runtime_per_period(address, busy_session, tmp_path):
+    config = {"period": "200ms", "neuron_runtimes": [{"tag_filter": "^monitored$", "metrics": [
+        {"type": "neuroncore_counters"}, {"type": "memory_used"}, {"type": "execution_stats"},
+        {"type": "neuron_runtime_vcpu_usage"}]}],
+        "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}, {"type": "neuron_hw_counters"}]}
+    monitor = Monitor(address, config, tmp_path)
+    try:
+        arrived, line = monitor.line()
+        assert arrived - monitor.started < 3.0  # the first line comes at once, not after a period
+        first = loads_report(line)
+        assert dumps_report(first) + "\n" == line
+        assert first.neuron_runtime_data[0].report.neuroncore_counters.period < 0.1
+
+        report = monitor.until(lambda r: _ours(r) and _ours(r).report.execution_stats.period > 0.15)
+        runtime = _ours(report)
+        assert [r.neuron_runtime_tag for r in report.neuron_runtime_data] == ["monitored"]  # tag_filter
+        assert runtime.pid == os.getpid() and runtime.error == ""
+        counters = runtime.report.neuroncore_counters
+        assert counters.period == pytest.approx(0.2, abs=0.1)
+        assert sorted(counters.neuroncores_in_use, key=int) == [str(core) for core in range(24)]
+        assert counters.neuroncores_in_use["4"].neuroncore_utilization > 10
+        assert counters.neuroncores_in_use["4"].flops > 0
+        assert counters.neuroncores_in_use["5"].neuroncore_utilization == 0  # held, idle
+        assert counters.neuroncores_in_use["0"].neuroncore_utilization == 0  # not ours
+        stats = runtime.report.execution_stats
+        assert 0 < stats.execution_summary.completed < 10_000  # this period's, not the total
+        assert stats.latency_stats.device_latency.p50 > 0
+        memory = runtime.report.memory_used
+        assert list(memory.neuron_runtime_used_bytes.usage_breakdown.neuroncore_memory_usage) == ["4", "5"]
+        [model] = memory.loaded_models
+        assert model.is_running in (True, False) and model.subgraphs["sg_00"].v2 == "nc_v2.4"
+        assert runtime.report.neuron_runtime_vcpu_usage.error == ""
+        assert report.neuron_hardware_info.neuron_device_count == 12
+        assert report.instance_info.instance_id == "i-0123456789abcdef0"
+        assert len(report.system_data.vcpu_usage.usage_data) == os.cpu_count()
+    finally:
+        code, stderr = monitor.stop()
+    assert code == 0 and stderr == ""  # SIGTERM: a clean exit, nothing on stderr at --verbose 0
+
+
+def test_groups_with_a_longer_period_keep_their_last_values_between_refreshes(address, tmp_path):
+    config = {"period": "100ms", "system_metrics": [{"type": "memory_info"},
+                                                    {"type": "neuron_hw_counters", "period": "300ms"}]}
+    monitor = Monitor(address, config, tmp_path)
+    try:
+        lines = [monitor.line() for _ in range(8)]
+    finally:
+        monitor.stop()
+    reports = [loads_report(line) for _, line in lines[1:]]
+    gaps = [b[0] - a[0] for a, b in zip(lines[1:], lines[2:])]
+    assert 0.05 < sum(gaps) / len(gaps) < 0.2  # a line whenever the fastest group is due
+    hw_periods = [r.system_data.neuron_hw_counters.period for r in reports]
+    assert len(set(hw_periods)) <= 3  # refreshed every third line, repeated in between
+    assert any(period == pytest.approx(0.3, abs=0.1) for period in hw_periods)
+    assert all(r.system_data.memory_info.period == pytest.approx(0.1, abs=0.08) for r in reports)
+
+
+def test_sigterm_stops_the_monitor_at_once_with_status_0(address, tmp_path):
+    monitor = Monitor(address, None, tmp_path)  # the default config: 5 s between lines
+    monitor.line()
+    stopped = time.monotonic()
+    code, stderr = monitor.stop()
+    assert time.monotonic() - stopped < 2.0  # woken from its sleep, not at the next period
+    assert code == 0 and stderr == ""
+
+
+def test_a_closed_pipe_ends_the_monitor_quietly(address):
+    # The default 5 s period: the monitor must notice the reader left without waiting to write.
+    started = time.monotonic()
+    result = subprocess.run(["bash", "-c", f'"{NEURON_MONITOR}" --address "{address}" | head -1; '
+                                           'echo "status=${PIPESTATUS[0]}" >&2'],
+                            capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - started < 4.0
+    assert result.stderr == "status=0\n"  # exit 0, and no traceback
+    assert loads_report(result.stdout).neuron_hardware_info.neuron_device_count == 12
+
+
+def test_the_stream_survives_a_daemon_restart_on_the_same_socket(tmp_path):
+    machine = topo.lookup("inf2.xlarge")
+    options = ServerOptions(machine=machine, instance=resolve_identity(machine.instance_type, {}),
+                            address=f"unix://{tmp_path / 'neurond.sock'}")
+    daemon = EmbeddedDaemon(options).start()
+    monitor = Monitor(options.address, {"period": "200ms", "neuron_runtimes": [
+        {"metrics": [{"type": "execution_stats"}]}], "system_metrics": [{"type": "neuron_hw_counters"}]},
+        tmp_path, "--verbose", "2")
+    try:
+        with Session(options.address, tag="before"):
+            monitor.until(lambda r: [x.neuron_runtime_tag for x in r.neuron_runtime_data] == ["before"])
+        daemon.stop()
+        down = monitor.until(lambda r: r.neuron_hardware_info.error != "")
+        assert down.neuron_runtime_data == []
+        assert down.neuron_hardware_info.error.startswith(f"cannot reach neurond at {options.address}")
+        assert down.system_data.neuron_hw_counters.error == down.neuron_hardware_info.error
+        assert down.system_data.neuron_hw_counters.neuron_devices is None
+        arrivals = [monitor.line()[0] for _ in range(3)]  # the stream goes on at its period
+        assert arrivals[-1] - arrivals[0] < 1.0
+
+        daemon = EmbeddedDaemon(options).start()
+        restarted = time.monotonic()
+        with Session(options.address, tag="after"):
+            back = monitor.until(lambda r: [x.neuron_runtime_tag for x in r.neuron_runtime_data] == ["after"])
+        assert time.monotonic() - restarted < 3.0  # recovered by itself within a few periods
+        assert back.neuron_hardware_info.error == "" and back.system_data.neuron_hw_counters.error == ""
+    finally:
+        code, stderr = monitor.stop()
+        daemon.stop()
+    assert code == 0
+    assert "WARN[" in stderr and "cannot reach neurond" in stderr  # --verbose 2 logs the outage once
+    assert stderr.count("cannot reach neurond") == 1
