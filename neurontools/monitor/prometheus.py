@@ -20,16 +20,24 @@ per-device utilization and HBM use can be computed in PromQL), and the exporter'
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import logging
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from socketserver import ThreadingMixIn
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -39,6 +47,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from neurontools.monitor.report import (
     ExecutionStats,
@@ -64,6 +74,10 @@ VCPU_STATES = {"user": ("user", "nice"), "system": ("system", "io_wait", "irq", 
 STALE_PERIODS = 3
 
 Kind = Literal["gauge", "counter", "info"]
+Encoder = Callable[[Any], bytes]  # prometheus_client's generate_latest of either format
+OPENMETRICS_EOF = b"# EOF\n"
+OPENMETRICS_1_0_0 = "application/openmetrics-text; version=1.0.0"
+GZIP_LEVEL = 1  # prometheus_client uses 9: for 3,600 series, 7 times the time for output a third smaller
 MetricGroup = (ExecutionStats | MemoryUsed | NeuronRuntimeVcpuUsage | NeuronCoreCounters
                | MemoryInfo | NeuronHwCounters | VcpuUsage)
 
@@ -122,7 +136,7 @@ NEURON_FAMILIES: tuple[Family, ...] = (
            ("neuron_device_index",)),
     Family("neuron_monitor_group_success", "gauge",
            "Whether the latest report has this metric group without error (1) or with one (0); "
-           'group "neuron_runtime" is the runtime entry itself', ("group", "runtime_tag"), instance_labels=False),
+           "group neuron_runtime is the runtime entry itself", ("group", "runtime_tag"), instance_labels=False),
 )
 _FAMILY = {family.name: family for family in NEURON_FAMILIES}
 
@@ -223,34 +237,145 @@ class _Samples:
     def add_info(self, family: str, labels: dict[str, str]) -> None:
         self.info.setdefault(family, []).append(labels)
 
-    def families(self, *, created_series: bool) -> tuple[Metric, ...]:
-        out: list[Metric] = []
+    def series(self, family: Family) -> Iterator[tuple[dict[str, str], float, float | None]]:
+        """(labels, value, created) of each sample of a family, instance labels first."""
+        instance = self.instance if family.instance_labels else {}
+        for labels in self.info.get(family.name, ()):
+            yield {**instance, **labels}, 1.0, None
+        names = (*instance, *family.labels)
+        for label_values, (value, created) in self.by_family.get(family.name, {}).items():
+            yield dict(zip(names, (*instance.values(), *label_values))), value, created
+
+
+class _Snapshot:
+    """What scrapes read: the samples of the latest report, and their families and expositions,
+    each built on the first scrape that needs it and kept until the next report. Two scrapes may
+    both build one: they build the same thing, so no lock is needed."""
+
+    def __init__(self, samples: _Samples, *, received_at: float, stale_after: float,
+                 daemon_reachable: bool, created_series: bool) -> None:
+        self.samples = samples
+        self.received_at = received_at  # on the mapping's clock
+        self.stale_after = stale_after
+        self.daemon_reachable = daemon_reachable
+        self.created_series = created_series
+        self._rendered: dict[str, bytes] = {}
+
+    @functools.cached_property
+    def families(self) -> tuple[Metric, ...]:
+        out = []
         for family in NEURON_FAMILIES:
-            instance = self.instance if family.instance_labels else {}
-            metric = family.metric(tuple(instance))
-            for labels in self.info.get(family.name, ()):
-                metric.add_metric(tuple(instance.values()), labels)
-            if family.kind != "info":
-                metric = family.metric((*instance, *family.labels))
-            for labels, (value, created) in self.by_family.get(family.name, {}).items():
-                label_values = (*instance.values(), *labels)
-                if family.kind == "counter":
-                    metric.add_metric(label_values, value, created=created if created_series else None)
-                else:
-                    metric.add_metric(label_values, value)
+            metric = family.metric(())
+            for labels, value, created in self.samples.series(family):
+                name = metric.name + {"counter": "_total", "info": "_info"}.get(family.kind, "")
+                metric.samples.append(Sample(name, labels, value))
+                if family.kind == "counter" and self.created_series:
+                    metric.samples.append(Sample(metric.name + "_created", labels, created))
             if metric.samples:
                 out.append(metric)
         return tuple(out)
 
+    def render(self, encoder: Encoder, content_type: str, series_lines: SeriesLines) -> tuple[bytes, SeriesLines]:
+        """The families formatted for this content type, and the series lines to keep."""
+        text = self._rendered.get(content_type)
+        if text is None:
+            if content_type.startswith(("text/plain", OPENMETRICS_1_0_0)):
+                text, series_lines = render_exposition(
+                    self.samples, openmetrics=content_type.startswith(OPENMETRICS_1_0_0),
+                    created_series=self.created_series, previous=series_lines)
+            else:  # a format this module does not write itself
+                text = without_eof(encoder(_Collected(self.families)))
+            self._rendered[content_type] = text
+        return text, series_lines
+
 
 @dataclass(frozen=True)
-class _Snapshot:
-    """What scrapes read: replaced whole, never changed, so no lock is needed to read it."""
+class SeriesLines:
+    """The sample lines of each series, kept from one report to the next: the series of a node
+    change far less often than their values, and many values do not change at all."""
 
-    families: tuple[Metric, ...]
-    received_at: float  # on the mapping's clock
-    stale_after: float
-    daemon_reachable: bool
+    instance: tuple[tuple[str, str], ...] = ()
+    # (family, label values) -> (value, created, sample line, created line)
+    lines: dict[tuple[str, tuple[str, ...]], tuple[float, float | None, str, str]] = field(default_factory=dict)
+
+
+def render_exposition(samples: _Samples, *, openmetrics: bool, created_series: bool,
+                      previous: SeriesLines = SeriesLines()) -> tuple[bytes, SeriesLines]:
+    """The families of a report as prometheus_client's encoders write them (Prometheus text
+    format 0.0.4, or OpenMetrics 1.0.0 without `# EOF`), several times faster: a series' line is
+    written once and reused while its value stays the same, its label text while the series lasts.
+    Returns the text and the lines of this report's series, for the next report."""
+    out: list[str] = []
+    instance_items = tuple(samples.instance.items())
+    known = previous.lines if previous.instance == instance_items else {}
+    lines: dict[tuple[str, tuple[str, ...]], tuple[float, float | None, str, str]] = {}
+    for family in NEURON_FAMILIES:
+        values = samples.by_family.get(family.name, {})
+        infos = samples.info.get(family.name, ())
+        if not values and not infos:
+            continue
+        base = family.name.removesuffix("_total") if family.kind == "counter" else family.name.removesuffix("_info")
+        if openmetrics:
+            out.append(f"# HELP {base} {_escape_help(family.help, openmetrics=True)}\n# TYPE {base} {family.kind}\n")
+        else:
+            kind = "gauge" if family.kind == "info" else family.kind
+            out.append(f"# HELP {family.name} {_escape_help(family.help, openmetrics=False)}\n"
+                       f"# TYPE {family.name} {kind}\n")
+        instance = samples.instance if family.instance_labels else {}
+        for labels in infos:
+            out.append(f"{family.name}{_label_text({**instance, **labels})} 1.0\n")
+        names = (*instance, *family.labels)
+        counter = family.kind == "counter" and created_series
+        created_lines = []
+        for label_values, (value, created) in values.items():
+            key = (family.name, label_values)
+            entry = known.get(key)
+            if entry is None or entry[0] != value or entry[1] != created:
+                if entry is None:
+                    label_text = _label_text(dict(zip(names, (*instance.values(), *label_values))))
+                else:  # the sample line starts with the name and label text: keep them
+                    label_text = entry[2][len(family.name):entry[2].rindex(" ")]
+                created_line = f"{base}_created{label_text} {floatToGoString(created)}\n" if counter else ""
+                entry = (value, created, f"{family.name}{label_text} {floatToGoString(value)}", created_line)
+            lines[key] = entry
+            out.append(entry[2] + "\n")
+            if counter:
+                (out if openmetrics else created_lines).append(entry[3])
+        if created_lines:  # the text format has no _created: prometheus_client writes them as a gauge
+            out.append(f"# HELP {base}_created {_escape_help(family.help, openmetrics=False)}\n"
+                       f"# TYPE {base}_created gauge\n")
+            out.extend(created_lines)
+    return "".join(out).encode(), SeriesLines(instance_items, lines)
+
+
+def _label_text(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape_label_value(value)}"' for name, value in sorted(labels.items())) + "}"
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def _escape_help(text: str, *, openmetrics: bool) -> str:
+    text = text.replace("\\", r"\\").replace("\n", r"\n")
+    return text.replace('"', r'\"') if openmetrics else text
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """Metrics already built, as the collector the encoders take."""
+
+    metrics: Iterable[Metric]
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
+
+
+def without_eof(exposition: bytes) -> bytes:
+    """An exposition without OpenMetrics' closing line, so that parts can be joined."""
+    return exposition.removesuffix(OPENMETRICS_EOF)
 
 
 class PrometheusMapping:
@@ -286,6 +411,7 @@ class PrometheusMapping:
         self._runtime_counters: dict[str, dict[tuple[str, str, str], _CounterSeries]] = {}
         self._ecc_counters: dict[tuple[str, str], _CounterSeries] = {}
         self._logged_errors: set[str] = set()
+        self._series_lines = SeriesLines()  # written by scrapes: the last one to finish wins
 
     # --- producer side ------------------------------------------------------------------------
 
@@ -301,10 +427,11 @@ class PrometheusMapping:
             self._log_new(errors)
             self._reports += 1
             self._snapshot = _Snapshot(
-                families=samples.families(created_series=self._created_series),
+                samples,
                 received_at=self._clock(),
                 stale_after=max(self._stale_after, STALE_PERIODS * longest_period(report)),
                 daemon_reachable=report.neuron_hardware_info.error == "",
+                created_series=self._created_series,
             )
 
     def reject_line(self) -> None:
@@ -404,31 +531,44 @@ class PrometheusMapping:
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
-        snapshot = self._snapshot
-        age = None if snapshot is None else self._clock() - snapshot.received_at
-        fresh = snapshot is not None and age is not None and age <= snapshot.stale_after
+        snapshot, fresh = self._latest()
         if fresh:
             yield from snapshot.families
-        up = self._self_metric("neuron_monitor_up")
-        up.add_metric((), float(fresh and snapshot.daemon_reachable))
+        yield from self._self_metrics(snapshot, fresh, started)
+
+    def exposition(self, encoder: Encoder, content_type: str, *, started: float) -> bytes:
+        """What `collect()` yields, formatted by an encoder of prometheus_client, without the
+        OpenMetrics `# EOF` line. The report's families are formatted once per report and format;
+        only the self-metrics are formatted on every scrape. started: `time.perf_counter()` when
+        the scrape began."""
+        snapshot, fresh = self._latest()
+        report_part = b""
+        if fresh:
+            report_part, self._series_lines = snapshot.render(encoder, content_type, self._series_lines)
+        return report_part + without_eof(encoder(_Collected(self._self_metrics(snapshot, fresh, started))))
+
+    def _latest(self) -> tuple[_Snapshot | None, bool]:
+        snapshot = self._snapshot
+        fresh = snapshot is not None and self._clock() - snapshot.received_at <= snapshot.stale_after
+        return snapshot, fresh
+
+    def _self_metrics(self, snapshot: _Snapshot | None, fresh: bool, started: float) -> Iterator[Metric]:
+        up = _SELF["neuron_monitor_up"].metric(())
+        up.add_metric((), float(fresh and snapshot is not None and snapshot.daemon_reachable))
         yield up
-        if age is not None:
-            age_metric = self._self_metric("neuron_monitor_report_age_seconds")
-            age_metric.add_metric((), age)
-            yield age_metric
+        if snapshot is not None:
+            age = _SELF["neuron_monitor_report_age_seconds"].metric(())
+            age.add_metric((), self._clock() - snapshot.received_at)
+            yield age
         for name, value in (("neuron_monitor_reports_total", self._reports),
                             ("neuron_monitor_rejected_lines_total", self._rejected_lines)):
-            counter = self._self_metric(name)
+            counter = _SELF[name].metric(())
             counter.add_metric((), value, created=self._started if self._created_series else None)
             yield counter
-        duration = self._self_metric("neuron_monitor_scrape_duration_seconds")
-        # Scrapes format each family as it is yielded, so this covers formatting too.
+        duration = _SELF["neuron_monitor_scrape_duration_seconds"].metric(())
+        # Encoders format each family as it is yielded, so this covers formatting the ones before.
         duration.add_metric((), time.perf_counter() - started)
         yield duration
-
-    @staticmethod
-    def _self_metric(name: str) -> Metric:
-        return _SELF[name].metric(())
 
 
 def _count_executions(
@@ -468,16 +608,76 @@ def _hardware_labels(hardware: NeuronHardwareInfo) -> dict[str, str]:
     return labels
 
 
-def metrics_registry(mapping: PrometheusMapping, *, client_metrics: bool = True) -> CollectorRegistry:
-    """A registry of its own for the mapping; client_metrics adds prometheus_client's python_gc_*,
-    python_info and process_* collectors, in the order the companion's default registry lists them."""
+def client_registry() -> CollectorRegistry:
+    """prometheus_client's own collectors (python_gc_*, python_info, process_*), in the order the
+    companion's default registry lists them."""
     registry = CollectorRegistry()
-    if client_metrics:
-        GCCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def metrics_registry(mapping: PrometheusMapping, *, client_metrics: bool = True) -> CollectorRegistry:
+    """A registry with the mapping, after prometheus_client's own collectors when client_metrics."""
+    registry = client_registry() if client_metrics else CollectorRegistry()
     registry.register(mapping)
     return registry
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+class MetricsApp:
+    """The WSGI application behind /metrics (any path, like prometheus_client's).
+
+    It answers as prometheus_client's own app does (content negotiation, gzip, `name[]`), but
+    joins the parts itself so that the report's families, formatted once per report, are not
+    formatted again on every scrape.
+    """
+
+    def __init__(self, mapping: PrometheusMapping, *, client_metrics: bool = True) -> None:
+        self._mapping = mapping
+        self._client = client_registry() if client_metrics else None
+        self._registry = metrics_registry(mapping, client_metrics=client_metrics)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            start_response("200 OK", [("Allow", "OPTIONS,GET")])
+            return [b""]
+        if method != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "OPTIONS,GET")])
+            return [f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()]
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+        if names:
+            body = without_eof(encoder(self._registry.restricted_registry(names)))  # rare: not cached
+        else:
+            client_part = without_eof(encoder(self._client)) if self._client is not None else b""
+            body = client_part + self._mapping.exposition(encoder, content_type, started=started)
+        if content_type.startswith("application/openmetrics-text"):
+            body += OPENMETRICS_EOF
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a hanging scrape must not keep the process alive
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
 
 
 def _file_digest(path: str) -> str:
@@ -488,7 +688,8 @@ class PrometheusExporter:
     """A PrometheusMapping served over HTTP, or HTTPS with a key and certificate.
 
     What `neuron-monitor-prometheus` runs, and what `neuron-monitor --prometheus-port` can run in
-    process: create it, call `update(report)` for every report, `close()` at the end.
+    process: create it (the server starts in a daemon thread), call `update(report)` for every
+    report, `close()` at the end.
     """
 
     def __init__(
@@ -503,15 +704,28 @@ class PrometheusExporter:
     ) -> None:
         """port 0 picks a free port (see `.port`). lean leaves out prometheus_client's own series
         and the `*_created` series. certfile and keyfile go together; a change to either file is
-        picked up by `reload_tls_if_changed()`."""
+        picked up by `reload_tls_if_changed()`. Raises OSError when the port cannot be bound or the
+        certificate or key cannot be loaded (ssl.SSLError is an OSError)."""
         if (certfile is None) != (keyfile is None):
             raise ValueError("HTTPS needs both a certificate file and a key file")
         self.mapping = PrometheusMapping(created_series=not lean, stale_after=stale_after)
-        self.registry = metrics_registry(self.mapping, client_metrics=not lean)
-        self._tls_files = (certfile, keyfile) if certfile and keyfile else None
-        self._tls_digests = self._digests()
-        self._server, self._thread = start_http_server(
-            port, addr=address, registry=self.registry, certfile=certfile, keyfile=keyfile)
+        server_class = _ThreadingServer6 if ":" in address else _ThreadingServer
+        self._server = make_server(address, port, MetricsApp(self.mapping, client_metrics=not lean),
+                                   server_class, handler_class=_QuietHandler)
+        self._tls: tuple[str, str] | None = None
+        self._tls_digests: tuple[str, ...] = ()
+        if certfile is not None and keyfile is not None:
+            try:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(certfile=certfile, keyfile=keyfile)
+            except OSError:
+                self._server.server_close()
+                raise
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._tls = (certfile, keyfile)
+            self._tls_digests = self._digests()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
+        self._thread.start()
 
     @property
     def port(self) -> int:
@@ -519,7 +733,7 @@ class PrometheusExporter:
 
     @property
     def https(self) -> bool:
-        return self._tls_files is not None
+        return self._tls is not None
 
     def update(self, report: Report) -> None:
         self.mapping.update(report)
@@ -528,19 +742,20 @@ class PrometheusExporter:
         self.mapping.reject_line()
 
     def reload_tls_if_changed(self) -> bool:
-        """Load the certificate and key again if either file changed; True when it did."""
-        if self._tls_files is None:
+        """Load the certificate and key again if either file changed (as AWS's script does on
+        every report); True when it did."""
+        if self._tls is None:
             return False
         digests = self._digests()
         if digests == self._tls_digests:
             return False
-        certfile, keyfile = self._tls_files
+        certfile, keyfile = self._tls
         self._server.socket.context.load_cert_chain(certfile=certfile, keyfile=keyfile)
         self._tls_digests = digests
         return True
 
     def _digests(self) -> tuple[str, ...]:
-        return tuple(_file_digest(path) for path in self._tls_files) if self._tls_files else ()
+        return tuple(_file_digest(path) for path in self._tls) if self._tls else ()
 
     def close(self) -> None:
         self._server.shutdown()
@@ -552,4 +767,3 @@ class PrometheusExporter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

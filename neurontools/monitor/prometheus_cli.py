@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from neurontools.monitor.prometheus import PrometheusExporter
-from neurontools.monitor.report import Report, RuntimeReport, SystemData
+from neurontools.monitor.report import Report, ReportObject, RuntimeReport, SystemData
 from neurontools.monitor.report_json import loads_report
 
 log = logging.getLogger("neuron-monitor-prometheus")
@@ -65,8 +65,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(f"{_path(error['loc'])}: {error['msg']}" for error in exc.errors())
 
 
+# pydantic puts the class of a union member in error locations (`memory_used.MemoryUsed.loaded_models`).
+_MODEL_NAMES = frozenset(model.__name__ for model in ReportObject.__subclasses__())
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(the report)"
+    return ".".join(str(part) for part in loc if part not in _MODEL_NAMES) or "(the report)"
 
 
 def _drop_broken_parts(data: dict[str, Any], exc: ValidationError) -> list[str] | None:
