@@ -1,0 +1,5 @@
+import sys
+
+from neurontools.top.cli import main
+
+sys.exit(main())
