@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests and benches run for real: a Prometheus server
 # (with promtool, for the alert-rule checks) and prometheus-node-exporter (the scrape-latency
-# reference). Safe to run again: it does nothing when everything is there, and runs `apt-get update`
+# reference), tmux for neuron-top's end-to-end test and openssl for the TLS test's certificate.
+# Safe to run again: it does nothing when everything is there, and runs `apt-get update`
 # once, only when something has to be installed. Without root it says what to run and skips.
 set -euo pipefail
 
-packages=(prometheus prometheus-node-exporter)
+packages=(prometheus prometheus-node-exporter tmux openssl)
 
 missing=()
 for package in "${packages[@]}"; do
