@@ -1,9 +1,10 @@
 """The Prometheus face of neuron-monitor: AWS's companion metric families, served from the latest report.
 
 `PrometheusMapping` is a custom collector, as the Prometheus exporter guidelines ask: each report is
-turned into immutable metric families once, when it arrives, and every scrape yields the families
-of the latest report. A series exists only while the latest report has it, so the series of a
-runtime that is gone disappear with it, and a scrape costs no more than formatting.
+turned into samples once, when it arrives, and every scrape serves the samples of the latest
+report, formatted on the first scrape that needs them and kept until the next report. A series
+exists only while the latest report has it, so the series of a runtime that is gone disappear with
+it. `PrometheusExporter` serves a mapping over HTTP(S).
 
 Names, types, help texts, labels and values are those of AWS's `neuron-monitor-prometheus.py`
 (reference: neuron-tools.md §4.1), including its quirks: the six instance labels on every series,
@@ -32,9 +33,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
+from typing import Any, Literal
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
@@ -138,7 +139,6 @@ NEURON_FAMILIES: tuple[Family, ...] = (
            "Whether the latest report has this metric group without error (1) or with one (0); "
            "group neuron_runtime is the runtime entry itself", ("group", "runtime_tag"), instance_labels=False),
 )
-_FAMILY = {family.name: family for family in NEURON_FAMILIES}
 
 SELF_FAMILIES: tuple[Family, ...] = (
     Family("neuron_monitor_up", "gauge",
@@ -416,7 +416,7 @@ class PrometheusMapping:
     # --- producer side ------------------------------------------------------------------------
 
     def update(self, report: Report) -> None:
-        """Take a new report: add its per-period counts to the counters and build its families."""
+        """Take a new report: add its per-period counts to the counters and turn it into samples."""
         with self._lock:
             now = self._wall_clock()
             samples = _Samples(instance_labels(report.instance_info))
