@@ -39,6 +39,7 @@ class KeyHelp(Widget):
     def render(self) -> Text:
         key_style = self.get_component_rich_style("key-help--key")
         text = Text()
+        width = self.content_size.width
         self._hit_boxes = []
         for hint in self.hints:
             if text.cell_len:
@@ -46,9 +47,9 @@ class KeyHelp(Widget):
             x0 = text.cell_len
             text.append(f"{hint.key}:", key_style)
             text.append(f" {hint.description}")
-            if hint.action:
+            if hint.action and text.cell_len <= width:  # only entries shown whole are clickable
                 self._hit_boxes.append((x0, text.cell_len, hint.action))
-        text.truncate(self.content_size.width)
+        text.truncate(width)
         return text
 
     async def on_click(self, event: events.Click) -> None:
