@@ -196,3 +196,78 @@ def test_alert_rules_load_and_evaluate(server):
             "NeuronCoreIdleWithModelLoaded", "NeuronExecutionErrors", "NeuronUncorrectedEccEvents",
             "NeuronDeviceMemoryHigh")}
     assert [rule["name"] for rule in rules if rule["state"] != "inactive"] == []
+
+
+# --- the whole pipeline: neurond, a workload, neuron-monitor | neuron-monitor-prometheus ------------
+
+NEURON_MONITOR = str(Path(sys.executable).parent / "neuron-monitor")
+X_BYTES, OUT_BYTES, ROWMAX_BYTES, WEIGHT_BYTES = 128 * 64 * 4, 64 * 256 * 4, 64 * 4, 128 * 256 * 4
+
+
+@pytest.fixture
+def busy_workload(address):
+    """A runtime tagged "served" on NeuronCores 4-5, executing on core 4 until the test ends."""
+    import threading
+
+    import numpy as np
+
+    from neurontools.client import Session
+    from neurontools.demo import mlp_program
+
+    with Session(address, visible_cores="4-5", tag="served", command="pytest workload") as session:
+        model = session.load_model("mlp", {4: mlp_program(weights=np.ones((128, 256), np.float32), repeat=2000)})
+        x = session.tensor_from(np.ones((128, 64), np.float32), core_id=4)
+        out = session.allocate((64, 256), "float32", core_id=4)
+        rowmax = session.allocate((64, 1), "float32", core_id=4)
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            yield session
+        finally:
+            stop.set()
+            worker.join()
+
+
+def test_pipeline_from_a_live_daemon_to_prometheus(prometheus_binary, address, busy_workload, tmp_path):
+    config = tmp_path / "monitor.conf"
+    config.write_text(json.dumps({"period": "500ms", "neuron_runtimes": [{"tag_filter": "^served$", "metrics": [
+        {"type": "neuroncore_counters"}, {"type": "memory_used"}, {"type": "execution_stats"},
+        {"type": "neuron_runtime_vcpu_usage"}]}], "system_metrics": [
+        {"type": "vcpu_usage"}, {"type": "memory_info"}, {"type": "neuron_hw_counters"}]}))
+    monitor = subprocess.Popen([NEURON_MONITOR, "-c", str(config), "--address", address],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    exporter = subprocess.Popen([EXPORTER, "--port", "0", "--listen-address", "127.0.0.1"],
+                                stdin=monitor.stdout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    monitor.stdout.close()  # the exporter owns the pipe now, as after `neuron-monitor |`
+    prometheus = None
+    try:
+        port = int(exporter.stdout.readline().rsplit(" ", 1)[1])
+        prometheus = Prometheus(prometheus_binary, tmp_path, port)
+        prometheus.wait_ready()
+        served = 'runtime_tag="served"'
+        prometheus.wait_for(f'increase(execution_status_total{{{served},status_type="completed"}}[1m]) > 0')
+
+        assert prometheus.value("neuron_monitor_up") == 1
+        assert prometheus.value(f'neuroncore_utilization_ratio{{{served},neuroncore="4"}}') > 0
+        assert prometheus.value(f'neuroncore_utilization_ratio{{{served},neuroncore="0"}}') == 0
+        assert prometheus.value(f'neuroncore_memory_usage_tensors{{{served},neuroncore="4"}}') >= (
+            X_BYTES + OUT_BYTES + ROWMAX_BYTES)
+        assert prometheus.value(f'neuroncore_memory_usage_constants{{{served},neuroncore="4"}}') == WEIGHT_BYTES
+        assert prometheus.value(f'neuroncore_memory_usage_model_code{{{served},neuroncore="4"}}') > 0
+        assert prometheus.value(f'neuron_runtime_memory_used_bytes{{{served},memory_location="neuron_device"}}') > 0
+        assert prometheus.value('instance_info{instance_id="i-0123456789abcdef0",instance_type="inf2.48xlarge"}') == 1
+        assert len(prometheus.wait_for("neuroncore_device_info")) == 24
+        assert prometheus.value(f'execution_latency_seconds{{{served},percentile="p50"}}') > 0
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        monitor.terminate()
+        exporter.terminate()
+        monitor.wait(timeout=30)
+        exporter.wait(timeout=30)
