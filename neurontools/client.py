@@ -103,6 +103,14 @@ def _translate(error: grpc.RpcError, address: str) -> NeuronError:
     return _ERRORS.get(code, NeuronError)(details or f"neurond answered {code.name}", code)
 
 
+def _tool_command_line() -> str:
+    """How a tool names itself to the daemon: "neuron-ls -a", as the real (Go) binaries appear,
+    not "/path/python /path/neuron-ls -a"; scripts run as `python file.py` keep their full form."""
+    if sys.argv and os.path.basename(sys.argv[0]).startswith("neuron"):
+        return " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])
+    return _command_line()
+
+
 def _command_line() -> str:
     try:
         with open("/proc/self/cmdline", "rb") as f:
@@ -132,7 +140,7 @@ class _Connection:
             self.channel = grpc.insecure_channel(self.address, options)
         token = token or os.environ.get(addresses.TOKEN_ENV)
         self.metadata: list[tuple[str, str]] = [("neuron-client-pid", str(os.getpid())),
-                                                ("neuron-client-command-bin", _command_line()[:4096].encode())]
+                                                ("neuron-client-command-bin", _tool_command_line()[:4096].encode())]
         if token:
             self.metadata.append(("authorization", f"Bearer {token}"))
 
