@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -220,7 +221,8 @@ class RecordingClient:
 
 
 def test_put_metric_data_sends_the_same_metrics_in_as_few_requests_as_allowed():
-    documents = [MetricDocument({"InstanceId": "i-1", "NeuronCore": str(core)}, [("NeuronCoreUtilization", "Percent", 1.0)])
+    documents = [MetricDocument({"InstanceId": "i-1", "NeuronCore": str(core)},
+                                [("NeuronCoreUtilization", "Percent", 1.0)])
                  for core in range(MAX_METRIC_DATA_PER_CALL + 1)]
     client = RecordingClient()
     stamp = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -237,10 +239,7 @@ def test_put_metric_data_sends_the_same_metrics_in_as_few_requests_as_allowed():
 
 
 def run(*args: str, stdin: str, env_path: Path | None = None) -> subprocess.CompletedProcess:
-    env = None
-    if env_path is not None:
-        import os
-        env = {**os.environ, "PYTHONPATH": str(env_path)}
+    env = None if env_path is None else {**os.environ, "PYTHONPATH": str(env_path)}
     return subprocess.run([COMMAND, *args], input=stdin, capture_output=True, text=True, timeout=60, env=env)
 
 

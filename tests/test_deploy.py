@@ -257,7 +257,8 @@ def test_alert_rules_query_only_what_the_exporter_emits():
 
     assert set(expressions) == {
         "NeuronMonitorExporterDown", "NeuronMonitorExporterAbsent", "NeuronMonitorReportsStale",
-        "NeuronCoreIdleWithModelLoaded", "NeuronExecutionErrors", "NeuronUncorrectedEccEvents", "NeuronDeviceMemoryHigh",
+        "NeuronCoreIdleWithModelLoaded", "NeuronExecutionErrors", "NeuronUncorrectedEccEvents",
+        "NeuronDeviceMemoryHigh",
     }
     # `up` is Prometheus's own series for every target.
     found = {alert: [problem for problem in problems(expression) if problem != "unknown metric up"]

@@ -350,3 +350,33 @@ def test_scrapes_reuse_the_families_built_for_the_report():
 
     report_families = [metric for metric in first if not metric.name.startswith("neuron_monitor_")]
     assert report_families and all(any(metric is other for other in second) for metric in report_families)
+
+
+def test_reports_built_in_process_map_as_their_json_lines(address):
+    # What `neuron-monitor --prometheus-port` feeds the mapping: the collector's Report objects,
+    # never encoded. They must give the exposition their JSON line gives the stdin companion.
+    from neurontools.client import Device, Session
+    from neurontools.monitor.collector import Collector
+    from neurontools.monitor.config import default_config
+    from neurontools.monitor.report_json import dumps_report, loads_report
+
+    device = Device(address)
+    try:
+        with Session(address, visible_cores="2-3", tag="in-process"):
+            collector = Collector(default_config(), device.snapshot)
+            reports = [collector.collect(), collector.collect()]
+    finally:
+        device.close()
+    direct, decoded = Scraper(), Scraper()
+    for scraper in (direct, decoded):
+        scraper.mapping._wall_clock = lambda: 1700000000.0
+    for report in reports:
+        direct.mapping.update(report)
+        decoded.mapping.update(loads_report(dumps_report(report)))
+
+    def stable(scraper: Scraper) -> list[str]:
+        return [line for line in generate_latest(scraper.registry).decode().splitlines()
+                if "scrape_duration" not in line and "_created" not in line]
+
+    assert stable(direct) == stable(decoded)
+    assert 'runtime_tag="in-process"' in "\n".join(stable(direct))

@@ -285,7 +285,8 @@ def convert(lines: Iterable[bytes], output: IO[str] | None, client: Any, namespa
             output.flush()  # the agent tails the file: a report's lines should reach it together
         if client is not None:
             try:
-                put_metric_data(client, namespace, metric_documents(report), datetime.fromtimestamp(now, tz=timezone.utc))
+                put_metric_data(client, namespace, metric_documents(report),
+                                datetime.fromtimestamp(now, tz=timezone.utc))
             except Exception as exc:  # botocore raises many kinds (credentials, throttling, network): keep going
                 log.warning("PutMetricData failed: %s", exc)
 

@@ -464,7 +464,7 @@ class PrometheusMapping:
                         value = getattr(group.vcpu_usage, usage_type) / 100.0
                         samples.add("neuron_runtime_vcpu_usage_ratio", (tag, usage_type), value)
                 elif isinstance(group, NeuronCoreCounters):
-                    for key, core in group.neuroncores_in_use.items():
+                    for key, core in sorted(group.neuroncores_in_use.items()):  # as Go writes a map
                         samples.add("neuroncore_utilization_ratio", (tag, core_label(key)),
                                     core.neuroncore_utilization / 100.0)
             for (kind, _, label), series in totals.items():
@@ -593,7 +593,7 @@ def _map_runtime_memory(memory: MemoryUsed, tag: str, samples: _Samples) -> None
     for location in ("host", "neuron_device"):
         samples.add("neuron_runtime_memory_used_bytes", (tag, location), getattr(used, location))
     for category in CORE_MEMORY_CATEGORIES:
-        for key, core in used.usage_breakdown.neuroncore_memory_usage.items():
+        for key, core in sorted(used.usage_breakdown.neuroncore_memory_usage.items()):  # as Go writes a map
             # "None": the companion's memory_location label is left over from the loop above, set to None.
             samples.add(f"neuroncore_memory_usage_{category}", (tag, "None", core_label(key)),
                         getattr(core, category))
