@@ -1,0 +1,193 @@
+"""Snapshot latency of a busy inf2.48xlarge neurond over its Unix socket, against the 2 ms p50 budget.
+
+The issue asks for 50 open sessions and 100 loaded models. A session needs at least one NeuronCore
+and a core belongs to one session at a time, so an inf2.48xlarge (24 cores) holds at most 24
+sessions: this measures 24 one-core sessions holding 100 models (4 or 5 each, every one executed
+once, timing-only, so the latency histograms are filled) and says so in its output.
+
+The daemon is the real `neurond` in its own process; a helper process opens the sessions and holds
+them, so this process only measures. Device.snapshot() calls are interleaved with bare
+grpc.health.v1 Check calls on the same daemon (the floor any unary call over this socket pays; the
+reference) and with a bare gRPC echo, in another process, of a snapshot-sized payload (what moving
+that many bytes costs). The rows "of which" split the snapshot into the daemon building the message
+(timed on a replica: a daemon in this process, loaded by the same helper) and the protobuf encode
+and decode.
+
+    .venv/bin/python bench/bench_snapshot.py [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import multiprocessing
+import os
+import pstats
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+
+import common
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.client import Device, Session
+from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.hbm_allocator import format_bytes
+from neurontools.demo import mlp_program
+
+INSTANCE_TYPE = "inf2.48xlarge"
+WANTED_SESSIONS, MODELS = 50, 100
+BUDGET_P50_NS = 2_000_000
+HOLDER_TIMEOUT_S = 120.0
+
+
+def hold_sessions(address: str, models: int, ready: Event, release: Event) -> None:
+    """One session per core, `models` models spread over them, each executed once; held until released."""
+    rng = np.random.default_rng(0)
+    program = mlp_program(weights=rng.standard_normal((128, 256), dtype=np.float32))
+    with Device(address) as device:
+        core_count = len(device.snapshot().cores)
+    sessions = [Session(address, visible_cores=str(core), tag=f"bench-holder-{core}").open()
+                for core in range(core_count)]
+    try:
+        for index in range(models):
+            session = sessions[index % core_count]
+            model = session.load_model(f"bench-mlp-{index}", program)
+            x = session.tensor_from(rng.standard_normal((128, 64), dtype=np.float32))
+            model.execute(xT=x, out=session.allocate((64, 256)), rowmax=session.allocate((64, 1)), timing_only=True)
+        ready.set()
+        release.wait()
+    finally:
+        for session in sessions:
+            session.close()
+
+
+@contextlib.contextmanager
+def sessions_held(address: str) -> Iterator[None]:
+    """The sessions and models, opened and held by a helper process for the duration of the block."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no grpc state inherited
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=hold_sessions, args=(address, MODELS, ready, release), daemon=True)
+    holder.start()
+    try:
+        deadline = time.monotonic() + HOLDER_TIMEOUT_S
+        while not ready.wait(0.2):
+            if not holder.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the session holder could not open the sessions and load the models")
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+        if holder.is_alive():
+            holder.kill()
+
+
+@dataclass
+class Measured:
+    idle: dict[str, list[int]]    # "health", "snapshot" on the daemon without sessions
+    loaded: dict[str, list[int]]  # "health", "snapshot", "echo" with the sessions held
+    idle_snapshot: pb.Snapshot
+    loaded_snapshot: pb.Snapshot
+
+
+def measure(address: str, calls: int) -> Measured:
+    with (Device(address) as device, grpc.insecure_channel(address) as channel, common.echo_process() as echo,
+          grpc.insecure_channel(echo.address) as echo_channel):
+        check = health_pb2_grpc.HealthStub(channel).Check
+        request = health_pb2.HealthCheckRequest()
+        calls_of = {"health": lambda: check(request), "snapshot": device.snapshot}
+        idle = common.time_interleaved(calls_of, max(200, calls // 4))
+        idle_snapshot = device.snapshot()
+        with sessions_held(address):
+            payload = device.snapshot().SerializeToString()
+            echo_payload = common.echo_call(echo_channel)
+            loaded = common.time_interleaved({**calls_of, "echo": lambda: echo_payload(payload)}, calls)
+            loaded_snapshot = device.snapshot()
+    return Measured(idle, loaded, idle_snapshot, loaded_snapshot)
+
+
+def build_costs(count: int, profile: bool) -> tuple[list[int], pstats.Stats | None]:
+    """SnapshotBuilder.build alone, on a daemon in this process loaded like the measured one (by the
+    same helper process): the part of a snapshot's latency the daemon spends assembling the message,
+    without transport or encoding. With `profile`, `count` more builds run under cProfile."""
+    with running_daemon(INSTANCE_TYPE) as daemon, sessions_held(daemon.address):
+        build = daemon.server.snapshots.build
+        samples = common.time_interleaved({"build": lambda: build([])}, count)["build"]
+        if not profile:
+            return samples, None
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [build([]) for _ in range(count)])
+        return samples, pstats.Stats(profiler)
+
+
+def codec_costs(snapshot: pb.Snapshot, count: int) -> dict[str, list[int]]:
+    """Protobuf encode (the daemon's side) and decode (the client's) of this snapshot, in this process."""
+    wire = snapshot.SerializeToString()
+    return common.time_interleaved({"daemon encodes it (in-process)": snapshot.SerializeToString,
+                                    "client decodes it (in-process)": lambda: pb.Snapshot.FromString(wire)},
+                                   count)
+
+
+def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
+    loaded, snapshot = measured.loaded, measured.loaded_snapshot
+    sessions, models = len(snapshot.sessions), len(snapshot.models)
+    reference = common.percentiles(loaded["health"])[50]
+    print(f"Device.snapshot() of an {INSTANCE_TYPE} neurond (separate process) over its Unix socket, "
+          f"{calls} calls per row after warm-up, interleaved with the references")
+    print(f"asked for {WANTED_SESSIONS} sessions and {MODELS} models; measured {sessions} sessions and {models} "
+          f"models: a session needs a NeuronCore and a core belongs to one session ({len(snapshot.cores)} cores)")
+    size = format_bytes(snapshot.ByteSize())
+    rows = []
+    for name, samples, serialized in (
+            ("grpc health Check, same daemon (reference)", loaded["health"], ""),
+            (f"bare gRPC echo of {size} (other process)", loaded["echo"], size),
+            ("snapshot, idle daemon", measured.idle["snapshot"], format_bytes(measured.idle_snapshot.ByteSize())),
+            (f"snapshot, {sessions} sessions, {models} models", loaded["snapshot"], size),
+            *((f"  of which: {part}", samples, "") for part, samples in parts.items())):
+        p = common.percentiles(samples)
+        rows.append((name, common.ms(p[50]), common.ms(p[90]), common.ms(p[99]), f"{p[50] / reference:.1f}",
+                     serialized))
+    common.print_table(("call", "p50 ms", "p90 ms", "p99 ms", "x health p50", "message"), rows)
+    p50 = common.percentiles(loaded["snapshot"])[50]
+    ok = p50 <= BUDGET_P50_NS
+    print(f"budget: p50 under {common.ms(BUDGET_P50_NS)} ms with the sessions and models above -> "
+          f"{p50 / BUDGET_P50_NS:.2f} x budget, {common.verdict(ok)}")
+    common.print_result(f"snapshot p50 {common.ms(p50)} ms ({sessions} sessions, {models} models, {size}; "
+                        f"{p50 / reference:.1f} x health check) vs budget {common.ms(BUDGET_P50_NS)} ms: "
+                        f"{common.verdict(ok)}")
+
+
+def print_profile(stats: pstats.Stats) -> None:
+    print("\nSnapshotBuilder.build on the loaded replica under cProfile (times inflated by the profiler; "
+          "the shares are what matters)")
+    stats.sort_stats("tottime").print_stats(12)
+    stats.sort_stats("cumulative").print_callees(r"\((build|_models|_sessions|_memory)\)")
+
+
+def main() -> int:
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--profile", action="store_true",
+                            help="also profile the daemon's snapshot building and print its top costs")
+
+    args = common.parse_args(__doc__.splitlines()[0], extra)
+    calls = 500 if args.quick else 3000
+    load_before = os.getloadavg()[0]
+    with common.neurond_process(INSTANCE_TYPE) as daemon:
+        measured = measure(daemon.address, calls)
+    builds, profile = build_costs(min(calls // 2, 1000), args.profile)
+    parts = {"daemon builds the message (in-process replica)": builds,
+             **codec_costs(measured.loaded_snapshot, min(calls, 1000))}
+    report(measured, parts, calls)
+    print(common.machine_note(load_before))
+    if profile is not None:
+        print_profile(profile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
