@@ -187,8 +187,8 @@ class NeuronTopApp(App[None]):
             delay = min(MAX_RETRY_SECONDS, 2.0 ** (self._failures - 1))
             reason = str(outcome) if isinstance(outcome, SourceUnavailable) else \
                 f"{type(outcome).__name__}: {outcome}"
-            shown = "; showing the last report" if self.frame else ""
-            self._status(f"{reason}{shown}; retrying in {delay:.0f} s", "error")
+            shown = ", showing the last report" if self.frame else ""
+            self._status(f"retrying in {delay:.0f} s{shown}: {reason}", "error")
         if self._read_again:
             self._read_again = False
             delay = 0.0

@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from neurontools import __version__
 from neurontools.addresses import ADDRESS_ENV
@@ -50,10 +49,10 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stdin_as_data() -> TextIO:
-    """The piped stream as a file of its own, and the terminal back on fd 0 for the keyboard
-    (Textual reads keys from fd 0)."""
-    data = os.fdopen(os.dup(0), encoding="utf-8", errors="replace")
+def _stdin_as_data() -> int:
+    """The piped stream's descriptor, and the terminal back on fd 0 for the keyboard (Textual
+    reads keys from fd 0)."""
+    data = os.dup(0)
     terminal = os.open("/dev/tty", os.O_RDONLY)
     os.dup2(terminal, 0)
     os.close(terminal)
@@ -75,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     source: FrameSource
     if args.stdin:
-        from neurontools.top.sources.stream import StreamSource
+        from neurontools.top.sources.stream import StreamSource, fd_lines
         try:
-            source = StreamSource(_stdin_as_data())
+            source = StreamSource(fd_lines(_stdin_as_data()))
         except OSError as error:
             print(f"neuron-top: --stdin needs a terminal for the keyboard: {error}", file=sys.stderr)
             return 2

@@ -6,21 +6,35 @@ that are not reports are skipped and counted, never fatal, so a stray log line c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TextIO
+import os
+from collections.abc import Iterable, Iterator
 
 from neurontools.top.sources.frame import Frame, SourceEnded
 from neurontools.top.sources.parsing import NotAReport, frame_of
 from neurontools.top.sources.report_documents import Document, documents
 
+CHUNK_BYTES = 1 << 16
+
+
+def fd_lines(fd: int) -> Iterator[str]:
+    """Lines read straight from a file descriptor. No Python file object: its lock, held by a read
+    blocked on a silent pipe, would make closing it at exit wait forever."""
+    pending = b""
+    while chunk := os.read(fd, CHUNK_BYTES):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace") + "\n"
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
 
 class StreamSource:
     can_end_sessions = False
 
-    def __init__(self, stream: TextIO, description: str = "stdin") -> None:
+    def __init__(self, lines: Iterable[str], description: str = "stdin") -> None:
         self.description = description
-        self._stream = stream
-        self._documents: Iterator[Document] = documents(stream)
+        self._documents: Iterator[Document] = documents(lines)
         self._skipped = 0
         self._last_problem = ""
 
@@ -42,6 +56,4 @@ class StreamSource:
         return 0.0
 
     def close(self) -> None:
-        # Left open: the reader thread may be blocked in a read holding the file's lock, and the
-        # pipe closes with the process anyway.
-        pass
+        pass  # the pipe closes with the process

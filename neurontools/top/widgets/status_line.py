@@ -1,4 +1,4 @@
-"""One line under the title for what the user must know about the data: the daemon is away and
+"""A line (wrapped to three at most) under the title for what the user must know about the data: the daemon is away and
 we are reconnecting, the stream ended, the replay's position and speed. Hidden when all is well."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ Kind = Literal["error", "info", "notice"]
 
 class StatusLine(Static):
     DEFAULT_CSS = """
-    StatusLine { height: 1; display: none; }
+    StatusLine { height: auto; max-height: 3; display: none; }
     """
 
     def say(self, message: str, kind: Kind = "info") -> None:
