@@ -10,8 +10,9 @@ them, so this process only measures. Device.snapshot() calls are interleaved wit
 grpc.health.v1 Check calls on the same daemon (the floor any unary call over this socket pays; the
 reference) and with a bare gRPC echo, in another process, of a snapshot-sized payload (what moving
 that many bytes costs). The rows "of which" split the snapshot into the daemon building the message
-(timed on a replica: a daemon in this process, loaded by the same helper) and the protobuf encode
-and decode.
+(on a replica: a daemon in this process, loaded by the same helper) and the protobuf encode and
+decode; they are CPU times of this process's thread, which a busy shared host inflates far less
+than wall times, so they stay comparable from run to run.
 
     .venv/bin/python bench/bench_snapshot.py [--quick] [--profile]
 """
@@ -112,12 +113,12 @@ def measure(address: str, calls: int) -> Measured:
 
 
 def build_costs(count: int, profile: bool) -> tuple[list[int], pstats.Stats | None]:
-    """SnapshotBuilder.build alone, on a daemon in this process loaded like the measured one (by the
-    same helper process): the part of a snapshot's latency the daemon spends assembling the message,
-    without transport or encoding. With `profile`, `count` more builds run under cProfile."""
+    """CPU time of SnapshotBuilder.build alone, on a daemon in this process loaded like the measured one
+    (by the same helper process): what the daemon spends assembling the message, without transport or
+    encoding. With `profile`, `count` more builds run under cProfile."""
     with running_daemon(INSTANCE_TYPE) as daemon, sessions_held(daemon.address):
         build = daemon.server.snapshots.build
-        samples = common.time_interleaved({"build": lambda: build([])}, count)["build"]
+        samples = common.time_interleaved({"build": lambda: build([])}, count, clock=time.thread_time_ns)["build"]
         if not profile:
             return samples, None
         profiler = cProfile.Profile()
@@ -128,9 +129,9 @@ def build_costs(count: int, profile: bool) -> tuple[list[int], pstats.Stats | No
 def codec_costs(snapshot: pb.Snapshot, count: int) -> dict[str, list[int]]:
     """Protobuf encode (the daemon's side) and decode (the client's) of this snapshot, in this process."""
     wire = snapshot.SerializeToString()
-    return common.time_interleaved({"daemon encodes it (in-process)": snapshot.SerializeToString,
-                                    "client decodes it (in-process)": lambda: pb.Snapshot.FromString(wire)},
-                                   count)
+    return common.time_interleaved({"daemon encodes it": snapshot.SerializeToString,
+                                    "client decodes it": lambda: pb.Snapshot.FromString(wire)},
+                                   count, clock=time.thread_time_ns)
 
 
 def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
@@ -148,7 +149,7 @@ def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
             (f"bare gRPC echo of {size} (other process)", loaded["echo"], size),
             ("snapshot, idle daemon", measured.idle["snapshot"], format_bytes(measured.idle_snapshot.ByteSize())),
             (f"snapshot, {sessions} sessions, {models} models", loaded["snapshot"], size),
-            *((f"  of which: {part}", samples, "") for part, samples in parts.items())):
+            *((f"  of which, CPU time: {part}", samples, "") for part, samples in parts.items())):
         p = common.percentiles(samples)
         rows.append((name, common.ms(p[50]), common.ms(p[90]), common.ms(p[99]), f"{p[50] / reference:.1f}",
                      serialized))
@@ -180,7 +181,7 @@ def main() -> int:
     with common.neurond_process(INSTANCE_TYPE) as daemon:
         measured = measure(daemon.address, calls)
     builds, profile = build_costs(min(calls // 2, 1000), args.profile)
-    parts = {"daemon builds the message (in-process replica)": builds,
+    parts = {"daemon builds the message (replica)": builds,
              **codec_costs(measured.loaded_snapshot, min(calls, 1000))}
     report(measured, parts, calls)
     print(common.machine_note(load_before))
