@@ -24,7 +24,7 @@ from neurontools.top import tabs as tab_bar
 from neurontools.top.applications import Application, applications
 from neurontools.top.device_extras import ENGINE_NAMES
 from neurontools.top.history import History
-from neurontools.top.overview import Overview, overview
+from neurontools.top.overview import Overview, core_loads, overview
 from neurontools.top.process_table import process_rows
 from neurontools.top.sources.frame import Frame, FrameSource, SourceEnded, SourceUnavailable
 from neurontools.top.sources.reader import FrameReader, Outcome
@@ -122,6 +122,7 @@ class NeuronTopApp(App[None]):
         self._read_again = False
         self._timer: Timer | None = None
         self._failures = 0
+        self._title = ""
 
     # --- layout ---
 
@@ -217,8 +218,8 @@ class NeuronTopApp(App[None]):
         return "; ".join(parts)
 
     def _record_history(self, frame: Frame) -> None:
-        whole = overview(frame.report)  # history is per core, whatever tab is selected
-        for core in whole.cores:
+        # per core over every application, whatever tab is selected
+        for core in core_loads(frame.report, frame.report.neuron_runtime_data):
             self.history.record(core_history_key(core.core_id), core.utilization)
         if frame.device is not None:
             for core_id, core in frame.device.cores.items():
@@ -233,7 +234,9 @@ class NeuronTopApp(App[None]):
             return
         self.overview = view = overview(self.frame.report, self.tab_key)
         self.tab_key = view.selected_tab.key  # falls back to 'all' when the application went away
-        self.query_one("#title", Static).update(view.title)
+        if view.title != self._title:
+            self._title = view.title
+            self.query_one("#title", Static).update(view.title)
         self.query_one(TabBar).show(view.tabs, self.tab_key)
         if self.view == "overview":
             self.query_one(OverviewView).show(view, self.flops_mode, self.selected_core)

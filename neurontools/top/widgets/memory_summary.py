@@ -57,8 +57,11 @@ class MemorySummary(Widget):
         self.overview: Overview | None = None
 
     def show(self, overview: Overview) -> None:
+        unchanged = self.overview is not None and (self.overview.host_memory, self.overview.device_memory) == (
+            overview.host_memory, overview.device_memory)
         self.overview = overview
-        self.refresh(layout=True)
+        if not unchanged:
+            self.refresh(layout=True)
 
     def _lines(self, width: int) -> list[str]:
         if self.overview is None:

@@ -70,6 +70,8 @@ class MemoryTreeView(ScrollView, can_focus=True):
     # --- data ---
 
     def show(self, roots: tuple[MemoryNode, ...]) -> None:
+        if roots == self.roots:  # memory rarely changes between reports: skip the redraw
+            return
         self.roots = roots
         for node in walk(roots):
             if node.key not in self._seen:

@@ -40,8 +40,9 @@ class TabBar(Widget):
         self._hit_boxes: list[tuple[int, int, str]] = []
 
     def show(self, tabs: tuple[AppTab, ...], selected: str) -> None:
-        self.tabs, self.selected = tabs, selected
-        self.refresh()
+        if (tabs, selected) != (self.tabs, self.selected):
+            self.tabs, self.selected = tabs, selected
+            self.refresh()
 
     def _window(self, width: int) -> tuple[int, int]:
         """First and last+1 index of the tabs that fit, around the selected one."""
