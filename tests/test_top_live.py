@@ -28,8 +28,8 @@ INTERVAL = 0.3
 @contextlib.contextmanager
 def daemon_at(address: str, instance_type: str = "inf2.24xlarge") -> Iterator[EmbeddedDaemon]:
     machine = topo.lookup(instance_type)
-    daemon = EmbeddedDaemon(ServerOptions(machine=machine, address=address,
-                                          instance=resolve_identity(instance_type, {"instance_id": "i-0feedc0ffee000001"})))
+    instance = resolve_identity(instance_type, {"instance_id": "i-0feedc0ffee000001"})
+    daemon = EmbeddedDaemon(ServerOptions(machine=machine, address=address, instance=instance))
     daemon.start()
     try:
         yield daemon

@@ -61,7 +61,7 @@ def drawing(extras: DeviceExtras, width: int, styles: LoadStyles) -> list[Text]:
     placed = positions(extras.shape, extras.device_count)
     if placed is None:
         return []
-    links = {frozenset((l.device_a, l.device_b)): l for l in extras.links}
+    links = {frozenset((link.device_a, link.device_b)): link for link in extras.links}
     columns = max(c for _, c in placed.values()) + 1
     rows = max(r for r, _ in placed.values()) + 1
     labelled = BOX * columns + SEGMENT_WITH_LABEL * (columns - 1) <= width

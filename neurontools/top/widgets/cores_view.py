@@ -120,7 +120,8 @@ class EnginePanel(Widget):
         spark_width = max(0, width - 8 - bar_width - 8 - 1)
         bar_style = self.get_component_rich_style("engine--bar")
         lines = [title]
-        rows = (("Core", core.occupied, "occupied"), *((name, busy, name) for name, busy in zip(ENGINE_NAMES, core.busy)))
+        rows = (("Core", core.occupied, "occupied"),
+                *((name, busy, name) for name, busy in zip(ENGINE_NAMES, core.busy)))
         for label, fraction, series in rows:
             ticks = bar_ticks(fraction, bar_width)
             line = Text(label.ljust(8))

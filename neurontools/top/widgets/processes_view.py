@@ -66,8 +66,9 @@ class ProcessesView(Vertical):
         self.table.refresh()
 
     def sort(self, column: str, descending: bool | None = None) -> None:
-        if descending is None:
-            descending = (not self.descending) if column == self.sort_by else process_table.column(column).descending_first
+        if descending is None:  # the same column again reverses; a new one starts in its natural order
+            descending = (not self.descending if column == self.sort_by
+                          else process_table.column(column).descending_first)
         self.sort_by, self.descending = column, descending
         self._label_columns()
         self._refresh_rows()
