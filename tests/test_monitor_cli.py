@@ -175,7 +175,7 @@ def test_the_stream_reports_a_busy_runtime_per_period(address, busy_session, tmp
         assert [r.neuron_runtime_tag for r in report.neuron_runtime_data] == ["monitored"]  # tag_filter
         assert runtime.pid == os.getpid() and runtime.error == ""
         counters = runtime.report.neuroncore_counters
-        assert counters.period == pytest.approx(0.2, abs=0.1)
+        assert 0.15 < counters.period < 1.0
         assert sorted(counters.neuroncores_in_use, key=int) == [str(core) for core in range(24)]
         assert counters.neuroncores_in_use["4"].neuroncore_utilization > 10
         assert counters.neuroncores_in_use["4"].flops > 0
@@ -202,16 +202,20 @@ def test_groups_with_a_longer_period_keep_their_last_values_between_refreshes(ad
                                                     {"type": "neuron_hw_counters", "period": "300ms"}]}
     monitor = Monitor(address, config, tmp_path)
     try:
-        lines = [monitor.line() for _ in range(8)]
+        lines = [monitor.line() for _ in range(10)]
     finally:
         monitor.stop()
-    reports = [loads_report(line) for _, line in lines[1:]]
+    reports = [loads_report(line) for _, line in lines[1:]]  # after the first, measured-at-once line
     gaps = [b[0] - a[0] for a, b in zip(lines[1:], lines[2:])]
-    assert 0.05 < sum(gaps) / len(gaps) < 0.2  # a line whenever the fastest group is due
-    hw_periods = [r.system_data.neuron_hw_counters.period for r in reports]
-    assert len(set(hw_periods)) <= 3  # refreshed every third line, repeated in between
-    assert any(period == pytest.approx(0.3, abs=0.1) for period in hw_periods)
-    assert all(r.system_data.memory_info.period == pytest.approx(0.1, abs=0.08) for r in reports)
+    assert sum(gaps) / len(gaps) < 0.25  # a line whenever the fastest group is due, not every 300 ms
+    memory = [r.system_data.memory_info for r in reports]
+    assert all(b != a for a, b in zip(memory, memory[1:]))  # refreshed every line
+    hardware = [r.system_data.neuron_hw_counters for r in reports]
+    refreshed = [b for a, b in zip(hardware, hardware[1:]) if b != a]
+    assert 2 <= len(refreshed) <= len(hardware) // 2  # repeated between refreshes
+    # Each period is a measured interval (a slow answer lengthens one and shortens the next), so
+    # their sum spans the refreshes; the first runs from the end of the slower first tick.
+    assert sum(group.period for group in refreshed[1:]) == pytest.approx(0.3 * (len(refreshed) - 1), abs=0.1)
 
 
 def test_sigterm_stops_the_monitor_at_once_with_status_0(address, tmp_path):
@@ -226,8 +230,8 @@ def test_sigterm_stops_the_monitor_at_once_with_status_0(address, tmp_path):
 def test_a_closed_pipe_ends_the_monitor_quietly(address):
     # The default 5 s period: the monitor must notice the reader left without waiting to write.
     started = time.monotonic()
-    result = subprocess.run(["bash", "-c", f'"{NEURON_MONITOR}" --address "{address}" | head -1; '
-                                           'echo "status=${PIPESTATUS[0]}" >&2'],
+    result = subprocess.run(["bash", "-c", f'"{NEURON_MONITOR}" | head -1; echo "status=${{PIPESTATUS[0]}}" >&2'],
+                            env={**os.environ, "NEURON_DAEMON_ADDRESS": address},  # instead of --address
                             capture_output=True, text=True, timeout=30)
     assert time.monotonic() - started < 4.0
     assert result.stderr == "status=0\n"  # exit 0, and no traceback

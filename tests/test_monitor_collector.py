@@ -300,6 +300,25 @@ def test_groups_with_different_periods_refresh_on_their_own_schedule(rig):
     assert third.system_data.neuron_hw_counters.neuron_devices[0].mem_ecc_corrected == 4
 
 
+def test_late_wake_ups_neither_split_groups_apart_nor_pile_up(rig):
+    make, clock, daemon, system = rig
+    daemon.snapshot = snapshot(1.0)
+    collector = make(_config('{"period": "1s", "system_metrics": [{"type": "memory_info"},'
+                             '{"type": "neuron_hw_counters", "period": "3s"}]}'))
+    start = clock.now
+    reports = [collector.collect()]
+    for _ in range(6):
+        clock.now = collector.next_due() + 0.03  # every wake-up 30 ms late
+        reports.append(collector.collect())
+    assert collector.next_due() == pytest.approx(start + 7.0)  # still on the first tick's grid
+    hardware = [report.system_data.neuron_hw_counters for report in reports]
+    refreshed = [index for index in range(1, 7) if hardware[index] is not hardware[index - 1]]
+    assert refreshed == [3, 6]  # always with the 1 s group, never on a line of its own
+    clock.now += 3.5  # a tick 3.5 s late: the missed slots are skipped, not caught up on
+    collector.collect()
+    assert collector.next_due() == pytest.approx(start + 10.0)
+
+
 def test_counts_between_ticks_are_the_periods_own(rig):
     make, clock, daemon, system = rig
     daemon.snapshot = snapshot(10.0, sessions=(session(1, 500, [0], completed=10),))
@@ -314,6 +333,32 @@ def test_counts_between_ticks_are_the_periods_own(rig):
     assert runtime.execution_stats.period == 5.0
     assert runtime.neuroncore_counters.neuroncores_in_use["0"].neuroncore_utilization == 50.0
     assert runtime.neuroncore_counters.neuroncores_in_use["0"].flops == 10**12
+
+
+def test_memory_is_rebuilt_when_it_changes_and_reused_while_it_does_not(rig):
+    make, clock, daemon, system = rig
+
+    def app(tensors: int, running: bool) -> pb.Snapshot:
+        info = session(1, 500, [0])
+        info.core_memory.add(core_id=0, memory=[_usage(pb.TENSORS, tensors)])
+        snap = snapshot(clock.now, sessions=(info,))
+        model = snap.models.add(model_id=10001, uuid="c" * 32, name="m", session_id=1, is_running=running)
+        model.subgraphs.add(name="sg_00", core_id=0, device_memory=[_usage(pb.MODEL_CODE, 64)])
+        model.executions = int(clock.now)  # changes every tick, and is not part of the report
+        return snap
+
+    collector = make(_config('{"neuron_runtimes": [{"metrics": [{"type": "memory_used"}]}]}'))
+    daemon.snapshot = app(1000, False)
+    first = collector.collect().neuron_runtime_data[0].report.memory_used
+    for tensors, running, changed in ((1000, False, False), (5000, False, True), (5000, True, True)):
+        clock.now += 5.0
+        daemon.snapshot = app(tensors, running)
+        used = collector.collect().neuron_runtime_data[0].report.memory_used
+        assert used.period == 5.0
+        assert used.neuron_runtime_used_bytes.neuron_device == tensors
+        assert used.loaded_models[0].is_running is running
+        assert (used.neuron_runtime_used_bytes is first.neuron_runtime_used_bytes) is not changed
+        first = used
 
 
 def test_tag_filter_selects_runtimes_and_the_first_matching_entry_decides_their_groups(rig):

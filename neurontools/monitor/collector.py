@@ -175,6 +175,13 @@ def memory_used(snapshot: IndexedSnapshot, session: pb.SessionInfo, period: floa
         error="")
 
 
+def memory_inputs(snapshot: IndexedSnapshot, session: pb.SessionInfo) -> tuple:
+    """Everything memory_used reads, cheap to compare (protobuf equality runs in C)."""
+    models = snapshot.models.get(session.session_id, ())
+    return (session.host_memory, session.core_memory,
+            [(model.model_id, model.is_running, model.subgraphs) for model in models])
+
+
 def neuron_hw_counters(newer: IndexedSnapshot, older: IndexedSnapshot) -> NeuronHwCounters:
     """ECC events per device in the period (per period, like every count: the Prometheus companion
     adds each report's values to a counter)."""
@@ -237,6 +244,18 @@ class GroupKey:
         return self.selector is not None or self.name in ("neuron_hw_counters", "")
 
 
+def _next_due(due: float, period: float, now: float) -> float:
+    """The first slot of the group's grid after `now`.
+
+    Grids start together at the first tick, so a 1 s and a 2 s group stay in step (one line per
+    second, as the real tool writes) however late each wake-up is; slots missed by a slow tick are
+    skipped, never caught up on.
+    """
+    if due == -math.inf:
+        return now + period
+    return due + period * max(1, math.floor((now - due) / period) + 1)
+
+
 # Instance and hardware info when no configured group asks neurond anything.
 _INFO = GroupKey(None, "")
 
@@ -252,6 +271,7 @@ class _Runtime:
     groups: tuple[str, ...]
     baselines: dict[str, IndexedSnapshot]
     cpu_baseline: ProcessCpuSample | None = None
+    memory_inputs: tuple | None = None  # what the last memory_used was built from
     values: dict[str, object] = field(default_factory=dict)
 
     def data(self) -> RuntimeData:
@@ -307,11 +327,11 @@ class Collector:
     def collect(self) -> Report:
         now = self._clock()
         due = {key for key, at in self._due.items() if at <= now + DUE_SLACK_SECONDS}
+        self._collect_host(due)  # first: quick and steady, so its periods do not wobble with the daemon's
         if any(key.uses_daemon for key in due):
             self._collect_daemon(due)
-        self._collect_host(due)
-        for key in due:  # re-armed from this tick: a slow tick delays the next, never piles up
-            self._due[key] = now + self._periods[key]
+        for key in due:
+            self._due[key] = _next_due(self._due[key], self._periods[key], now)
         log.debug("collected %s", ", ".join(sorted(key.name or "info" for key in due)))
         return self._report()
 
@@ -411,7 +431,16 @@ class Collector:
         period = (current.monotonic_ns - baseline.monotonic_ns) / 1e9
         if name == "execution_stats":
             return execution_stats(session, baseline.sessions.get(session.session_id), period)
-        return memory_used(current, session, period)
+        # Memory is a gauge that rarely changes: rebuilding its ~10 objects per runtime every tick
+        # would cost more than the rest of the tick, so unchanged inputs reuse the last objects.
+        inputs = memory_inputs(current, session)
+        previous = runtime.values.get("memory_used")
+        runtime.memory_inputs, unchanged = inputs, inputs == runtime.memory_inputs
+        if previous is None or not unchanged:
+            return memory_used(current, session, period)
+        assert isinstance(previous, MemoryUsed)
+        return MemoryUsed.model_construct(period=period, neuron_runtime_used_bytes=previous.neuron_runtime_used_bytes,
+                                          loaded_models=previous.loaded_models, error="")
 
     def _runtime_ended(self, runtime: _Runtime) -> None:
         """A runtime gone from the daemon: if its process died, say so once (as the Go tool's failed
