@@ -107,6 +107,18 @@ def test_a_piped_stream_is_shown_and_the_keyboard_still_works() -> None:
         assert _exited(term.wait_for(_exited)).groups() == ("0", "same")
 
 
+def test_sigterm_ends_it_cleanly(tmp_path: Path) -> None:
+    import psutil
+
+    with terminal(f"{NEURON_TOP} --replay {shlex.quote(str(RECORDING))}") as term:
+        term.wait_for(lambda s: "Neuron Apps" in s and "[2]:" in s)
+        shell = psutil.Process(int(subprocess.run(["tmux", "display", "-p", "-t", term.name, "#{pane_pid}"],
+                                                  capture_output=True, text=True, check=True).stdout))
+        (neuron_top,) = shell.children()
+        neuron_top.terminate()
+        assert _exited(term.wait_for(_exited)).groups() == ("0", "same")
+
+
 def test_an_unknown_argument_prints_the_usage_and_leaves_the_terminal_alone() -> None:
     with terminal(f"{NEURON_TOP} --frobnicate") as term:
         screen = term.wait_for(_exited)

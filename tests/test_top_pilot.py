@@ -40,10 +40,11 @@ def _tree(app: NeuronTopApp) -> MemoryTreeView:
 # --- the real tool's keys ----------------------------------------------------------------------
 
 
-def test_q_quits() -> None:
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+def test_q_and_ctrl_c_quit(key: str) -> None:
     async def body():
         async with started() as (app, pilot):
-            await pilot.press("q")
+            await pilot.press(key)
             await pilot.pause()
             assert app._exit
     run(body())

@@ -8,6 +8,8 @@ a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from typing import Protocol
 
@@ -83,6 +85,7 @@ class NeuronTopApp(App[None]):
     TITLE = "neuron-top"
     BINDINGS = [
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # as in every top, not Textual's copy
         Binding("f,F", "toggle_flops", "FLOPS on/off"),
         Binding("x", "toggle_tree", "expand/collapse the entire tree"),
         Binding("a", "tab(-1)", "previous tab"),
@@ -140,6 +143,10 @@ class NeuronTopApp(App[None]):
             yield KeyHelp(id="keys")
 
     def on_mount(self) -> None:
+        # a kill or a closed terminal ends the app normally, so the terminal is restored
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(number, self.exit)
         self.query_one(KeyHelp).show(self._hints())
         self.query_one(MemoryTreeView).focus()
         self._status(f"waiting for the first report from {self.source.description}...", "info")
