@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from neurontools.monitor.report_json import loads_report
+from neurontools.top.applications import application
 from neurontools.top.device_extras import CoreEngines, DeviceExtras, LinkLoad, SessionRef
 from neurontools.top.sources.frame import Frame, SourceEnded
 
@@ -46,7 +47,7 @@ def ring_extras(report, link_bytes_per_second: Sequence[float] = (), loads: floa
     links = tuple(LinkLoad(i, i, (i + 1) % 12, rate, rate / 2, bandwidth, True)
                   for i, rate in zip(range(12), itertools.chain(link_bytes_per_second, itertools.repeat(0.0))))
     sessions = tuple(SessionRef(100 + i, runtime.pid, runtime.neuron_runtime_tag, f"python serve.py --model {i}",
-                                tuple(sorted(cores)[i:i + 1]))
+                                application(runtime).cores)
                      for i, runtime in enumerate(report.neuron_runtime_data))
     return DeviceExtras(shape="ring", device_count=12, cores=cores, links=links, sessions=sessions)
 

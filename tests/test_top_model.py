@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pytest
-from test_top_fixtures import CAPTURES, RECORDING, recorded_reports
+from test_top_fixtures import CAPTURES, RECORDING, recorded_reports, ring_extras
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.monitor.report_json import dumps_report, loads_report
@@ -157,6 +158,15 @@ def test_process_rows_sort_stably_and_filter() -> None:
     assert arrange(rows, "device", True) == arrange(list(reversed(rows)), "device", True)  # input order ignored
     assert {r.app.tag for r in arrange(rows, "pid", False, "LLAMA")} == {f"llama-tp2-{i}" for i in range(4)}
     assert [r.app.tag for r in arrange(rows, "pid", False, "16-17")] == ["llama-tp2-0"]
+
+
+def test_process_cores_and_sessions_come_from_the_snapshot_when_known() -> None:
+    report = recorded_reports()[0]
+    extras = ring_extras(report)
+    held = replace(extras.sessions[0], core_ids=(7, 8))  # e.g. cores held but not used yet
+    rows = process_rows(applications(report), replace(extras, sessions=(held, *extras.sessions[1:])))
+    assert (rows[0].cores, rows[0].session_ids, rows[0].command) == ((7, 8), (100,), "python serve.py --model 0")
+    assert rows[1].cores == applications(report)[1].cores
 
 
 def test_core_ranges() -> None:

@@ -259,7 +259,7 @@ def test_cores_view_follows_the_selected_core_and_a_click_selects_one() -> None:
             row, x0, _, core = next(box for box in grid._hit_boxes if box[3] == 7)
             await pilot.click(CoreHistoryGrid, offset=(x0 + 1, row))
             assert app.selected_core == 7 and app.query_one(EnginePanel).core_id == 7
-            assert "NC 7 (ND3 NC1) engines" in screen_text(app)
+            assert "NC 7 (ND3 NC1, 1 in flight) engines" in screen_text(app)
     run(body())
 
 

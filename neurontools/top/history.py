@@ -25,9 +25,6 @@ class History:
             return list(values)
         return list(values)[-last:] if last > 0 else []
 
-    def clear(self) -> None:
-        self._series.clear()
-
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 

@@ -16,6 +16,7 @@ class ProcessRow:
     app: Application
     session_ids: tuple[int, ...]  # neurond runtime sessions behind it (live source only)
     command: str
+    cores: tuple[int, ...]  # the cores its sessions hold, else those the report shows it using
 
 
 def core_ranges(cores: Sequence[int]) -> str:
@@ -56,7 +57,7 @@ COLUMNS = (
     Column("pid", "PID", lambda r: r.app.pid, lambda r: str(r.app.pid)),
     Column("tag", "Tag", lambda r: r.app.tag, lambda r: r.app.tag),
     Column("session", "Session", lambda r: r.session_ids, lambda r: ",".join(map(str, r.session_ids)) or "-"),
-    Column("cores", "Cores", lambda r: r.app.cores, lambda r: core_ranges(r.app.cores)),
+    Column("cores", "Cores", lambda r: r.cores, lambda r: core_ranges(r.cores)),
     Column("util", "NC Util", lambda r: r.app.utilization, lambda r: f"{r.app.utilization:.1f}%", True),
     Column("device", "Device Mem", lambda r: r.app.device_bytes, lambda r: human_bytes(r.app.device_bytes), True),
     Column("host", "Host Mem", lambda r: r.app.host_bytes, lambda r: human_bytes(r.app.host_bytes), True),
@@ -64,6 +65,7 @@ COLUMNS = (
     Column("models", "Models", lambda r: r.app.models, lambda r: f"{r.app.running_models}/{r.app.models}", True),
     Column("rate", "Exec/s", _exec_rate, lambda r: rate_short(_exec_rate(r)), True),
     Column("command", "Command", lambda r: r.command, lambda r: r.command or "-"),
+    Column("error", "Error", lambda r: r.app.error, lambda r: r.app.error or "-"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 _BY_KEY = {c.key: c for c in COLUMNS}
@@ -73,14 +75,15 @@ def process_rows(apps: Sequence[Application], extras: DeviceExtras | None) -> li
     rows = []
     for app in apps:
         sessions = extras.sessions_of(app.pid, app.tag) if extras else []
+        held = tuple(sorted({core for s in sessions for core in s.core_ids}))
         rows.append(ProcessRow(app, tuple(s.session_id for s in sessions),
-                               sessions[0].command if sessions else ""))
+                               sessions[0].command if sessions else "", held or app.cores))
     return rows
 
 
 def matches(row: ProcessRow, needle: str) -> bool:
     needle = needle.casefold()
-    haystack = (str(row.app.pid), row.app.tag, row.command, core_ranges(row.app.cores))
+    haystack = (str(row.app.pid), row.app.tag, row.command, core_ranges(row.cores))
     return any(needle in text.casefold() for text in haystack)
 
 

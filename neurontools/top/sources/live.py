@@ -36,7 +36,6 @@ class LiveSource:
                  timeout: float = SNAPSHOT_TIMEOUT_SECONDS) -> None:
         self.address = addresses.normalize(address)
         self.description = f"neurond at {self.address}"
-        self.interval = interval
         self._timeout = timeout
         self._device: Device | None = None
         self._recent: deque[pb.Snapshot] = deque(maxlen=2)  # what the collector measured between

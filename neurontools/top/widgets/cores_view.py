@@ -108,9 +108,10 @@ class EnginePanel(Widget):
 
     def render(self) -> Text:
         device, local = divmod(self.core_id, self.cores_per_device)
-        title = Text(f"NC {self.core_id} (ND{device} NC{local}) engines: modeled busy time, % of wall time",
-                     self.get_component_rich_style("engine--title"))
         core = self.extras.cores.get(self.core_id) if self.extras else None
+        waiting = f", {core.in_flight} in flight" if core is not None else ""
+        title = Text(f"NC {self.core_id} (ND{device} NC{local}{waiting}) engines: modeled busy time, % of wall time",
+                     self.get_component_rich_style("engine--title"))
         if core is None:
             reason = ("per-engine time comes from neurond snapshots; neuron-monitor reports do not carry it"
                       if self.extras is None else "this core is not in the daemon's snapshot")

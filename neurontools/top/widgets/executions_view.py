@@ -1,5 +1,6 @@
 """The Executions view: per application, executions and failures per second, errors per second by
-kind, and total (queueing included) and device latency percentiles of the last period."""
+kind, total (queueing included) and device latency percentiles of the last period, and the group's
+own collection error."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from neurontools.top.widgets.table_sync import Cell, Row, sync_rows
 
 COLUMNS = (("app", "App"), ("pid", "PID"), ("rate", "Exec/s"), ("failed", "Failed/s"),
            *((kind, kind.capitalize()[:9]) for kind in ERROR_KINDS),
-           ("total50", "Total p50"), ("total99", "Total p99"), ("device50", "Device p50"), ("device99", "Device p99"))
+           ("total50", "Total p50"), ("total99", "Total p99"), ("device50", "Device p50"), ("device99", "Device p99"),
+           ("error", "Error"))
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 
 
@@ -28,6 +30,7 @@ def execution_row(app: Application, selected: bool) -> Row:
         *errors,
         seconds_short(total.p50 if total else None), seconds_short(total.p99 if total else None),
         seconds_short(device.p50 if device else None), seconds_short(device.p99 if device else None),
+        figures.error or "-",
     )
 
 
