@@ -20,6 +20,10 @@ import psutil
 
 from neurontools.daemon.memory_ledger import MemoryLedger
 
+# A region's buffer is written sparsely (a chunk here and there of a multi-GiB tensor): with
+# transparent huge pages each small write would make a whole 2 MiB page resident.
+np._core.multiarray._set_madvise_hugepage(False)
+
 # One id space for every region of the daemon, device or host, so an id alone names a region.
 # next() on itertools.count is atomic under the GIL.
 _region_ids = itertools.count(1)

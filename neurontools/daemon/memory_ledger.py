@@ -32,12 +32,15 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._books: dict[Hashable, _ScopeBook] = {}
+        # Bumped by every change, so readers (snapshots) can reuse what they built from an older read.
+        self.version = 0
 
     def add(self, scopes: Iterable[Hashable], category: int, nbytes: int) -> None:
         """Charge `nbytes` of `category` to every scope and raise their peaks."""
         if nbytes < 0:
             raise ValueError(f"cannot add a negative byte count ({nbytes})")
         with self._lock:
+            self.version += 1
             for scope in scopes:
                 book = self._books.get(scope)
                 if book is None:
@@ -69,6 +72,7 @@ class MemoryLedger:
                     )
             if nbytes == 0:
                 return
+            self.version += 1
             for scope in scopes:
                 book = self._books[scope]
                 book.used[category] -= nbytes
@@ -101,4 +105,5 @@ class MemoryLedger:
     def forget(self, scope: Hashable) -> None:
         """Drop a scope entirely (a closed session, an unloaded model); unknown scopes are ignored."""
         with self._lock:
+            self.version += 1
             self._books.pop(scope, None)

@@ -10,15 +10,34 @@ from neurontools.daemon.memory_ledger import MemoryLedger
 from neurontools.daemon.runtime_state import RuntimeState
 
 
-def _memory(target, ledger: MemoryLedger, scope) -> None:
-    target.extend(pb.MemoryUsage(category=category, used_bytes=used, peak_bytes=peak)
-                  for category, (used, peak) in sorted(ledger.categories(scope).items()))
+class _MemoryMessages:
+    """MemoryUsage messages per ledger scope, rebuilt only after the ledger changed.
+
+    Building protobuf messages in Python is most of a snapshot's cost; memory only changes on
+    allocation and free, so steady-state snapshots copy cached messages (in C) instead."""
+
+    def __init__(self, ledger: MemoryLedger) -> None:
+        self.ledger = ledger
+        self.version = -1
+        self.cache: dict = {}
+
+    def fill(self, target, scope) -> None:
+        if self.ledger.version != self.version:
+            self.version = self.ledger.version
+            self.cache.clear()
+        messages = self.cache.get(scope)
+        if messages is None:
+            messages = self.cache[scope] = [
+                pb.MemoryUsage(category=category, used_bytes=used, peak_bytes=peak)
+                for category, (used, peak) in sorted(self.ledger.categories(scope).items())]
+        target.extend(messages)
 
 
 class SnapshotBuilder:
     def __init__(self, state: RuntimeState) -> None:
         self.state = state
         self.started_unix_ns = time.time_ns()
+        self.memory = _MemoryMessages(state.ledger)
 
     def build(self, observers: list[tuple[int, str]]) -> pb.Snapshot:
         state = self.state
@@ -27,8 +46,8 @@ class SnapshotBuilder:
                            daemon_version=__version__)
         snap.topology.CopyFrom(state.topology)
         with state.lock:
-            self._sessions(snap, state, ledger)
-            self._models(snap, state, ledger)
+            self._sessions(snap, state)
+            self._models(snap, state)
             owners = {core: s.session_id for core, s in state.core_owner.items()}
         telemetry = state.telemetry
         with telemetry.lock:
@@ -48,7 +67,7 @@ class SnapshotBuilder:
             snap.sessions_opened = telemetry.sessions_opened
             snap.sessions_closed = telemetry.sessions_closed
         for message in snap.cores:
-            _memory(message.memory, ledger, ("core", message.core_id))
+            self.memory.fill(message.memory, ("core", message.core_id))
         for index, memory in enumerate(state.devices):
             stacks = memory.stack_stats()
             device = snap.devices.add(
@@ -60,32 +79,30 @@ class SnapshotBuilder:
                 size_bytes=s.size_bytes, used_bytes=s.used_bytes, free_bytes=s.free_bytes,
                 largest_free_bytes=s.largest_free_bytes, free_blocks=s.free_blocks,
                 allocations=s.allocations) for s in stacks)
-            _memory(device.memory, ledger, ("device", index))
+            self.memory.fill(device.memory, ("device", index))
         for link_id, (a_to_b, b_to_a) in enumerate(links):
             snap.links.add(link_id=link_id, bytes_a_to_b=a_to_b, bytes_b_to_a=b_to_a, up=True)
         snap.observers.extend(pb.Observer(pid=pid, command=command) for pid, command in observers)
         return snap
 
-    @staticmethod
-    def _sessions(snap: pb.Snapshot, state: RuntimeState, ledger: MemoryLedger) -> None:
+    def _sessions(self, snap: pb.Snapshot, state: RuntimeState) -> None:
         for session in state.sessions.values():
             info = snap.sessions.add(
                 session_id=session.session_id, pid=session.pid, command=session.command,
                 runtime_version=session.runtime_version, tag=session.tag, core_ids=session.core_ids,
                 opened_unix_ns=session.opened_unix_ns, tensors=len(session.tensors))
-            _memory(info.host_memory, ledger, ("host_session", session.session_id))
+            self.memory.fill(info.host_memory, ("host_session", session.session_id))
             for core in session.core_ids:
-                core_memory = info.core_memory.add(core_id=core)
-                _memory(core_memory.memory, ledger, ("session_core", session.session_id, core))
+                self.memory.fill(info.core_memory.add(core_id=core).memory,
+                                 ("session_core", session.session_id, core))
             session.stats.fill(info.stats)
 
-    @staticmethod
-    def _models(snap: pb.Snapshot, state: RuntimeState, ledger: MemoryLedger) -> None:
+    def _models(self, snap: pb.Snapshot, state: RuntimeState) -> None:
         for model in state.models.values():
             info = snap.models.add(model_id=model.model_id, uuid=model.uuid, name=model.name,
                                    session_id=model.session_id, is_running=model.running > 0,
                                    executions=model.executions)
             for sg in model.subgraphs:
                 subgraph = info.subgraphs.add(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
-                _memory(subgraph.device_memory, ledger, ("model_core", model.model_id, sg.core_id))
-                _memory(subgraph.host_memory, ledger, ("model_host", model.model_id, sg.core_id))
+                self.memory.fill(subgraph.device_memory, ("model_core", model.model_id, sg.core_id))
+                self.memory.fill(subgraph.host_memory, ("model_host", model.model_id, sg.core_id))
