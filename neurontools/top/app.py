@@ -39,7 +39,7 @@ from neurontools.top.widgets.key_help import KeyHelp, KeyHint
 from neurontools.top.widgets.memory_tree import MemoryTreeView
 from neurontools.top.widgets.overview_view import OverviewView
 from neurontools.top.widgets.processes_view import ProcessesView
-from neurontools.top.widgets.status_line import StatusLine
+from neurontools.top.widgets.status_line import Kind, StatusLine
 from neurontools.top.widgets.tab_bar import TabBar
 from neurontools.top.widgets.topology_view import TopologyView
 from neurontools.top.widgets.utilization import UtilizationGrid
@@ -256,8 +256,8 @@ class NeuronTopApp(App[None]):
         elif self.view == "processes":
             self.query_one(ProcessesView).show(process_rows(self.applications, self.frame.device))
 
-    def _status(self, message: str, kind: str) -> None:
-        self.query_one(StatusLine).say(message, kind)  # type: ignore[arg-type]
+    def _status(self, message: str, kind: Kind) -> None:
+        self.query_one(StatusLine).say(message, kind)
 
     def _hints(self) -> tuple[KeyHint, ...]:
         hints = list(REAL_TOOL_HINTS) if self.view == "overview" else [REAL_TOOL_HINTS[0], REAL_TOOL_HINTS[1],
