@@ -148,18 +148,20 @@ class _DaemonSnapshots:
     """
 
     def __init__(self, address: str | None, timeout: float) -> None:
+        # Imported here, once: grpc is most of the start-up time, and --help does not need it.
+        from neurontools import client
+        self._client = client
         self._address = address
         self._timeout = timeout
         self._device: Device | None = None
 
     def __call__(self) -> pb.Snapshot:
-        from neurontools.client import Device, NeuronError
         if self._device is None:
-            self._device = Device(self._address, timeout=self._timeout)
+            self._device = self._client.Device(self._address, timeout=self._timeout)
             logging.getLogger("neuron-monitor").info("connecting to neurond at %s", self._device.address)
         try:
             return self._device.snapshot()
-        except NeuronError:
+        except self._client.NeuronError:
             self.close()
             raise
 

@@ -24,10 +24,10 @@ from neurontools.latency_histogram import difference, percentiles
 from neurontools.monitor.config import MonitorConfig, RuntimeSelector
 from neurontools.monitor.report import (
     CoreCounters, DeviceMemoryBreakdown, ErrorSummary, ExecutionStats, ExecutionSummary, HostMemoryBreakdown,
-    InstanceInfo, LatencyPercentiles, LatencyStats, LoadedModel, MemoryUsed, NeuronCoreCounters,
+    InstanceInfo, LatencyPercentiles, LatencyStats, LoadedModel, MemoryInfo, MemoryUsed, NeuronCoreCounters,
     NeuronCoreMemoryBreakdown, NeuronDeviceCounters, NeuronHardwareInfo, NeuronHwCounters, Report,
     RuntimeData, RuntimeMemoryBreakdown, RuntimeMemoryUsage, RuntimeReport, Subgraph, SubgraphMemoryBreakdown,
-    SubgraphMemoryUsage, SystemData)
+    SubgraphMemoryUsage, SystemData, VcpuUsage)
 from neurontools.monitor.system_metrics import (CpuSample, ProcessCpuSample, SystemReader, memory_info,
                                                 runtime_vcpu_usage, vcpu_usage)
 
@@ -264,7 +264,6 @@ _INFO = GroupKey(None, "")
 class _Runtime:
     """One monitored application: its baselines per group and the last value of each group."""
 
-    session_id: int
     pid: int
     tag: str
     selector: int
@@ -310,14 +309,14 @@ class Collector:
         self._unmonitored: set[int] = set()  # sessions no tag_filter matched
         self._vanished: list[RuntimeData] = []  # reported once, then gone
         self._hw_baseline: IndexedSnapshot | None = None
-        self._hw_attempt_ns = self._started_ns
+        self._hw_collected_ns = self._started_ns  # local clock: the period while neurond is away
         self._hw: NeuronHwCounters | None = None
         self._instance = unreachable_instance_info("no snapshot taken yet")
         self._hardware = unreachable_hardware_info("no snapshot taken yet")
         # host side
         self._cpu_baseline: CpuSample | None = None
-        self._vcpu = None
-        self._memory = None
+        self._vcpu: VcpuUsage | None = None
+        self._memory: MemoryInfo | None = None
         self._memory_at_ns = self._started_ns
 
     def next_due(self) -> float:
@@ -359,6 +358,7 @@ class Collector:
             assert self._hw_baseline is not None
             self._hw = neuron_hw_counters(current, self._hw_baseline)
             self._hw_baseline = current
+            self._hw_collected_ns = time.monotonic_ns()
         self._update_runtimes(current, due)
         self._last = current
 
@@ -378,9 +378,9 @@ class Collector:
         self._hardware = unreachable_hardware_info(error)
         if GroupKey(None, "neuron_hw_counters") in due:
             now_ns = time.monotonic_ns()
-            self._hw = NeuronHwCounters.model_construct(period=(now_ns - self._hw_attempt_ns) / 1e9,
+            self._hw = NeuronHwCounters.model_construct(period=(now_ns - self._hw_collected_ns) / 1e9,
                                                         neuron_devices=None, error=error)
-            self._hw_attempt_ns = now_ns
+            self._hw_collected_ns = now_ns
 
     def _update_runtimes(self, current: IndexedSnapshot, due: set[GroupKey]) -> None:
         runtimes: dict[int, _Runtime] = {}
@@ -410,7 +410,7 @@ class Collector:
         for index, selector in enumerate(self._selectors):
             if selector.matches(tag):  # the first entry whose tag_filter matches decides
                 assert self._last is not None
-                return _Runtime(session_id=session.session_id, pid=session.pid, tag=tag, selector=index,
+                return _Runtime(pid=session.pid, tag=tag, selector=index,
                                 groups=tuple(selector.groups),
                                 baselines=dict.fromkeys(selector.groups, self._last))
         return None
