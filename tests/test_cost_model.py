@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
@@ -83,13 +85,18 @@ def test_small_matmuls_cost_at_least_64_cycles():
     assert cm.matmul_cost(16, fp32=True).occupancy_ns == pytest.approx(4 * 64 / 2.8)
 
 
-def test_vector_and_scalar_costs_follow_free_size_and_inputs():
-    assert cm.vector_cost(512, inputs=1).occupancy_ns == pytest.approx(512 / 1.12)
-    assert cm.vector_cost(512, inputs=2).occupancy_ns == pytest.approx(1024 / 1.12)
-    assert cm.scalar_cost(512).occupancy_ns == pytest.approx(512 / 1.4)
-    assert cm.vector_cost(1, inputs=2).occupancy_ns == pytest.approx(64 / 1.12)  # MIN_II
-    assert cm.scalar_cost(1).occupancy_ns == pytest.approx(64 / 1.4)
-    assert cm.scalar_cost(1).latency_ns == pytest.approx(100 / 1.4 + 2 * SRAM_NS)
+def test_vector_scalar_and_gpsimd_costs_follow_stream_cycles_and_tensors():
+    assert cm.vector_cost(512, tensors=2).occupancy_ns == pytest.approx(512 / 1.12)
+    assert cm.vector_cost(1024, tensors=3).occupancy_ns == pytest.approx(1024 / 1.12)
+    assert cm.vector_cost(1024, tensors=3).latency_ns == pytest.approx(100 / 1.12 + 3 * SRAM_NS)
+    assert cm.scalar_cost(512, tensors=2).occupancy_ns == pytest.approx(512 / 1.4)
+    assert cm.vector_cost(2, tensors=3).occupancy_ns == pytest.approx(64 / 1.12)  # MIN_II
+    assert cm.scalar_cost(1, tensors=2).occupancy_ns == pytest.approx(64 / 1.4)
+    assert cm.scalar_cost(1, tensors=2).latency_ns == pytest.approx(100 / 1.4 + 2 * SRAM_NS)
+    # activation_reduce: max(MIN_II, N) + MIN_II (the accumulator read-out).
+    assert cm.scalar_cost(512, tensors=3, accumulate=True).occupancy_ns == pytest.approx((512 + 64) / 1.4)
+    assert cm.gpsimd_cost(150 + 512, tensors=1).occupancy_ns == pytest.approx(662 / 1.4)
+    assert cm.gpsimd_cost(1, tensors=1).engine == pb.GPSIMD
 
 
 def test_dependent_chain_of_tiny_scalar_ops_matches_the_measured_interval():
@@ -236,3 +243,89 @@ def test_empty_program_takes_no_time():
     result = estimate([], [], [])
     assert result.device_time_ns == 0 and result.flops == 0
     assert set(result.engine_busy_ns) == {pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD, pb.DMA}
+
+
+# -- the rest of the instruction set --------------------------------------------------------------
+
+from neurontools.kernels import Kernel  # noqa: E402
+from neurontools.kernels.library import matmul_program  # noqa: E402
+
+
+def kernel_estimate(build, *tiles):
+    """Estimate of build(k, *tiles) with SBUF tiles given as (shape, dtype) or PSUM ones as (shape, "psum")."""
+    k = Kernel()
+    made = [k.psum(shape) if dtype == "psum" else k.sbuf(shape, dtype) for shape, dtype in tiles]
+    build(k, *made)
+    return compile_program(k.program()).estimate
+
+
+def busy(estimate, engine):
+    return estimate.engine_busy_ns[engine]
+
+
+def test_tensor_engine_transpose_costs_a_matmul_with_the_identity():
+    bf16 = kernel_estimate(lambda k, s, p: k.transpose(p, s), ((128, 100), BF16), ((100, 128), "psum"))
+    fp32 = kernel_estimate(lambda k, s, p: k.transpose(p, s), ((128, 100), F32), ((100, 128), "psum"))
+    assert busy(bf16, pb.TENSOR) == round(128 / 2.8)      # moving operand: the 128 x 128 identity
+    assert busy(fp32, pb.TENSOR) == round(4 * 128 / 2.8)
+    small = kernel_estimate(lambda k, s, p: k.transpose(p, s), ((16, 100), BF16), ((100, 16), "psum"))
+    assert busy(small, pb.TENSOR) == round(64 / 2.8)      # max(N, 64)
+    vector = kernel_estimate(lambda k, s, d: k.transpose(d, s, engine="vector"), ((32, 32), F32), ((32, 32), F32))
+    assert busy(vector, pb.VECTOR) == round(64 / 1.12)   # MIN_II
+
+
+def test_gpsimd_pattern_instructions_cost_150_plus_n_cycles():
+    iota = kernel_estimate(lambda k, s: k.iota(s), ((128, 1000), pb.INT32))
+    select = kernel_estimate(lambda k, s: k.affine_select(s, s, 0.0), ((128, 1000), F32))
+    assert busy(iota, pb.GPSIMD) == busy(select, pb.GPSIMD) == round(1150 / 1.4)
+    assert iota.engine_instructions[pb.GPSIMD] == 1 and iota.flops == 0
+
+
+def test_engine_choice_sets_the_cost():
+    tiles = ((128, 512), F32), ((128, 512), F32)
+    vector = kernel_estimate(lambda k, a, b: k.tensor_tensor(a, a, b, "add"), *tiles)
+    gpsimd = kernel_estimate(lambda k, a, b: k.tensor_tensor(a, a, b, "add", engine="gpsimd"), *tiles)
+    power = kernel_estimate(lambda k, a, b: k.tensor_tensor(a, a, b, "power"), *tiles)
+    assert busy(vector, pb.VECTOR) == round(1024 / 1.12)   # two inputs: 2N
+    assert busy(gpsimd, pb.GPSIMD) == round(1024 / 1.4)
+    assert busy(power, pb.GPSIMD) == round(8 * 512 / 1.4)  # two transcendentals, 4 cycles each
+    one = ((128, 512), F32),
+    for engine, clock in ((pb.VECTOR, 1.12), (pb.SCALAR, 1.4), (pb.GPSIMD, 1.4)):
+        est = kernel_estimate(lambda k, a: k.tensor_scalar(a, a, "multiply", 2.0, "add", 1.0,
+                                                           engine=pb.Engine.Name(engine)), *one)
+        assert busy(est, engine) == round(512 / clock)     # one input: N, both ops in one pass
+        assert est.flops == 2 * 128 * 512
+
+
+def test_memset_copy_reduce_and_statistics_costs():
+    zero_bf16 = kernel_estimate(lambda k, s: k.memset(s, 0.0), ((128, 512), BF16))
+    one_bf16 = kernel_estimate(lambda k, s: k.memset(s, 1.0), ((128, 512), BF16))
+    assert busy(zero_bf16, pb.VECTOR) == round(256 / 1.12) and busy(one_bf16, pb.VECTOR) == round(512 / 1.12)
+    copy = kernel_estimate(lambda k, a, b: k.tensor_copy(b, a, engine="gpsimd"), ((128, 512), F32), ((128, 512), F32))
+    assert busy(copy, pb.GPSIMD) == round(512 / 1.4)
+    stats = kernel_estimate(lambda k, a, b: k.bn_stats(b, a), ((128, 512), F32), ((128, 6), F32))
+    assert busy(stats, pb.VECTOR) == round(512 / 1.12)
+    partition = kernel_estimate(lambda k, a, b: k.partition_reduce(b, a, "add"), ((128, 512), F32), ((1, 512), F32))
+    assert busy(partition, pb.GPSIMD) == round(1024 / 1.4)  # our choice: two passes
+    reduce = kernel_estimate(lambda k, a, s, r: k.activation(a, a, "exp", reduce=r), ((128, 512), F32),
+                             ((128, 512), F32), ((128, 1), F32))
+    assert busy(reduce, pb.SCALAR) == round((512 + 64) / 1.4)  # activation_reduce: + MIN_II
+
+
+def test_custom_operator_cost_comes_from_its_registration():
+    est = kernel_estimate(lambda k, x, v, i: k.custom("topk8", [v, i], [x]), ((128, 1000), F32),
+                          ((128, 8), F32), ((128, 8), pb.UINT32))
+    assert busy(est, pb.GPSIMD) == round((150 + 8 * 1000) / 1.4)
+
+
+def test_library_matmul_step_and_4096_cube_against_the_peak_rate():
+    """A full 4096^3 bf16 matmul from the library stays within 15 % of the 91.75 TFLOPS bound."""
+    step = compile_program(matmul_program(128, 128, 512, a_transposed=True)).estimate
+    assert busy(step, pb.TENSOR) == round(512 / 2.8)
+    started = time.process_time()
+    compiled = compile_program(matmul_program(4096, 4096, 4096))
+    assert time.process_time() - started < 10
+    bound_ns = 2 * 4096**3 / (128 * 128 * 2 * 2.8e9) * 1e9
+    assert compiled.estimate.engine_instructions[pb.TENSOR] >= 32 * 32 * 8
+    assert bound_ns <= compiled.estimate.device_time_ns < 1.15 * bound_ns
+    assert compiled.estimate.flops == 2 * 4096**3

@@ -109,6 +109,12 @@ class ActivationFunction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISH: _ClassVar[ActivationFunction]
     SIN: _ClassVar[ActivationFunction]
     ARCTAN: _ClassVar[ActivationFunction]
+    PRELU: _ClassVar[ActivationFunction]
+    GELU_DX: _ClassVar[ActivationFunction]
+    GELU_APPRX_SIGMOID: _ClassVar[ActivationFunction]
+    GELU_APPRX_SIGMOID_DX: _ClassVar[ActivationFunction]
+    SILU_DX: _ClassVar[ActivationFunction]
+    ERF_DX: _ClassVar[ActivationFunction]
 
 class AluOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -119,6 +125,24 @@ class AluOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MAXIMUM: _ClassVar[AluOp]
     MINIMUM: _ClassVar[AluOp]
     DIVIDE: _ClassVar[AluOp]
+    POWER: _ClassVar[AluOp]
+    IS_EQUAL: _ClassVar[AluOp]
+    NOT_EQUAL: _ClassVar[AluOp]
+    IS_GT: _ClassVar[AluOp]
+    IS_GE: _ClassVar[AluOp]
+    IS_LT: _ClassVar[AluOp]
+    IS_LE: _ClassVar[AluOp]
+    LOGICAL_AND: _ClassVar[AluOp]
+    LOGICAL_OR: _ClassVar[AluOp]
+    LOGICAL_XOR: _ClassVar[AluOp]
+    ABS_MAX: _ClassVar[AluOp]
+    ABS_MIN: _ClassVar[AluOp]
+    BITWISE_AND: _ClassVar[AluOp]
+    BITWISE_OR: _ClassVar[AluOp]
+    BITWISE_XOR: _ClassVar[AluOp]
+    LEFT_SHIFT: _ClassVar[AluOp]
+    RIGHT_SHIFT: _ClassVar[AluOp]
+    AVERAGE: _ClassVar[AluOp]
 DTYPE_UNSPECIFIED: DType
 FLOAT32: DType
 TFLOAT32: DType
@@ -195,6 +219,12 @@ SOFTPLUS: ActivationFunction
 MISH: ActivationFunction
 SIN: ActivationFunction
 ARCTAN: ActivationFunction
+PRELU: ActivationFunction
+GELU_DX: ActivationFunction
+GELU_APPRX_SIGMOID: ActivationFunction
+GELU_APPRX_SIGMOID_DX: ActivationFunction
+SILU_DX: ActivationFunction
+ERF_DX: ActivationFunction
 ALU_OP_UNSPECIFIED: AluOp
 ADD: AluOp
 SUBTRACT: AluOp
@@ -202,6 +232,24 @@ MULTIPLY: AluOp
 MAXIMUM: AluOp
 MINIMUM: AluOp
 DIVIDE: AluOp
+POWER: AluOp
+IS_EQUAL: AluOp
+NOT_EQUAL: AluOp
+IS_GT: AluOp
+IS_GE: AluOp
+IS_LT: AluOp
+IS_LE: AluOp
+LOGICAL_AND: AluOp
+LOGICAL_OR: AluOp
+LOGICAL_XOR: AluOp
+ABS_MAX: AluOp
+ABS_MIN: AluOp
+BITWISE_AND: AluOp
+BITWISE_OR: AluOp
+BITWISE_XOR: AluOp
+LEFT_SHIFT: AluOp
+RIGHT_SHIFT: AluOp
+AVERAGE: AluOp
 
 class InstanceInfo(_message.Message):
     __slots__ = ("instance_name", "instance_id", "instance_type", "availability_zone", "availability_zone_id", "region", "ami_id", "subnet_id")
@@ -638,20 +686,150 @@ class Matmul(_message.Message):
     def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., stationary: _Optional[_Union[Ref, _Mapping]] = ..., moving: _Optional[_Union[Ref, _Mapping]] = ..., accumulate: _Optional[bool] = ...) -> None: ...
 
 class Activation(_message.Message):
-    __slots__ = ("dst", "src", "function", "scale", "bias")
+    __slots__ = ("dst", "src", "function", "scale", "bias", "scale_tile", "alpha", "reduce_dst")
     DST_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     BIAS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_TILE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    REDUCE_DST_FIELD_NUMBER: _ClassVar[int]
     dst: Ref
     src: Ref
     function: ActivationFunction
     scale: float
     bias: Ref
-    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., function: _Optional[_Union[ActivationFunction, str]] = ..., scale: _Optional[float] = ..., bias: _Optional[_Union[Ref, _Mapping]] = ...) -> None: ...
+    scale_tile: Ref
+    alpha: float
+    reduce_dst: Ref
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., function: _Optional[_Union[ActivationFunction, str]] = ..., scale: _Optional[float] = ..., bias: _Optional[_Union[Ref, _Mapping]] = ..., scale_tile: _Optional[_Union[Ref, _Mapping]] = ..., alpha: _Optional[float] = ..., reduce_dst: _Optional[_Union[Ref, _Mapping]] = ...) -> None: ...
 
 class TensorReduce(_message.Message):
+    __slots__ = ("dst", "src", "op", "free_shape", "axes", "negate")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    FREE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    AXES_FIELD_NUMBER: _ClassVar[int]
+    NEGATE_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    op: AluOp
+    free_shape: _containers.RepeatedScalarFieldContainer[int]
+    axes: int
+    negate: bool
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ..., free_shape: _Optional[_Iterable[int]] = ..., axes: _Optional[int] = ..., negate: _Optional[bool] = ...) -> None: ...
+
+class TensorTensor(_message.Message):
+    __slots__ = ("dst", "a", "b", "op", "engine")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    a: Ref
+    b: Ref
+    op: AluOp
+    engine: Engine
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., a: _Optional[_Union[Ref, _Mapping]] = ..., b: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
+
+class Transpose(_message.Message):
+    __slots__ = ("dst", "src", "engine")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    engine: Engine
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
+
+class ScalarOperand(_message.Message):
+    __slots__ = ("value", "tile")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    tile: Ref
+    def __init__(self, value: _Optional[float] = ..., tile: _Optional[_Union[Ref, _Mapping]] = ...) -> None: ...
+
+class TensorScalar(_message.Message):
+    __slots__ = ("dst", "src", "op0", "operand0", "reverse0", "op1", "operand1", "reverse1", "engine")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    OP0_FIELD_NUMBER: _ClassVar[int]
+    OPERAND0_FIELD_NUMBER: _ClassVar[int]
+    REVERSE0_FIELD_NUMBER: _ClassVar[int]
+    OP1_FIELD_NUMBER: _ClassVar[int]
+    OPERAND1_FIELD_NUMBER: _ClassVar[int]
+    REVERSE1_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    op0: AluOp
+    operand0: ScalarOperand
+    reverse0: bool
+    op1: AluOp
+    operand1: ScalarOperand
+    reverse1: bool
+    engine: Engine
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., op0: _Optional[_Union[AluOp, str]] = ..., operand0: _Optional[_Union[ScalarOperand, _Mapping]] = ..., reverse0: _Optional[bool] = ..., op1: _Optional[_Union[AluOp, str]] = ..., operand1: _Optional[_Union[ScalarOperand, _Mapping]] = ..., reverse1: _Optional[bool] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
+
+class BnStats(_message.Message):
+    __slots__ = ("dst", "src")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ...) -> None: ...
+
+class BnAggr(_message.Message):
+    __slots__ = ("dst", "src")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ...) -> None: ...
+
+class AccessPattern(_message.Message):
+    __slots__ = ("step", "num")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NUM_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    num: int
+    def __init__(self, step: _Optional[int] = ..., num: _Optional[int] = ...) -> None: ...
+
+class Iota(_message.Message):
+    __slots__ = ("dst", "pattern", "offset", "channel_multiplier")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    pattern: _containers.RepeatedCompositeFieldContainer[AccessPattern]
+    offset: int
+    channel_multiplier: int
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., pattern: _Optional[_Iterable[_Union[AccessPattern, _Mapping]]] = ..., offset: _Optional[int] = ..., channel_multiplier: _Optional[int] = ...) -> None: ...
+
+class AffineSelect(_message.Message):
+    __slots__ = ("dst", "on_true", "on_false_value", "pattern", "offset", "channel_multiplier", "cmp_op")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    ON_TRUE_FIELD_NUMBER: _ClassVar[int]
+    ON_FALSE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    CMP_OP_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    on_true: Ref
+    on_false_value: float
+    pattern: _containers.RepeatedCompositeFieldContainer[AccessPattern]
+    offset: int
+    channel_multiplier: int
+    cmp_op: AluOp
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., on_true: _Optional[_Union[Ref, _Mapping]] = ..., on_false_value: _Optional[float] = ..., pattern: _Optional[_Iterable[_Union[AccessPattern, _Mapping]]] = ..., offset: _Optional[int] = ..., channel_multiplier: _Optional[int] = ..., cmp_op: _Optional[_Union[AluOp, str]] = ...) -> None: ...
+
+class TensorPartitionReduce(_message.Message):
     __slots__ = ("dst", "src", "op")
     DST_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
@@ -661,31 +839,78 @@ class TensorReduce(_message.Message):
     op: AluOp
     def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ...) -> None: ...
 
-class TensorTensor(_message.Message):
-    __slots__ = ("dst", "a", "b", "op")
+class CustomOp(_message.Message):
+    __slots__ = ("name", "outputs", "inputs", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    outputs: _containers.RepeatedCompositeFieldContainer[Ref]
+    inputs: _containers.RepeatedCompositeFieldContainer[Ref]
+    attributes: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Ref, _Mapping]]] = ..., inputs: _Optional[_Iterable[_Union[Ref, _Mapping]]] = ..., attributes: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Memset(_message.Message):
+    __slots__ = ("dst", "value", "engine")
     DST_FIELD_NUMBER: _ClassVar[int]
-    A_FIELD_NUMBER: _ClassVar[int]
-    B_FIELD_NUMBER: _ClassVar[int]
-    OP_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     dst: Ref
-    a: Ref
-    b: Ref
-    op: AluOp
-    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., a: _Optional[_Union[Ref, _Mapping]] = ..., b: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ...) -> None: ...
+    value: float
+    engine: Engine
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., value: _Optional[float] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
+
+class TensorCopy(_message.Message):
+    __slots__ = ("dst", "src", "engine")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    engine: Engine
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("dma_copy", "matmul", "activation", "tensor_reduce", "tensor_tensor")
+    __slots__ = ("dma_copy", "matmul", "activation", "tensor_reduce", "tensor_tensor", "transpose", "tensor_scalar", "bn_stats", "bn_aggr", "iota", "affine_select", "tensor_partition_reduce", "custom_op", "memset", "tensor_copy")
     DMA_COPY_FIELD_NUMBER: _ClassVar[int]
     MATMUL_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     TENSOR_REDUCE_FIELD_NUMBER: _ClassVar[int]
     TENSOR_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    TRANSPOSE_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_SCALAR_FIELD_NUMBER: _ClassVar[int]
+    BN_STATS_FIELD_NUMBER: _ClassVar[int]
+    BN_AGGR_FIELD_NUMBER: _ClassVar[int]
+    IOTA_FIELD_NUMBER: _ClassVar[int]
+    AFFINE_SELECT_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_PARTITION_REDUCE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_OP_FIELD_NUMBER: _ClassVar[int]
+    MEMSET_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_COPY_FIELD_NUMBER: _ClassVar[int]
     dma_copy: DmaCopy
     matmul: Matmul
     activation: Activation
     tensor_reduce: TensorReduce
     tensor_tensor: TensorTensor
-    def __init__(self, dma_copy: _Optional[_Union[DmaCopy, _Mapping]] = ..., matmul: _Optional[_Union[Matmul, _Mapping]] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., tensor_reduce: _Optional[_Union[TensorReduce, _Mapping]] = ..., tensor_tensor: _Optional[_Union[TensorTensor, _Mapping]] = ...) -> None: ...
+    transpose: Transpose
+    tensor_scalar: TensorScalar
+    bn_stats: BnStats
+    bn_aggr: BnAggr
+    iota: Iota
+    affine_select: AffineSelect
+    tensor_partition_reduce: TensorPartitionReduce
+    custom_op: CustomOp
+    memset: Memset
+    tensor_copy: TensorCopy
+    def __init__(self, dma_copy: _Optional[_Union[DmaCopy, _Mapping]] = ..., matmul: _Optional[_Union[Matmul, _Mapping]] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., tensor_reduce: _Optional[_Union[TensorReduce, _Mapping]] = ..., tensor_tensor: _Optional[_Union[TensorTensor, _Mapping]] = ..., transpose: _Optional[_Union[Transpose, _Mapping]] = ..., tensor_scalar: _Optional[_Union[TensorScalar, _Mapping]] = ..., bn_stats: _Optional[_Union[BnStats, _Mapping]] = ..., bn_aggr: _Optional[_Union[BnAggr, _Mapping]] = ..., iota: _Optional[_Union[Iota, _Mapping]] = ..., affine_select: _Optional[_Union[AffineSelect, _Mapping]] = ..., tensor_partition_reduce: _Optional[_Union[TensorPartitionReduce, _Mapping]] = ..., custom_op: _Optional[_Union[CustomOp, _Mapping]] = ..., memset: _Optional[_Union[Memset, _Mapping]] = ..., tensor_copy: _Optional[_Union[TensorCopy, _Mapping]] = ...) -> None: ...
 
 class Program(_message.Message):
     __slots__ = ("parameters", "constants", "tiles", "instructions")

@@ -63,6 +63,45 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, np.float32(1.0) / (np.float32(1.0) + e), e / (np.float32(1.0) + e))
 
 
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def _gelu_dx(x: np.ndarray) -> np.ndarray:
+    """d/dx x*Phi(x) = Phi(x) + x*phi(x), in float64."""
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * (1.0 + erf64(x64 * (1 / math.sqrt(2.0))))
+    return (cdf + x64 * np.exp(-0.5 * x64 * x64) * _INV_SQRT_2PI).astype(np.float32)
+
+
+_GELU_SIGMOID_SCALE = np.float32(1.702)
+
+
+def _gelu_apprx_sigmoid(x: np.ndarray) -> np.ndarray:
+    return x * _sigmoid(_GELU_SIGMOID_SCALE * x)
+
+
+def _gelu_apprx_sigmoid_dx(x: np.ndarray) -> np.ndarray:
+    s = _sigmoid(_GELU_SIGMOID_SCALE * x)
+    return s + _GELU_SIGMOID_SCALE * x * s * (np.float32(1.0) - s)
+
+
+def _silu_dx(x: np.ndarray) -> np.ndarray:
+    s = _sigmoid(x)
+    return s * (np.float32(1.0) + x * (np.float32(1.0) - s))
+
+
+_TWO_OVER_SQRT_PI = np.float32(2 / math.sqrt(math.pi))
+
+
+def _erf_dx(x: np.ndarray) -> np.ndarray:
+    return _TWO_OVER_SQRT_PI * np.exp(-(x * x))
+
+
+def prelu(x: np.ndarray, alpha: float = 0.0) -> np.ndarray:
+    """x for x >= 0, alpha * x below: the one function with a parameter (Activation.alpha)."""
+    return np.where(x >= 0, x, np.float32(alpha) * x)
+
+
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(np.float32(0.0), x)
 
@@ -88,4 +127,10 @@ FUNCTIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     pb.MISH: lambda x: x * np.tanh(_softplus(x)),
     pb.SIN: np.sin,
     pb.ARCTAN: np.arctan,
+    pb.PRELU: prelu,
+    pb.GELU_DX: _gelu_dx,
+    pb.GELU_APPRX_SIGMOID: _gelu_apprx_sigmoid,
+    pb.GELU_APPRX_SIGMOID_DX: _gelu_apprx_sigmoid_dx,
+    pb.SILU_DX: _silu_dx,
+    pb.ERF_DX: _erf_dx,
 }

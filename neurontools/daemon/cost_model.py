@@ -7,6 +7,7 @@ docs/timing-model.md explains the model, its calibration and what it leaves out.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,6 +22,7 @@ NS_PER_S = 1e9
 TENSOR_CLOCK_HZ = 2.8e9
 VECTOR_CLOCK_HZ = 1.12e9
 SCALAR_CLOCK_HZ = 1.4e9
+GPSIMD_CLOCK_HZ = 1.4e9
 # The SBUF/PSUM access interfaces run at 1.4 GHz (ref §2.3 addressing rules).
 SRAM_CLOCK_HZ = 1.4e9
 
@@ -40,8 +42,20 @@ SRAM_ACCESS_CYCLES = 60
 # "~N cycles for a one-input instruction and 2N for two inputs" (N = elements per partition);
 # "add about 100 cycles static overhead when instructions are tiny or back-to-back dependent".
 STATIC_OVERHEAD_CYCLES = 100
-# Minimum initiation interval of any Vector/Scalar instruction (MIN_II, ref §3.5 reciprocal rule).
+# Minimum initiation interval of any Vector/Scalar/GpSimd instruction (MIN_II, ref §3.5 reciprocal
+# rule; the NKI ISA docs give max(MIN_II, N) for tensor_copy on every engine).
 MIN_II_CYCLES = 64
+# activation with an add-reduce reads the accumulator registers once more: "ActReadAccumulator ~64
+# cycles" (ref §3.5); the NKI docs give max(MIN_II, N) + MIN_II for activation_reduce.
+ACT_READ_ACCUMULATOR_CYCLES = 64
+
+# -- GpSimd engine ("no rule of thumb; costs are per instruction", ref §3.5) ------------------------
+# Fixed start-up of instructions that generate a pattern or run a program on the 8 processors: the NKI
+# ISA docs give "150 + N GpSimd cycles" for iota and affine_select (NC-v2); custom operators pay it too.
+GPSIMD_SETUP_CYCLES = 150
+# A transcendental costs about 4 cycles per element: "rsqrt on GpSimd is 4x slower than on ScalarE"
+# (ref §3.5), which does one per cycle per lane. POWER = exp(b * log(a)) takes two.
+GPSIMD_TRANSCENDENTAL_CYCLES = 4
 
 # -- DMA (ref §2.4, §3.5) --------------------------------------------------------------------------
 DMA_ENGINES_PER_CORE = 16
@@ -94,18 +108,30 @@ def matmul_cost(moving_free: int, fp32: bool) -> InstructionCost:
                            _ns(MATMUL_TENSOR_ACCESSES * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ))
 
 
-def vector_cost(free_size: int, inputs: int) -> InstructionCost:
-    """A Vector engine instruction reading `inputs` tensors of `free_size` elements per partition."""
-    cycles = max(MIN_II_CYCLES, inputs * free_size)
-    latency = _ns(STATIC_OVERHEAD_CYCLES, VECTOR_CLOCK_HZ) + _ns((inputs + 1) * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ)
-    return InstructionCost(pb.VECTOR, _ns(cycles, VECTOR_CLOCK_HZ), latency)
+def _streaming_cost(engine: int, clock_hz: float, stream_cycles: float, tensors: int) -> InstructionCost:
+    """An instruction streaming for `stream_cycles` (at least MIN_II) over `tensors` SBUF/PSUM tensors
+    (inputs and outputs, each one access of fixed overhead); static overhead on top of its latency."""
+    latency = _ns(STATIC_OVERHEAD_CYCLES, clock_hz) + _ns(tensors * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ)
+    return InstructionCost(engine, _ns(max(MIN_II_CYCLES, stream_cycles), clock_hz), latency)
 
 
-def scalar_cost(free_size: int) -> InstructionCost:
-    """A Scalar engine instruction: one input (scale and bias are free, ref §3.5), one output."""
-    cycles = max(MIN_II_CYCLES, free_size)
-    latency = _ns(STATIC_OVERHEAD_CYCLES, SCALAR_CLOCK_HZ) + _ns(2 * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ)
-    return InstructionCost(pb.SCALAR, _ns(cycles, SCALAR_CLOCK_HZ), latency)
+def vector_cost(stream_cycles: float, tensors: int) -> InstructionCost:
+    """A Vector engine instruction: about N cycles per input read, N = elements per partition (ref §3.5)."""
+    return _streaming_cost(pb.VECTOR, VECTOR_CLOCK_HZ, stream_cycles, tensors)
+
+
+def scalar_cost(stream_cycles: float, tensors: int, *, accumulate: bool = False) -> InstructionCost:
+    """A Scalar engine instruction: N cycles, one input; scale and bias are free (ref §3.5)."""
+    cost = _streaming_cost(pb.SCALAR, SCALAR_CLOCK_HZ, stream_cycles, tensors)
+    if accumulate:
+        cost = dataclasses.replace(
+            cost, occupancy_ns=cost.occupancy_ns + _ns(ACT_READ_ACCUMULATOR_CYCLES, SCALAR_CLOCK_HZ))
+    return cost
+
+
+def gpsimd_cost(stream_cycles: float, tensors: int) -> InstructionCost:
+    """A GpSimd engine instruction; `stream_cycles` per instruction kind (docs/timing-model.md)."""
+    return _streaming_cost(pb.GPSIMD, GPSIMD_CLOCK_HZ, stream_cycles, tensors)
 
 
 def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool) -> InstructionCost:
@@ -188,6 +214,8 @@ class _DmaQueue:
         self.gaps: list[tuple[float, float]] = []  # (start, end), in time order
 
     def earliest(self, ready: float, duration: float) -> float:
+        if ready >= self.free:  # every gap ends by `free`: none can start at or after `ready`
+            return ready
         for start, end in self.gaps:
             begin = max(start, ready)
             if begin + duration <= end:
@@ -199,7 +227,8 @@ class _DmaQueue:
         if begin >= self.free:
             if begin > self.free:
                 self.gaps.append((self.free, begin))
-                del self.gaps[:-MAX_DMA_GAPS]
+                if len(self.gaps) > MAX_DMA_GAPS:  # gap splits may have added several
+                    del self.gaps[:-MAX_DMA_GAPS]
             self.free = end
             return
         for i, (start, stop) in enumerate(self.gaps):
@@ -257,12 +286,16 @@ class Schedule:
             finish = start + cost.occupancy_ns + cost.latency_ns
         else:
             duration = cost.occupancy_ns
-            offers = sorted((queue.earliest(ready, duration) if queue.gaps else max(queue.free, ready), i)
-                            for i, queue in enumerate(self._queues))
-            taken = offers[: cost.dma_queues]
-            for begin, i in taken:
-                self._queues[i].reserve(begin, duration)
-            finish = taken[-1][0] + duration + cost.latency_ns
+            queues = self._queues
+            offers = [(ready if ready >= queue.free else queue.earliest(ready, duration), i)
+                      for i, queue in enumerate(queues)]
+            if cost.dma_queues < len(queues):
+                offers = sorted(offers)[: cost.dma_queues]
+            last = 0.0
+            for begin, i in offers:
+                queues[i].reserve(begin, duration)
+                last = begin if begin > last else last
+            finish = last + duration + cost.latency_ns
             # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
             self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
         self.instructions[engine] += 1
@@ -275,6 +308,7 @@ class Schedule:
             acc = self._accesses.setdefault(name, _Accesses())
             # A write covering older accesses supersedes them: it already waited for them.
             for table in (acc.writes, acc.reads):
-                for key in [k for k in table if _contains(box, k[0])]:
-                    del table[key]
+                if table:
+                    for key in [k for k in table if _contains(box, k[0])]:
+                        del table[key]
             acc.record(acc.writes, box, engine, finish)

@@ -5,11 +5,14 @@ capacity, what each engine may touch, instruction limits) and raises ProgramErro
 instruction, the operand and its shape. The result runs on numpy engines (FP32 math, dtype-faithful
 storage via ml_dtypes) and carries the cost model's estimate, computed once: timing depends only on
 shapes. Each instruction kind is one entry of _OPCODES with its own validate, execute and cost functions.
+The instruction set follows the NKI ISA of NeuronCore-v2 (ref §3.4); docs/timing-model.md lists each
+instruction's rules, numerics and cost.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,7 +21,7 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model
+from neurontools.daemon import cost_model, custom_ops
 from neurontools.daemon.activation_functions import FUNCTIONS
 
 # -- hardware and format limits of one NeuronCore-v2 (ref §2.3 on-chip memory, §3.2 tile rules) ----
@@ -29,13 +32,20 @@ PSUM_BANKS = 8
 MATMUL_MAX_STATIONARY_FREE = 128      # M <= 128 (gemm_stationary_fmax, TC#3)
 MATMUL_MAX_MOVING_FREE = 512          # N <= 512 (gemm_moving_fmax, TC#3)
 ENGINE_MAX_FREE = 64 * 1024           # Vector/Scalar free size per instruction (ref §3.2)
+TENSOR_TRANSPOSE_MAX = 128            # nc_transpose on the Tensor engine: up to 128 x 128 (ref §3.4)
+VECTOR_TRANSPOSE_MAX = 32             # ... on the Vector engine: up to 32 x 32
+BN_STATS_MAX_FREE = 512               # bn_stats_fmax (ref §3.2)
+BN_STATS_WIDTH = 6                    # bn_stats output per partition: (count, mean, var*count) x even/odd
 HBM_MAX_RANK = 4
 
 _MATMUL_DTYPES = (pb.FLOAT32, pb.TFLOAT32, pb.BFLOAT16, pb.FLOAT16, pb.FLOAT8_E4M3, pb.FLOAT8_E5M2)
 _FP32_PATH = (pb.FLOAT32, pb.TFLOAT32)
 
 _HBM, _SBUF, _PSUM = "HBM", "SBUF", "PSUM"
-_ENGINE_NAMES = {pb.TENSOR: "Tensor", pb.VECTOR: "Vector", pb.SCALAR: "Scalar", pb.DMA: "DMA"}
+_ENGINE_NAMES = {pb.TENSOR: "Tensor", pb.VECTOR: "Vector", pb.SCALAR: "Scalar", pb.GPSIMD: "GpSimd",
+                 pb.DMA: "DMA"}
+# What each compute engine reads and writes; the Tensor engine's rule is per operand (SBUF in, PSUM out).
+_ENGINE_SPACES = {pb.VECTOR: (_SBUF, _PSUM), pb.SCALAR: (_SBUF, _PSUM), pb.GPSIMD: (_SBUF,)}
 
 
 class ProgramError(ValueError):
@@ -60,8 +70,7 @@ class RunResult:
     device_time_ns: int                 # modeled makespan of the program on one NeuronCore-v2
     engine_busy_ns: dict[int, int]      # pb.Engine -> modeled busy ns (TENSOR, VECTOR, SCALAR, GPSIMD, DMA)
     engine_instructions: dict[int, int]  # pb.Engine -> instruction count
-    flops: int                          # 2*M*N*K per matmul; 1 per output element of activation and
-                                        # tensor_tensor, 1 per input element of tensor_reduce; DMA 0
+    flops: int                          # arithmetic done, per instruction kind (docs/timing-model.md)
     nonfinite_outputs: list[str]        # OUTPUT parameters containing NaN/Inf after the run
 
 
@@ -76,6 +85,12 @@ class _TileSpec:
     @property
     def bytes_per_partition(self) -> int:
         return self.shape[1] * self.np_dtype.itemsize
+
+    @property
+    def run_dtype(self) -> np.dtype:
+        """How a run holds the tile: float tiles as float32 holding values of their dtype (exactly
+        representable), so engines read them without conversion; integer tiles as stored."""
+        return np.dtype(np.float32) if dtypes.is_float(self.dtype) else self.np_dtype
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:
@@ -99,6 +114,7 @@ class _View:
     size: int = dataclasses.field(init=False)
     index: tuple[slice, ...] = dataclasses.field(init=False)
     region: cost_model.Region = dataclasses.field(init=False)
+    read_only: bool = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         shape = tuple(stop - start for start, stop in self.bounds)
@@ -106,6 +122,8 @@ class _View:
         object.__setattr__(self, "size", math.prod(shape))
         object.__setattr__(self, "index", tuple(slice(start, stop) for start, stop in self.bounds))
         object.__setattr__(self, "region", (self.name, tuple(v for bound in self.bounds for v in bound)))
+        # Inputs and constants are never written, so reading them orders nothing (compile speed).
+        object.__setattr__(self, "read_only", self.kind in ("input parameter", "constant"))
 
     @property
     def partitions(self) -> int:
@@ -241,23 +259,28 @@ class _Declarations:
                 f"SBUF capacity: the SBUF tiles need {_fmt_kib(used)} per partition ({largest}"
                 f"{', ...' if len(sbuf) > 4 else ''}); a NeuronCore-v2 has {_fmt_kib(SBUF_PARTITION_BYTES)} "
                 f"per partition ({PARTITIONS} x 192 KiB = 24 MiB): reuse tiles or shrink their free dimension")
-        # First-fit decreasing into 2 KiB banks: a PSUM tile may share a bank but never straddle two.
         psum = sorted((t for t in self.tiles.values() if t.buffer == pb.PSUM),
                       key=lambda t: -t.bytes_per_partition)
-        banks: list[int] = []  # free bytes left in each bank
-        for tile in psum:
-            need = tile.bytes_per_partition
-            fit = next((i for i, left in enumerate(banks) if left >= need), None)
-            if fit is None:
-                banks.append(PSUM_BANK_BYTES - need)
-            else:
-                banks[fit] -= need
-        if len(banks) > PSUM_BANKS:
+        banks = psum_banks_needed([t.bytes_per_partition for t in psum])
+        if banks > PSUM_BANKS:
             largest = ", ".join(f'"{t.name}" {t.bytes_per_partition} B' for t in psum[:4])
             raise ProgramError(
-                f"PSUM capacity: the PSUM tiles need {len(banks)} banks of 2 KiB per partition ({largest}"
+                f"PSUM capacity: the PSUM tiles need {banks} banks of 2 KiB per partition ({largest}"
                 f"{', ...' if len(psum) > 4 else ''}); a NeuronCore-v2 has {PSUM_BANKS} banks (16 KiB per "
                 "partition) and a tile cannot straddle two banks: reuse PSUM tiles across accumulation groups")
+
+
+def psum_banks_needed(bytes_per_partition: list[int]) -> int:
+    """PSUM banks that tiles of these sizes occupy: first-fit decreasing into 2 KiB banks (a tile may
+    share a bank but never straddle two). The kernel builder tracks capacity with the same rule."""
+    banks: list[int] = []  # free bytes left in each bank
+    for need in sorted(bytes_per_partition, reverse=True):
+        fit = next((i for i, left in enumerate(banks) if left >= need), None)
+        if fit is None:
+            banks.append(PSUM_BANK_BYTES - need)
+        else:
+            banks[fit] -= need
+    return len(banks)
 
 
 def _fmt_kib(nbytes: int) -> str:
@@ -277,7 +300,7 @@ class _Context:
 
     def view(self, ref: pb.Ref, role: str) -> _View:
         # Loop bodies repeat the same operands: views are immutable, so each distinct one is built once.
-        key = (role, ref.name, *((piece.start, piece.stop) for piece in ref.slices))
+        key = (role, ref.SerializeToString())  # the encoding is canonical, and fast to get
         view = self.decls.views.get(key)
         if view is None:
             view = self.decls.views[key] = self._new_view(ref, role)
@@ -318,18 +341,22 @@ class _Context:
                 bounds.append((0, size))
         return _View(role, ref.name, space, kind, shape, tuple(bounds), decl.dtype, decl.np_dtype)
 
-    def engine_view(self, ref: pb.Ref, role: str, engine: int, spaces: tuple[str, ...]) -> _View:
+    def engine_view(self, ref: pb.Ref, role: str, engine: int, spaces: tuple[str, ...] | None = None) -> _View:
         """A tile operand of a compute engine: in an allowed memory, at a legal partition window."""
         view = self.view(ref, role)
         name = _ENGINE_NAMES[engine]
+        spaces = spaces or _ENGINE_SPACES[engine]
         if view.space not in spaces:
-            reads = "reads" if role != "dst" else "writes"
+            writes = role in ("dst", "reduce_dst") or role.startswith("output ")
+            reads = "writes" if writes else "reads"
             allowed = " or ".join(spaces)
             if view.space == _HBM:
-                fix = ("write an SBUF tile and store it with dma_copy" if role == "dst"
+                fix = ("write an SBUF tile and store it with dma_copy" if writes
                        else "load it into an SBUF tile with dma_copy first")
+            elif view.space == _PSUM and engine == pb.GPSIMD:
+                fix = "the GpSimd engine cannot access PSUM: use the Vector engine or an SBUF tile"
             elif view.space == _PSUM:
-                fix = "copy it to SBUF with activation(COPY) or tensor_tensor first"
+                fix = "copy it to SBUF with tensor_copy first"
             else:
                 fix = "write a PSUM tile instead"
             raise self.fail(f"{view}: the {name} engine {reads} {allowed} only ({name} engine memory "
@@ -351,12 +378,28 @@ class _Context:
         if first.shape != second.shape:
             raise self.fail(f"{first} and {second} must have the same shape (elementwise shape rule)")
 
+    def per_partition(self, view: _View, data: _View, rule: str) -> None:
+        """`view` must hold one value per partition of `data`: [P, 1]."""
+        if view.shape != (data.partitions, 1):
+            raise self.fail(f"{view} must be [P, 1] = {_fmt_shape((data.partitions, 1))}, one value per "
+                            f"partition of {data} ({rule})")
+
+    def engine(self, requested: int, allowed: tuple[int, ...]) -> int:
+        """The engine the instruction runs on: `requested`, or allowed[0] when unspecified."""
+        if requested == pb.ENGINE_UNSPECIFIED:
+            return allowed[0]
+        if requested not in allowed:
+            name = pb.Engine.Name(requested) if requested in pb.Engine.values() else str(requested)
+            raise self.fail(f"engine {name} cannot run {self.label}; use "
+                            + " or ".join(pb.Engine.Name(e) for e in allowed) + " (engine selection rule)")
+        return requested
+
 
 # -- instructions -----------------------------------------------------------------------------------
 # Each kind: a dataclass for the validated instruction, validate(ctx, message) -> it,
 # execute(it, env) computing with numpy on the arrays named in env, cost(it) -> InstructionCost.
 
-Env = dict[str, np.ndarray]
+Env = dict[str | int, np.ndarray]  # arrays by name; int keys hold fused matmul results during a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,13 +410,111 @@ class _Instruction:
 
 
 def _as_float32(values: np.ndarray) -> np.ndarray:
-    """The engines compute in FP32; float32 storage (also tfloat32) is used without a copy."""
+    """The engines compute in FP32; float32 arrays (float tiles in a run, tfloat32) are used as they are."""
     return values if values.dtype == np.float32 else values.astype(np.float32)
 
 
 def _store(dst: np.ndarray, values: np.ndarray, dtype: int) -> None:
     """Writes FP32 results into `dst` of `dtype`: round to nearest even, integers saturate."""
     dst[...] = values if dtype == pb.FLOAT32 else dtypes.cast_to(values, dtype)
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Integers as their unsigned bit patterns, widened: bitvec ops see bits (logical right shift)."""
+    return values.view(np.dtype(f"u{values.dtype.itemsize}")).astype(np.uint64)
+
+
+def _store_bits(dst: np.ndarray, values: np.ndarray) -> None:
+    """Writes bit patterns (or exact integers) into an integer `dst`, wrapping to its width."""
+    dst[...] = values.astype(dst.dtype)
+
+
+def _read(env: Env, view: _View) -> np.ndarray:
+    return env[view.name][view.index]
+
+
+def _fp32(env: Env, view: _View) -> np.ndarray:
+    return _as_float32(env[view.name][view.index])
+
+
+def _is_int(view: _View) -> bool:
+    return not dtypes.is_float(view.dtype)
+
+
+# -- ALU operations (ref §3.4 nki-aluop table) ------------------------------------------------------
+
+def _compare(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    """Comparisons and logical ops give 1.0 or 0.0 in the FP32 datapath."""
+    return lambda a, b: fn(a, b).astype(np.float32)
+
+
+# Arithmetic ops: FP32 math (or exact int64 math on GpSimd for int32 tiles).
+_ARITHMETIC: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    pb.ADD: np.add, pb.SUBTRACT: np.subtract, pb.MULTIPLY: np.multiply,
+    pb.MAXIMUM: np.maximum, pb.MINIMUM: np.minimum, pb.DIVIDE: np.divide, pb.POWER: np.power,
+    pb.IS_EQUAL: _compare(np.equal), pb.NOT_EQUAL: _compare(np.not_equal),
+    pb.IS_GT: _compare(np.greater), pb.IS_GE: _compare(np.greater_equal),
+    pb.IS_LT: _compare(np.less), pb.IS_LE: _compare(np.less_equal),
+    pb.LOGICAL_AND: _compare(lambda a, b: (a != 0) & (b != 0)),
+    pb.LOGICAL_OR: _compare(lambda a, b: (a != 0) | (b != 0)),
+    pb.LOGICAL_XOR: _compare(lambda a, b: (a != 0) ^ (b != 0)),
+    pb.ABS_MAX: lambda a, b: np.maximum(np.abs(a), np.abs(b)),
+    pb.ABS_MIN: lambda a, b: np.minimum(np.abs(a), np.abs(b)),
+}
+# Bitvec ops: integer tiles only, on bit patterns; shift amounts past 63 shift everything out.
+_BITVEC: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    pb.BITWISE_AND: np.bitwise_and, pb.BITWISE_OR: np.bitwise_or, pb.BITWISE_XOR: np.bitwise_xor,
+    pb.LEFT_SHIFT: lambda a, b: np.where(b < 64, np.left_shift(a, np.minimum(b, 63)), 0),
+    pb.RIGHT_SHIFT: lambda a, b: np.where(b < 64, np.right_shift(a, np.minimum(b, 63)), 0),
+}
+_COMPARISONS = (pb.IS_EQUAL, pb.NOT_EQUAL, pb.IS_GT, pb.IS_GE, pb.IS_LT, pb.IS_LE)
+# Exact on GpSimd's integer datapath (the rest go through FP32 there too).
+_INTEGER_EXACT = (pb.ADD, pb.SUBTRACT, pb.MULTIPLY, pb.MAXIMUM, pb.MINIMUM, pb.ABS_MAX, pb.ABS_MIN,
+                  *_COMPARISONS)
+_INT32 = (pb.INT32, pb.UINT32)
+
+
+def _alu_name(op: int) -> str:
+    return pb.AluOp.Name(op) if op in pb.AluOp.values() else str(op)
+
+
+def _names(ops) -> str:
+    return ", ".join(_alu_name(o) for o in ops)
+
+
+def _binary_op(ctx: _Context, op: int, role: str) -> tuple[Callable[..., np.ndarray], bool]:
+    """An elementwise ALU op and whether it is bitvec."""
+    if op in _ARITHMETIC:
+        return _ARITHMETIC[op], False
+    if op in _BITVEC:
+        return _BITVEC[op], True
+    raise ctx.fail(f"{role} {_alu_name(op)} is not an elementwise op; use one of: "
+                   + _names((*_ARITHMETIC, *_BITVEC)))
+
+
+def _require_integers(ctx: _Context, op: int, views: tuple[_View, ...]) -> None:
+    for view in views:
+        if not _is_int(view):
+            raise ctx.fail(f"{view} is {dtypes.NAMES[view.dtype]}; bitvec op {_alu_name(op)} works on integer "
+                           "tiles only (bitvec dtype rule)")
+
+
+# Numeric modes of an elementwise instruction: how operands are read and results written.
+_FLOAT, _EXACT_INT, _BITVEC_MODE = "float", "int", "bits"
+
+
+def _load(env: Env, view: _View, mode: str) -> np.ndarray:
+    values = env[view.name][view.index]
+    if mode == _FLOAT:
+        return _as_float32(values)
+    return _bits(values) if mode == _BITVEC_MODE else values.astype(np.int64)
+
+
+def _save(env: Env, view: _View, values: np.ndarray, mode: str) -> None:
+    if mode == _FLOAT:
+        _store(env[view.name][view.index], values, view.dtype)
+    else:
+        _store_bits(env[view.name][view.index], values)
 
 
 # dma_copy: dst = src, cast through float32 when the dtypes differ.
@@ -393,7 +534,7 @@ def _validate_dma_copy(ctx: _Context, msg: pb.DmaCopy) -> _DmaCopy:
     for view in (dst, src):
         if view.space == _PSUM:
             raise ctx.fail(f"{view}: DMA engines move data between HBM and SBUF and cannot access PSUM "
-                           "(DMA memory access rule): copy it to an SBUF tile with activation(COPY) first")
+                           "(DMA memory access rule): copy it to an SBUF tile with tensor_copy first")
     if dst.kind == "input parameter":
         raise ctx.fail(f"{dst}: writing into an INPUT parameter is not allowed (inputs are read-only): "
                        "declare it OUTPUT")
@@ -414,7 +555,7 @@ def _validate_dma_copy(ctx: _Context, msg: pb.DmaCopy) -> _DmaCopy:
 
 
 def _execute_dma_copy(op: _DmaCopy, env: Env) -> None:
-    values = env[op.src.name][op.src.index]
+    values = _read(env, op.src)
     if op.src.dtype != op.dst.dtype:
         values = dtypes.cast_to(_as_float32(values), op.dst.dtype)
     env[op.dst.name][op.dst.index] = values.reshape(op.dst.shape)
@@ -433,6 +574,12 @@ class _Matmul(_Instruction):
     moving: _View
     accumulate: bool
     fp32: bool
+
+
+def _tensor_engine_dtype(ctx: _Context, view: _View) -> None:
+    if view.dtype not in _MATMUL_DTYPES:
+        raise ctx.fail(f"{view} is {dtypes.NAMES[view.dtype]}; the Tensor engine multiplies float8, "
+                       "bfloat16, float16, tfloat32 or float32 (matmul dtype rule)")
 
 
 def _validate_matmul(ctx: _Context, msg: pb.Matmul) -> _Matmul:
@@ -454,9 +601,7 @@ def _validate_matmul(ctx: _Context, msg: pb.Matmul) -> _Matmul:
         raise ctx.fail(f"{dst} must be [M, N] = {_fmt_shape((m, n))} for {stationary} and {moving} "
                        "(matmul shape rule)")
     for view in (stationary, moving):
-        if view.dtype not in _MATMUL_DTYPES:
-            raise ctx.fail(f"{view} is {dtypes.NAMES[view.dtype]}; the Tensor engine multiplies float8, "
-                           "bfloat16, float16, tfloat32 or float32 (matmul dtype rule)")
+        _tensor_engine_dtype(ctx, view)
     if (stationary.dtype in _FP32_PATH) != (moving.dtype in _FP32_PATH):
         raise ctx.fail(f"{stationary} is {dtypes.NAMES[stationary.dtype]} and {moving} is "
                        f"{dtypes.NAMES[moving.dtype]}; float32/tfloat32 inputs pair only with float32/tfloat32 "
@@ -473,8 +618,8 @@ def _matmul_operand(values: np.ndarray, dtype: int) -> np.ndarray:
 
 
 def _execute_matmul(op: _Matmul, env: Env) -> None:
-    stationary = _matmul_operand(env[op.stationary.name][op.stationary.index], op.stationary.dtype)
-    moving = _matmul_operand(env[op.moving.name][op.moving.index], op.moving.dtype)
+    stationary = _matmul_operand(_read(env, op.stationary), op.stationary.dtype)
+    moving = _matmul_operand(_read(env, op.moving), op.moving.dtype)
     out = env[op.dst.name][op.dst.index]
     if op.accumulate:
         out += stationary.T @ moving
@@ -486,7 +631,59 @@ def _cost_matmul(op: _Matmul) -> cost_model.InstructionCost:
     return cost_model.matmul_cost(op.moving.free, op.fp32)
 
 
-# activation: dst = f(src * scale + bias) on the Scalar engine; bias is a [P, 1] tile view or absent.
+# transpose: dst[F, P] = src[P, F]; the Tensor engine does it as a matmul with the identity into PSUM,
+# the Vector engine moves 32 x 32 blocks.
+
+@dataclass(frozen=True, kw_only=True)
+class _Transpose(_Instruction):
+    dst: _View
+    src: _View
+    engine: int
+
+
+def _validate_transpose(ctx: _Context, msg: pb.Transpose) -> _Transpose:
+    engine = ctx.engine(msg.engine, (pb.TENSOR, pb.VECTOR))
+    if engine == pb.TENSOR:
+        src = ctx.engine_view(msg.src, "src", pb.TENSOR, (_SBUF,))
+        dst = ctx.engine_view(msg.dst, "dst", pb.TENSOR, (_PSUM,))
+        _tensor_engine_dtype(ctx, src)
+        limit = TENSOR_TRANSPOSE_MAX
+    else:
+        src = ctx.engine_view(msg.src, "src", pb.VECTOR)
+        dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR)
+        limit = VECTOR_TRANSPOSE_MAX
+    if max(src.shape) > limit:
+        raise ctx.fail(f"{src} is larger than {limit} x {limit}; the {_ENGINE_NAMES[engine]} engine transposes "
+                       f"at most {limit} x {limit} (transpose size rule)"
+                       + (": use the Tensor engine" if engine == pb.VECTOR else ""))
+    if dst.shape != src.shape[::-1]:
+        raise ctx.fail(f"{dst} must be {_fmt_shape(src.shape[::-1])}, the transpose of {src} "
+                       "(transpose shape rule)")
+    # Data movement, not arithmetic a user asked for: no FLOPs (also on the Tensor engine).
+    return _Transpose(reads=(src,), writes=(dst,), flops=0, dst=dst, src=src, engine=engine)
+
+
+def _execute_transpose(op: _Transpose, env: Env) -> None:
+    out = env[op.dst.name][op.dst.index]
+    if op.engine == pb.TENSOR:
+        x = _matmul_operand(_read(env, op.src), op.src.dtype)
+        # x.T @ I: exact for finite data; Inf/NaN spread over their row, as on NC-v2 (ref §3.4).
+        out[...] = x.T if np.isfinite(x).all() else x.T @ np.eye(x.shape[0], dtype=np.float32)
+    elif op.src.dtype == op.dst.dtype:
+        out[...] = _read(env, op.src).T
+    else:
+        _store(out, _fp32(env, op.src).T, op.dst.dtype)
+
+
+def _cost_transpose(op: _Transpose) -> cost_model.InstructionCost:
+    if op.engine == pb.TENSOR:
+        # The data is the stationary operand; the moving operand is the P x P identity: N = P.
+        return cost_model.matmul_cost(op.src.partitions, op.src.dtype == pb.FLOAT32)
+    return cost_model.vector_cost(op.src.free, tensors=2)
+
+
+# activation: dst = f(src * scale + bias) on the Scalar engine; scale is a constant or a [P, 1] float32
+# tile, bias a [P, 1] tile; reduce_dst optionally receives the per-partition sum of the results.
 
 @dataclass(frozen=True, kw_only=True)
 class _Activation(_Instruction):
@@ -494,91 +691,147 @@ class _Activation(_Instruction):
     src: _View
     function: Callable[[np.ndarray], np.ndarray]
     scale: float
+    scale_tile: _View | None
     bias: _View | None
+    reduce_dst: _View | None
 
 
 def _validate_activation(ctx: _Context, msg: pb.Activation) -> _Activation:
-    onchip = (_SBUF, _PSUM)
-    src = ctx.engine_view(msg.src, "src", pb.SCALAR, onchip)
-    dst = ctx.engine_view(msg.dst, "dst", pb.SCALAR, onchip)
+    src = ctx.engine_view(msg.src, "src", pb.SCALAR)
+    dst = ctx.engine_view(msg.dst, "dst", pb.SCALAR)
     ctx.same_shape(dst, src)
     if msg.function not in FUNCTIONS:
         raise ctx.fail(f"function {msg.function} is not an activation function; use one of: "
                        + ", ".join(pb.ActivationFunction.Name(f) for f in FUNCTIONS))
     if not math.isfinite(msg.scale):
         raise ctx.fail(f"scale {msg.scale} is not finite")
-    bias = None
-    reads = (src,)
+    function = FUNCTIONS[msg.function]
+    if msg.function == pb.PRELU:
+        if not math.isfinite(msg.alpha):
+            raise ctx.fail(f"alpha {msg.alpha} is not finite")
+        function = functools.partial(function, alpha=msg.alpha)
+    elif msg.alpha:
+        raise ctx.fail(f"alpha {msg.alpha:g} is set but only PRELU takes alpha (activation alpha rule)")
+    reads, writes = [src], [dst]
+    bias = scale_tile = reduce_dst = None
     if msg.bias.name:
-        bias = ctx.engine_view(msg.bias, "bias", pb.SCALAR, onchip)
-        if bias.shape != (src.partitions, 1):
-            raise ctx.fail(f"{bias} must be [P, 1] = {_fmt_shape((src.partitions, 1))}, one value per partition "
-                           f"of {src} (activation bias rule)")
-        reads = (src, bias)
-    return _Activation(reads=reads, writes=(dst,), flops=src.size, dst=dst, src=src,
-                       function=FUNCTIONS[msg.function], scale=msg.scale or 1.0, bias=bias)
+        bias = ctx.engine_view(msg.bias, "bias", pb.SCALAR)
+        ctx.per_partition(bias, src, "activation bias rule")
+        reads.append(bias)
+    if msg.scale_tile.name:
+        scale_tile = ctx.engine_view(msg.scale_tile, "scale_tile", pb.SCALAR)
+        ctx.per_partition(scale_tile, src, "activation scale rule")
+        if scale_tile.dtype != pb.FLOAT32:
+            raise ctx.fail(f"{scale_tile} is {dtypes.NAMES[scale_tile.dtype]}; a scale tile is float32 "
+                           "(activation scale rule)")
+        if msg.scale not in (0.0, 1.0):
+            raise ctx.fail(f"scale {msg.scale:g} and {scale_tile} are both given; use one "
+                           "(activation scale rule)")
+        reads.append(scale_tile)
+    if msg.reduce_dst.name:
+        reduce_dst = ctx.engine_view(msg.reduce_dst, "reduce_dst", pb.SCALAR)
+        ctx.per_partition(reduce_dst, src, "activation reduce rule")
+        writes.append(reduce_dst)
+    # A plain copy (COPY, no scale, no bias) moves data: no FLOPs. Otherwise one per element, one more
+    # per element for the add-reduce.
+    plain_copy = msg.function == pb.COPY and msg.scale in (0.0, 1.0) and not (bias or scale_tile)
+    flops = 0 if plain_copy else src.size * (2 if reduce_dst else 1)
+    return _Activation(reads=tuple(reads), writes=tuple(writes), flops=flops, dst=dst, src=src,
+                       function=function, scale=msg.scale or 1.0, scale_tile=scale_tile, bias=bias,
+                       reduce_dst=reduce_dst)
 
 
 def _execute_activation(op: _Activation, env: Env) -> None:
-    x = _as_float32(env[op.src.name][op.src.index])
-    if op.scale != 1.0:
+    x = _fp32(env, op.src)
+    if op.scale_tile is not None:
+        x = x * _fp32(env, op.scale_tile)
+    elif op.scale != 1.0:
         x = x * np.float32(op.scale)
     if op.bias is not None:
-        x = x + _as_float32(env[op.bias.name][op.bias.index])
-    _store(env[op.dst.name][op.dst.index], op.function(x), op.dst.dtype)
+        x = x + _fp32(env, op.bias)
+    y = op.function(x)
+    if op.reduce_dst is not None:  # the accumulators sum FP32 results, before dst's rounding
+        _store(env[op.reduce_dst.name][op.reduce_dst.index], y.sum(axis=1, keepdims=True), op.reduce_dst.dtype)
+    _store(env[op.dst.name][op.dst.index], y, op.dst.dtype)
 
 
 def _cost_activation(op: _Activation) -> cost_model.InstructionCost:
-    return cost_model.scalar_cost(op.src.free)
+    return cost_model.scalar_cost(op.src.free, tensors=len(op.reads) + len(op.writes),
+                                  accumulate=op.reduce_dst is not None)
 
 
-# tensor_reduce: dst[P, 1] = op over the free axis of src[P, F] on the Vector engine.
-
-_REDUCERS: dict[int, Callable[..., np.ndarray]] = {
-    pb.ADD: np.sum, pb.MULTIPLY: np.prod, pb.MAXIMUM: np.max, pb.MINIMUM: np.min,
-}
-
+# tensor_scalar: dst = (src op0 operand0) op1 operand1, operands constants or [P, 1] tiles; reverse
+# puts the operand on the left. Both ops arithmetic (FP32) or both bitvec (integer bit patterns).
 
 @dataclass(frozen=True, kw_only=True)
-class _TensorReduce(_Instruction):
+class _TensorScalar(_Instruction):
     dst: _View
     src: _View
-    reduce: Callable[..., np.ndarray]
+    ops: tuple[tuple[Callable[..., np.ndarray], float | _View, bool], ...]  # (op, operand, reverse)
+    mode: str
+    engine: int
 
 
-def _validate_tensor_reduce(ctx: _Context, msg: pb.TensorReduce) -> _TensorReduce:
-    onchip = (_SBUF, _PSUM)
-    src = ctx.engine_view(msg.src, "src", pb.VECTOR, onchip)
-    dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR, onchip)
-    if dst.shape != (src.partitions, 1):
-        raise ctx.fail(f"{dst} must be [P, 1] = {_fmt_shape((src.partitions, 1))} for {src} (a reduction "
-                       "runs along the free axis; the partition axis cannot be reduced)")
-    if msg.op not in _REDUCERS:
-        raise ctx.fail(f"op {_alu_name(msg.op)} cannot reduce; use ADD, MULTIPLY, MAXIMUM or MINIMUM")
-    return _TensorReduce(reads=(src,), writes=(dst,), flops=src.size, dst=dst, src=src,
-                         reduce=_REDUCERS[msg.op])
+def _validate_tensor_scalar(ctx: _Context, msg: pb.TensorScalar) -> _TensorScalar:
+    engine = ctx.engine(msg.engine, (pb.VECTOR, pb.SCALAR, pb.GPSIMD))
+    src = ctx.engine_view(msg.src, "src", engine)
+    dst = ctx.engine_view(msg.dst, "dst", engine)
+    ctx.same_shape(dst, src)
+    steps = [(msg.op0, msg.operand0, msg.reverse0, "op0")]
+    if msg.op1 != pb.ALU_OP_UNSPECIFIED:
+        steps.append((msg.op1, msg.operand1, msg.reverse1, "op1"))
+    ops, classes, reads = [], set(), [src]
+    for alu, operand, reverse, role in steps:
+        fn, bitvec = _binary_op(ctx, alu, role)
+        classes.add(bitvec)
+        value: float | _View
+        if operand.tile.name:
+            value = ctx.engine_view(operand.tile, f"operand{role[-1]}", engine)
+            ctx.per_partition(value, src, "tensor_scalar operand rule")
+            reads.append(value)
+            if bitvec:
+                _require_integers(ctx, alu, (value,))
+        elif bitvec:
+            if not (operand.value.is_integer() and 0 <= operand.value < 2**32):
+                raise ctx.fail(f"operand{role[-1]} {operand.value:g} of bitvec op {_alu_name(alu)} must be an "
+                               "integer in [0, 2^32) (bitvec operand rule)")
+            value = operand.value
+        else:
+            if not math.isfinite(operand.value):
+                raise ctx.fail(f"operand{role[-1]} {operand.value} is not finite")
+            value = operand.value
+        if bitvec:
+            _require_integers(ctx, alu, (src, dst))
+        ops.append((fn, value, reverse))
+    if len(classes) > 1:
+        raise ctx.fail(f"op0 {_alu_name(msg.op0)} and op1 {_alu_name(msg.op1)} mix an arithmetic and a "
+                       "bitvec op; both must be of the same class (tensor_scalar class rule)")
+    mode = _BITVEC_MODE if classes == {True} else _FLOAT
+    return _TensorScalar(reads=tuple(reads), writes=(dst,), flops=len(ops) * dst.size, dst=dst, src=src,
+                         ops=tuple(ops), mode=mode, engine=engine)
 
 
-def _execute_tensor_reduce(op: _TensorReduce, env: Env) -> None:
-    x = _as_float32(env[op.src.name][op.src.index])
-    _store(env[op.dst.name][op.dst.index], op.reduce(x, axis=1, keepdims=True), op.dst.dtype)
+def _execute_tensor_scalar(op: _TensorScalar, env: Env) -> None:
+    x = _load(env, op.src, op.mode)
+    for fn, operand, reverse in op.ops:
+        if isinstance(operand, _View):
+            value = _load(env, operand, op.mode)
+        else:
+            value = np.uint64(operand) if op.mode == _BITVEC_MODE else np.float32(operand)
+        x = fn(value, x) if reverse else fn(x, value)
+    _save(env, op.dst, x, op.mode)
 
 
-def _cost_tensor_reduce(op: _TensorReduce) -> cost_model.InstructionCost:
-    return cost_model.vector_cost(op.src.free, inputs=1)
+def _cost_tensor_scalar(op: _TensorScalar) -> cost_model.InstructionCost:
+    tensors = len(op.reads) + 1
+    if op.engine == pb.SCALAR:
+        return cost_model.scalar_cost(op.src.free, tensors)
+    if op.engine == pb.GPSIMD:
+        return cost_model.gpsimd_cost(op.src.free, tensors)
+    return cost_model.vector_cost(op.src.free, tensors)  # one tensor read: N cycles (ref §3.5)
 
 
-# tensor_tensor: dst = a op b elementwise on the Vector engine.
-
-_ALU: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    pb.ADD: np.add, pb.SUBTRACT: np.subtract, pb.MULTIPLY: np.multiply,
-    pb.MAXIMUM: np.maximum, pb.MINIMUM: np.minimum, pb.DIVIDE: np.divide,
-}
-
-
-def _alu_name(op: int) -> str:
-    return pb.AluOp.Name(op) if op in pb.AluOp.values() else str(op)
-
+# tensor_tensor: dst = a op b elementwise on the Vector or GpSimd engine.
 
 @dataclass(frozen=True, kw_only=True)
 class _TensorTensor(_Instruction):
@@ -586,32 +839,427 @@ class _TensorTensor(_Instruction):
     a: _View
     b: _View
     alu: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    mode: str
+    engine: int
+    power: bool
 
 
 def _validate_tensor_tensor(ctx: _Context, msg: pb.TensorTensor) -> _TensorTensor:
-    onchip = (_SBUF, _PSUM)
-    a = ctx.engine_view(msg.a, "a", pb.VECTOR, onchip)
-    b = ctx.engine_view(msg.b, "b", pb.VECTOR, onchip)
-    dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR, onchip)
+    alu, bitvec = _binary_op(ctx, msg.op, "op")
+    views = (msg.a, msg.b, msg.dst)
+    if msg.engine == pb.ENGINE_UNSPECIFIED:
+        # As NKI picks: power runs on GpSimd; so does all-int32 arithmetic in SBUF (exact integers).
+        a, b, dst = (ctx.view(ref, role) for ref, role in zip(views, ("a", "b", "dst")))
+        gpsimd = msg.op == pb.POWER or (
+            not bitvec and all(v.dtype in _INT32 and v.space == _SBUF for v in (a, b, dst)))
+        engine = pb.GPSIMD if gpsimd else pb.VECTOR
+    else:
+        engine = ctx.engine(msg.engine, (pb.VECTOR, pb.GPSIMD))
+    if msg.op == pb.POWER and engine != pb.GPSIMD:
+        raise ctx.fail("op POWER runs on the GpSimd engine only (tensor_tensor power rule): use engine GPSIMD")
+    a = ctx.engine_view(msg.a, "a", engine)
+    b = ctx.engine_view(msg.b, "b", engine)
+    dst = ctx.engine_view(msg.dst, "dst", engine)
     ctx.same_shape(a, b)
     ctx.same_shape(dst, a)
     if a.space == _PSUM and b.space == _PSUM:
         raise ctx.fail(f"{a} and {b} are both in PSUM; the Vector engine reads at most one tensor_tensor "
                        "input from PSUM (PSUM read-port rule): copy one to SBUF first")
-    if msg.op not in _ALU:
-        raise ctx.fail(f"op {_alu_name(msg.op)} is not an elementwise op; use one of: "
-                       + ", ".join(pb.AluOp.Name(o) for o in _ALU))
-    return _TensorTensor(reads=(a, b), writes=(dst,), flops=dst.size, dst=dst, a=a, b=b, alu=_ALU[msg.op])
+    if bitvec:
+        _require_integers(ctx, msg.op, (a, b, dst))
+        mode = _BITVEC_MODE
+    elif engine == pb.GPSIMD and msg.op in _INTEGER_EXACT and all(v.dtype in _INT32 for v in (a, b, dst)):
+        mode = _EXACT_INT
+    else:
+        mode = _FLOAT
+    return _TensorTensor(reads=(a, b), writes=(dst,), flops=dst.size, dst=dst, a=a, b=b, alu=alu, mode=mode,
+                         engine=engine, power=msg.op == pb.POWER)
 
 
 def _execute_tensor_tensor(op: _TensorTensor, env: Env) -> None:
-    a = _as_float32(env[op.a.name][op.a.index])
-    b = _as_float32(env[op.b.name][op.b.index])
-    _store(env[op.dst.name][op.dst.index], op.alu(a, b), op.dst.dtype)
+    _save(env, op.dst, op.alu(_load(env, op.a, op.mode), _load(env, op.b, op.mode)), op.mode)
 
 
 def _cost_tensor_tensor(op: _TensorTensor) -> cost_model.InstructionCost:
-    return cost_model.vector_cost(op.a.free, inputs=2)
+    if op.engine == pb.GPSIMD:
+        per_element = 2 * cost_model.GPSIMD_TRANSCENDENTAL_CYCLES if op.power else 2
+        return cost_model.gpsimd_cost(per_element * op.a.free, tensors=3)
+    return cost_model.vector_cost(2 * op.a.free, tensors=3)  # two tensor reads: 2N cycles (ref §3.5)
+
+
+# tensor_reduce: dst = op over the trailing free axes of src on the Vector engine.
+
+_REDUCERS: dict[int, tuple[np.ufunc, str]] = {
+    pb.ADD: (np.add, _FLOAT), pb.MULTIPLY: (np.multiply, _FLOAT),
+    pb.MAXIMUM: (np.maximum, _FLOAT), pb.MINIMUM: (np.minimum, _FLOAT),
+    pb.LOGICAL_AND: (np.logical_and, "logical"), pb.LOGICAL_OR: (np.logical_or, "logical"),
+    pb.LOGICAL_XOR: (np.logical_xor, "logical"),
+    pb.BITWISE_AND: (np.bitwise_and, _BITVEC_MODE), pb.BITWISE_OR: (np.bitwise_or, _BITVEC_MODE),
+    pb.BITWISE_XOR: (np.bitwise_xor, _BITVEC_MODE),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TensorReduce(_Instruction):
+    dst: _View
+    src: _View
+    reducer: np.ufunc
+    mode: str
+    free_shape: tuple[int, ...]
+    axes: tuple[int, ...]
+    negate: bool
+
+
+def _validate_tensor_reduce(ctx: _Context, msg: pb.TensorReduce) -> _TensorReduce:
+    src = ctx.engine_view(msg.src, "src", pb.VECTOR)
+    dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR)
+    if msg.op not in _REDUCERS:
+        raise ctx.fail(f"op {_alu_name(msg.op)} cannot reduce; use one of: {_names(_REDUCERS)}")
+    free_shape = tuple(msg.free_shape) or (src.free,)
+    if math.prod(free_shape) != src.free or min(free_shape) < 1:
+        raise ctx.fail(f"free_shape {_fmt_shape(free_shape)} does not split the {src.free} elements per "
+                       f"partition of {src} (tensor_reduce free_shape rule)")
+    if msg.axes > len(free_shape):
+        raise ctx.fail(f"axes {msg.axes}: free_shape {_fmt_shape(free_shape)} has {len(free_shape)} axes "
+                       "(tensor_reduce axes rule)")
+    count = msg.axes or len(free_shape)
+    kept = free_shape[:len(free_shape) - count]
+    expected = (src.partitions, math.prod(kept))
+    if dst.shape != expected:
+        axes = "1" if not kept else " * ".join(f"F{i + 1}" for i in range(len(kept)))
+        raise ctx.fail(f"{dst} must be [P, {axes}] = {_fmt_shape(expected)} for {src} (a reduction runs along "
+                       "the trailing free axes; the partition axis cannot be reduced)")
+    reducer, mode = _REDUCERS[msg.op]
+    if mode == _BITVEC_MODE:
+        _require_integers(ctx, msg.op, (src, dst))
+    if msg.negate and mode != _FLOAT:
+        raise ctx.fail(f"negate applies to arithmetic reductions, not {_alu_name(msg.op)} (tensor_reduce negate rule)")
+    axes = tuple(range(1 + len(kept), 1 + len(free_shape)))
+    return _TensorReduce(reads=(src,), writes=(dst,), flops=src.size, dst=dst, src=src, reducer=reducer,
+                         mode=mode, free_shape=free_shape, axes=axes, negate=msg.negate)
+
+
+def _execute_tensor_reduce(op: _TensorReduce, env: Env) -> None:
+    x = _load(env, op.src, _BITVEC_MODE if op.mode == _BITVEC_MODE else _FLOAT)
+    x = x.reshape(op.src.partitions, *op.free_shape)
+    if op.mode == "logical":
+        x = x != 0
+    result = op.reducer.reduce(x, axis=op.axes).reshape(op.dst.shape)
+    if op.mode == _BITVEC_MODE:
+        _store_bits(env[op.dst.name][op.dst.index], result)
+        return
+    result = result.astype(np.float32)
+    _store(env[op.dst.name][op.dst.index], -result if op.negate else result, op.dst.dtype)
+
+
+def _cost_tensor_reduce(op: _TensorReduce) -> cost_model.InstructionCost:
+    return cost_model.vector_cost(op.src.free, tensors=2)
+
+
+# bn_stats: per-partition statistics of up to 512 elements, laid out as NKI defines them: for the
+# elements at even and at odd free positions, (count, mean, variance * count). bn_aggr combines any
+# number of such (count, mean, variance * count) triples into (mean, variance). Vector engine, FP32.
+
+@dataclass(frozen=True, kw_only=True)
+class _BnStats(_Instruction):
+    dst: _View
+    src: _View
+
+
+def _validate_bn_stats(ctx: _Context, msg: pb.BnStats) -> _BnStats:
+    src = ctx.engine_view(msg.src, "src", pb.VECTOR)
+    dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR)
+    if src.free > BN_STATS_MAX_FREE:
+        raise ctx.fail(f"{src} has {src.free} elements per partition; bn_stats takes at most {BN_STATS_MAX_FREE} "
+                       "(bn_stats_fmax): run one bn_stats per 512-element slice and aggregate them with bn_aggr")
+    if dst.shape != (src.partitions, BN_STATS_WIDTH):
+        raise ctx.fail(f"{dst} must be [P, 6] = {_fmt_shape((src.partitions, BN_STATS_WIDTH))} for {src} "
+                       "(bn_stats layout: count, mean, variance * count of the even, then the odd elements)")
+    return _BnStats(reads=(src,), writes=(dst,), flops=2 * src.size, dst=dst, src=src)
+
+
+def _execute_bn_stats(op: _BnStats, env: Env) -> None:
+    x = _fp32(env, op.src)
+    stats = np.zeros(op.dst.shape, np.float32)
+    for half, part in enumerate((x[:, 0::2], x[:, 1::2])):
+        count = part.shape[1]
+        if count:  # a single element has no odd half: its triple stays (0, 0, 0)
+            mean = part.mean(axis=1, dtype=np.float32)
+            stats[:, 3 * half] = count
+            stats[:, 3 * half + 1] = mean
+            stats[:, 3 * half + 2] = np.square(part - mean[:, None]).sum(axis=1)
+    _store(env[op.dst.name][op.dst.index], stats, op.dst.dtype)
+
+
+def _cost_bn_stats(op: _BnStats) -> cost_model.InstructionCost:
+    return cost_model.vector_cost(op.src.free, tensors=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _BnAggr(_Instruction):
+    dst: _View
+    src: _View
+
+
+def _validate_bn_aggr(ctx: _Context, msg: pb.BnAggr) -> _BnAggr:
+    src = ctx.engine_view(msg.src, "src", pb.VECTOR)
+    dst = ctx.engine_view(msg.dst, "dst", pb.VECTOR)
+    if src.free % 3:
+        raise ctx.fail(f"{src} has {src.free} elements per partition; bn_aggr reads (count, mean, variance * "
+                       "count) triples, so a multiple of 3 (bn_aggr layout rule)")
+    if dst.shape != (src.partitions, 2):
+        raise ctx.fail(f"{dst} must be [P, 2] = {_fmt_shape((src.partitions, 2))}: mean and variance per "
+                       f"partition of {src} (bn_aggr layout rule)")
+    return _BnAggr(reads=(src,), writes=(dst,), flops=src.size, dst=dst, src=src)
+
+
+def _execute_bn_aggr(op: _BnAggr, env: Env) -> None:
+    triples = _fp32(env, op.src).reshape(op.src.partitions, -1, 3)
+    count, mean, m2 = triples[:, :, 0], triples[:, :, 1], triples[:, :, 2]
+    total = count.sum(axis=1)
+    grand = (count * mean).sum(axis=1) / total
+    # Chan et al.: the within-group sums of squares plus the spread of the group means.
+    variance = (m2.sum(axis=1) + (count * np.square(mean - grand[:, None])).sum(axis=1)) / total
+    _store(env[op.dst.name][op.dst.index], np.stack([grand, variance], axis=1), op.dst.dtype)
+
+
+def _cost_bn_aggr(op: _BnAggr) -> cost_model.InstructionCost:
+    return cost_model.vector_cost(op.src.free, tensors=2)
+
+
+# iota and affine_select: an affine index offset + p * channel_multiplier + sum(step_k * i_k), computed
+# in int32 on the GpSimd engine (p counts the partitions of dst from 0).
+
+def _pattern(ctx: _Context, pattern, free: int, what: str) -> tuple[tuple[int, int], ...]:
+    steps = tuple((entry.step, entry.num) for entry in pattern) or ((1, free),)
+    if math.prod(num for _, num in steps) != free or min(num for _, num in steps) < 1:
+        raise ctx.fail(f"pattern {[list(s) for s in steps]} covers {math.prod(n for _, n in steps)} positions; "
+                       f"{what} has {free} elements per partition (the nums of the pattern multiply to it)")
+    return steps
+
+
+def _affine_values(partitions: int, steps: tuple[tuple[int, int], ...], offset: int,
+                   channel_multiplier: int) -> np.ndarray:
+    free = np.zeros(1, np.int64)
+    for step, num in steps:
+        free = (free[:, None] + np.arange(num, dtype=np.int64) * step).reshape(-1)
+    values = offset + np.arange(partitions, dtype=np.int64)[:, None] * channel_multiplier + free
+    return values.astype(np.int32)  # int32 arithmetic wraps
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Iota(_Instruction):
+    dst: _View
+    steps: tuple[tuple[int, int], ...]
+    offset: int
+    channel_multiplier: int
+
+
+def _validate_iota(ctx: _Context, msg: pb.Iota) -> _Iota:
+    dst = ctx.engine_view(msg.dst, "dst", pb.GPSIMD)
+    steps = _pattern(ctx, msg.pattern, dst.free, str(dst))
+    return _Iota(reads=(), writes=(dst,), flops=0, dst=dst, steps=steps, offset=msg.offset,
+                 channel_multiplier=msg.channel_multiplier)
+
+
+def _execute_iota(op: _Iota, env: Env) -> None:
+    values = _affine_values(op.dst.partitions, op.steps, op.offset, op.channel_multiplier)
+    # The engine casts the int32 results to dst's dtype (float64 holds int32 exactly: one rounding).
+    _store(env[op.dst.name][op.dst.index], values.astype(np.float64), op.dst.dtype)
+
+
+def _cost_iota(op: _Iota) -> cost_model.InstructionCost:
+    return cost_model.gpsimd_cost(cost_model.GPSIMD_SETUP_CYCLES + op.dst.free, tensors=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AffineSelect(_Instruction):
+    dst: _View
+    on_true: _View
+    on_false: float
+    steps: tuple[tuple[int, int], ...]
+    offset: int
+    channel_multiplier: int
+    compare: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _validate_affine_select(ctx: _Context, msg: pb.AffineSelect) -> _AffineSelect:
+    on_true = ctx.engine_view(msg.on_true, "on_true", pb.GPSIMD)
+    dst = ctx.engine_view(msg.dst, "dst", pb.GPSIMD)
+    ctx.same_shape(dst, on_true)
+    if msg.cmp_op not in _COMPARISONS:
+        raise ctx.fail(f"cmp_op {_alu_name(msg.cmp_op)} is not a comparison; use one of: {_names(_COMPARISONS)}")
+    steps = _pattern(ctx, msg.pattern, dst.free, str(dst))
+    return _AffineSelect(reads=(on_true,), writes=(dst,), flops=0, dst=dst, on_true=on_true,
+                         on_false=msg.on_false_value, steps=steps, offset=msg.offset,
+                         channel_multiplier=msg.channel_multiplier, compare=_ARITHMETIC[msg.cmp_op])
+
+
+def _execute_affine_select(op: _AffineSelect, env: Env) -> None:
+    values = _affine_values(op.dst.partitions, op.steps, op.offset, op.channel_multiplier)
+    keep = op.compare(values, 0) != 0
+    _store(env[op.dst.name][op.dst.index], np.where(keep, _fp32(env, op.on_true), np.float32(op.on_false)),
+           op.dst.dtype)
+
+
+def _cost_affine_select(op: _AffineSelect) -> cost_model.InstructionCost:
+    return cost_model.gpsimd_cost(cost_model.GPSIMD_SETUP_CYCLES + op.dst.free, tensors=2)
+
+
+# tensor_partition_reduce: dst[1, F] = op over the partitions of src on the GpSimd engine.
+
+_PARTITION_REDUCERS: dict[int, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    pb.ADD: (lambda x: x.sum(axis=0, keepdims=True), _FLOAT),
+    pb.AVERAGE: (lambda x: x.mean(axis=0, keepdims=True, dtype=np.float32), _FLOAT),
+    pb.MAXIMUM: (lambda x: x.max(axis=0, keepdims=True), _FLOAT),
+    pb.BITWISE_OR: (lambda x: np.bitwise_or.reduce(x, axis=0, keepdims=True), _BITVEC_MODE),
+    pb.BITWISE_AND: (lambda x: np.bitwise_and.reduce(x, axis=0, keepdims=True), _BITVEC_MODE),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PartitionReduce(_Instruction):
+    dst: _View
+    src: _View
+    reduce: Callable[[np.ndarray], np.ndarray]
+    mode: str
+
+
+def _validate_partition_reduce(ctx: _Context, msg: pb.TensorPartitionReduce) -> _PartitionReduce:
+    src = ctx.engine_view(msg.src, "src", pb.GPSIMD)
+    dst = ctx.engine_view(msg.dst, "dst", pb.GPSIMD)
+    if msg.op not in _PARTITION_REDUCERS:
+        raise ctx.fail(f"op {_alu_name(msg.op)} cannot reduce across partitions; use one of: "
+                       f"{_names(_PARTITION_REDUCERS)}")
+    if dst.shape != (1, src.free):
+        raise ctx.fail(f"{dst} must be [1, F] = {_fmt_shape((1, src.free))} for {src} (partition reduce "
+                       "shape rule)")
+    reduce, mode = _PARTITION_REDUCERS[msg.op]
+    if mode == _BITVEC_MODE:
+        _require_integers(ctx, msg.op, (src, dst))
+    return _PartitionReduce(reads=(src,), writes=(dst,), flops=src.size, dst=dst, src=src, reduce=reduce,
+                            mode=mode)
+
+
+def _execute_partition_reduce(op: _PartitionReduce, env: Env) -> None:
+    _save(env, op.dst, op.reduce(_load(env, op.src, op.mode)), op.mode)
+
+
+def _cost_partition_reduce(op: _PartitionReduce) -> cost_model.InstructionCost:
+    # Our choice: one pass over each processor's 16 partitions, one pass combining the 8 partial rows.
+    return cost_model.gpsimd_cost(2 * op.src.free, tensors=2)
+
+
+# custom_op: a registered operator of neurontools.daemon.custom_ops, run on the GpSimd engine.
+
+@dataclass(frozen=True, kw_only=True)
+class _CustomOp(_Instruction):
+    operator: custom_ops.CustomOperator
+    inputs: tuple[_View, ...]
+    outputs: tuple[_View, ...]
+    attributes: dict[str, float]
+
+
+def _validate_custom_op(ctx: _Context, msg: pb.CustomOp) -> _CustomOp:
+    operator = custom_ops.REGISTRY.get(msg.name)
+    if operator is None:
+        raise ctx.fail(f'no custom operator "{msg.name}" is registered in this daemon; registered: '
+                       + ", ".join(custom_ops.registered()))
+    where = f'custom operator "{operator.name}"'
+    for kind, refs, roles in (("inputs", msg.inputs, operator.inputs), ("outputs", msg.outputs, operator.outputs)):
+        if len(refs) != len(roles):
+            raise ctx.fail(f"{where} takes {len(roles)} {kind} ({', '.join(roles)}), not {len(refs)}")
+    unknown = sorted(set(msg.attributes) - set(operator.attributes))
+    if unknown:
+        raise ctx.fail(f'{where} has no attribute "{unknown[0]}"; its attributes: '
+                       + (", ".join(operator.attributes) or "none"))
+    attributes = {**operator.attributes, **msg.attributes}
+    inputs = tuple(ctx.engine_view(r, f"input {role}", pb.GPSIMD) for r, role in zip(msg.inputs, operator.inputs))
+    outputs = tuple(ctx.engine_view(r, f"output {role}", pb.GPSIMD) for r, role in zip(msg.outputs, operator.outputs))
+    try:
+        expected = operator.output_shapes([v.shape for v in inputs], attributes)
+    except custom_ops.CustomOpError as exc:
+        raise ctx.fail(f"{where}: {exc}") from None
+    for view, shape in zip(outputs, expected):
+        if view.shape != tuple(shape):
+            raise ctx.fail(f"{view} must be {_fmt_shape(tuple(shape))} ({where} output shape)")
+    return _CustomOp(reads=inputs, writes=outputs, flops=operator.flops([v.shape for v in inputs]),
+                     operator=operator, inputs=inputs, outputs=outputs, attributes=attributes)
+
+
+def _execute_custom_op(op: _CustomOp, env: Env) -> None:
+    results = op.operator.compute([_fp32(env, v) for v in op.inputs], op.attributes)
+    for view, values in zip(op.outputs, results):
+        _store(env[view.name][view.index], values, view.dtype)
+
+
+def _cost_custom_op(op: _CustomOp) -> cost_model.InstructionCost:
+    cycles = cost_model.GPSIMD_SETUP_CYCLES + op.operator.cycles([v.shape for v in op.inputs])
+    return cost_model.gpsimd_cost(cycles, tensors=len(op.inputs) + len(op.outputs))
+
+
+# memset: dst = value, on the Vector or GpSimd engine.
+
+@dataclass(frozen=True, kw_only=True)
+class _Memset(_Instruction):
+    dst: _View
+    value: float
+    engine: int
+
+
+def _validate_memset(ctx: _Context, msg: pb.Memset) -> _Memset:
+    engine = ctx.engine(msg.engine, (pb.VECTOR, pb.GPSIMD))
+    dst = ctx.engine_view(msg.dst, "dst", engine)
+    if _is_int(dst) and not math.isfinite(msg.value):
+        raise ctx.fail(f"value {msg.value} cannot be stored in {dst} ({dtypes.NAMES[dst.dtype]})")
+    return _Memset(reads=(), writes=(dst,), flops=0, dst=dst, value=msg.value, engine=engine)
+
+
+def _execute_memset(op: _Memset, env: Env) -> None:
+    _store(env[op.dst.name][op.dst.index], np.array(op.value), op.dst.dtype)
+
+
+def _cost_memset(op: _Memset) -> cost_model.InstructionCost:
+    if op.engine == pb.GPSIMD:
+        return cost_model.gpsimd_cost(op.dst.free, tensors=1)
+    # NKI: zeroing a 16-bit float tile writes two elements per cycle.
+    halved = op.value == 0 and op.dst.dtype in (pb.BFLOAT16, pb.FLOAT16)
+    return cost_model.vector_cost(op.dst.free / 2 if halved else op.dst.free, tensors=1)
+
+
+# tensor_copy: dst = src on the Vector or GpSimd engine: bit-exact for equal dtypes, else through FP32.
+
+@dataclass(frozen=True, kw_only=True)
+class _TensorCopy(_Instruction):
+    dst: _View
+    src: _View
+    engine: int
+
+
+def _validate_tensor_copy(ctx: _Context, msg: pb.TensorCopy) -> _TensorCopy:
+    if msg.engine == pb.SCALAR:
+        raise ctx.fail("the Scalar engine of NeuronCore-v2 copies with activation(COPY), not tensor_copy "
+                       "(engine selection rule)")
+    engine = ctx.engine(msg.engine, (pb.VECTOR, pb.GPSIMD))
+    src = ctx.engine_view(msg.src, "src", engine)
+    dst = ctx.engine_view(msg.dst, "dst", engine)
+    ctx.same_shape(dst, src)
+    return _TensorCopy(reads=(src,), writes=(dst,), flops=0, dst=dst, src=src, engine=engine)
+
+
+def _execute_tensor_copy(op: _TensorCopy, env: Env) -> None:
+    out = env[op.dst.name][op.dst.index]
+    if op.src.dtype == op.dst.dtype:
+        out[...] = _read(env, op.src)
+    else:
+        _store(out, _fp32(env, op.src), op.dst.dtype)
+
+
+def _cost_tensor_copy(op: _TensorCopy) -> cost_model.InstructionCost:
+    # max(MIN_II, N) cycles on either engine (NKI ISA docs).
+    if op.engine == pb.GPSIMD:
+        return cost_model.gpsimd_cost(op.src.free, tensors=2)
+    return cost_model.vector_cost(op.src.free, tensors=2)
 
 
 @dataclass(frozen=True)
@@ -622,7 +1270,7 @@ class _Opcode:
     cost: Callable[[Any], cost_model.InstructionCost]
 
 
-# Keyed by the field name of the Instruction oneof.
+# Keyed by the field name of the Instruction oneof. Collectives will join with their own entries.
 _OPCODES: dict[str, _Opcode] = {
     op.label: op for op in (
         _Opcode("dma_copy", _validate_dma_copy, _execute_dma_copy, _cost_dma_copy),
@@ -630,8 +1278,184 @@ _OPCODES: dict[str, _Opcode] = {
         _Opcode("activation", _validate_activation, _execute_activation, _cost_activation),
         _Opcode("tensor_reduce", _validate_tensor_reduce, _execute_tensor_reduce, _cost_tensor_reduce),
         _Opcode("tensor_tensor", _validate_tensor_tensor, _execute_tensor_tensor, _cost_tensor_tensor),
+        _Opcode("transpose", _validate_transpose, _execute_transpose, _cost_transpose),
+        _Opcode("tensor_scalar", _validate_tensor_scalar, _execute_tensor_scalar, _cost_tensor_scalar),
+        _Opcode("bn_stats", _validate_bn_stats, _execute_bn_stats, _cost_bn_stats),
+        _Opcode("bn_aggr", _validate_bn_aggr, _execute_bn_aggr, _cost_bn_aggr),
+        _Opcode("iota", _validate_iota, _execute_iota, _cost_iota),
+        _Opcode("affine_select", _validate_affine_select, _execute_affine_select, _cost_affine_select),
+        _Opcode("tensor_partition_reduce", _validate_partition_reduce, _execute_partition_reduce,
+                _cost_partition_reduce),
+        _Opcode("custom_op", _validate_custom_op, _execute_custom_op, _cost_custom_op),
+        _Opcode("memset", _validate_memset, _execute_memset, _cost_memset),
+        _Opcode("tensor_copy", _validate_tensor_copy, _execute_tensor_copy, _cost_tensor_copy),
     )
 }
+
+
+# -- fused execution of matmuls ---------------------------------------------------------------------
+# A tiled matmul issues thousands of small matmuls; numpy is fast only on large products. Execution
+# (not the cost model, which still sees every instruction) therefore fuses them, keeping FP32
+# accumulation:
+#  - an accumulation group -- consecutive matmuls into one PSUM view, all but the first accumulating --
+#    is one product: dst (=|+=) sum_i S_i.T @ M_i = S.T @ M, the S_i and the M_i stacked along K;
+#  - groups that multiply the same moving operands (one panel of B against several blocks of A.T) are
+#    computed together at the first group's place, their stationary operands side by side, when nothing
+#    in between writes any of their operands; each result reaches its PSUM view at its group's own place.
+# The numbers are the same up to the order of the FP32 additions.
+
+_BATCH_MAX_WRITES = 256  # writes tracked while a batch stays open (bounds the compile-time work)
+
+
+@dataclass(frozen=True)
+class _MatmulGroup:
+    first: _Matmul
+    runs: tuple[tuple[_Matmul, ...], ...]  # matmuls sharing K and operand dtypes, in program order
+
+    @property
+    def signature(self) -> tuple:
+        """Equal for groups that multiply the same moving operands in the same layout."""
+        return tuple((run[0].stationary.partitions, run[0].stationary.dtype, run[0].moving.dtype,
+                      tuple(op.moving for op in run)) for run in self.runs)
+
+    @property
+    def operands(self) -> list[_View]:
+        return [view for run in self.runs for op in run for view in (op.stationary, op.moving)]
+
+
+def _matmul_group(ops: list[_Matmul]) -> _MatmulGroup:
+    runs: dict[tuple, list[_Matmul]] = {}
+    for op in ops:
+        runs.setdefault((op.stationary.partitions, op.stationary.dtype, op.moving.dtype), []).append(op)
+    return _MatmulGroup(ops[0], tuple(tuple(run) for run in runs.values()))
+
+
+@dataclass(frozen=True)
+class _Batch:
+    key: int  # a run keeps the batch's results in env[key] until the last group has taken its rows
+    groups: tuple[_MatmulGroup, ...]
+    # Per K run: when every chunk's stationary operands of the groups lie side by side in one tile, the
+    # views covering them (the batch's stationary operand without concatenating); else None.
+    side_by_side: tuple[tuple[_View, ...] | None, ...]
+
+
+def _side_by_side(views: list[_View]) -> _View | None:
+    """One view covering `views` if they are adjacent column ranges of the same partitions of one tile."""
+    first = views[0]
+    for before, after in zip(views, views[1:]):
+        if (after.name != first.name or after.bounds[0] != first.bounds[0]
+                or after.bounds[1][0] != before.bounds[1][1]):
+            return None
+    return dataclasses.replace(first, bounds=(first.bounds[0], (first.bounds[1][0], views[-1].bounds[1][1])))
+
+
+def _new_batch(key: int, groups: tuple[_MatmulGroup, ...]) -> _Batch:
+    side_by_side = []
+    for r, run in enumerate(groups[0].runs):
+        views = [_side_by_side([group.runs[r][i].stationary for group in groups]) for i in range(len(run))]
+        side_by_side.append(tuple(views) if all(views) else None)
+    return _Batch(key, groups, tuple(side_by_side))
+
+
+@dataclass(frozen=True)
+class _WriteBack:
+    batch: _Batch
+    group: _MatmulGroup
+    rows: tuple[int, int]
+    last: bool
+
+
+def _stacked(env: Env, views: list[_View]) -> np.ndarray:
+    """[K, X] views stacked to [K * g, X] with row p * g + i = views[i][p] (the same order for both
+    operands of a group keeps the contraction aligned). Equally spaced column blocks of one tile are a
+    reshape -- a view without copying when the blocks tile it exactly."""
+    first = views[0]
+    if len(views) == 1:
+        return _read(env, first)
+    k, width = first.shape
+    array = env[first.name]
+    (p0, p1), (c0, _) = first.bounds
+    step = views[1].bounds[1][0] - c0
+    end = c0 + step * len(views)
+    if (step >= width and end <= array.shape[1]
+            and all(v.name == first.name and v.bounds[0] == (p0, p1) and v.bounds[1][0] == c0 + i * step
+                    for i, v in enumerate(views))):
+        blocks = array[p0:p1, c0:end].reshape(k, len(views), step)
+        return blocks[:, :, :width].reshape(k * len(views), width)
+    return np.stack([_read(env, v) for v in views], axis=1).reshape(k * len(views), width)
+
+
+def _stationary(env: Env, run: tuple[_Matmul, ...]) -> np.ndarray:
+    return _matmul_operand(_stacked(env, [op.stationary for op in run]), run[0].stationary.dtype)
+
+
+def _moving(env: Env, run: tuple[_Matmul, ...]) -> np.ndarray:
+    return _matmul_operand(_stacked(env, [op.moving for op in run]), run[0].moving.dtype)
+
+
+def _write_result(first: _Matmul, env: Env, values: np.ndarray) -> None:
+    out = env[first.dst.name][first.dst.index]
+    if first.accumulate:
+        out += values
+    else:
+        out[...] = values
+
+
+def _execute_matmul_group(group: _MatmulGroup, env: Env) -> None:
+    total = None
+    for run in group.runs:
+        part = _stationary(env, run).T @ _moving(env, run)
+        total = part if total is None else np.add(total, part, out=total)
+    _write_result(group.first, env, total)
+
+
+def _execute_batch(batch: _Batch, env: Env) -> None:
+    total = None
+    for r, run in enumerate(batch.groups[0].runs):
+        combined = batch.side_by_side[r]
+        if combined is not None:
+            stationary = _matmul_operand(_stacked(env, list(combined)), run[0].stationary.dtype)
+        else:
+            stationary = np.concatenate([_stationary(env, group.runs[r]) for group in batch.groups], axis=1)
+        part = stationary.T @ _moving(env, run)
+        total = part if total is None else np.add(total, part, out=total)
+    env[batch.key] = total
+
+
+def _execute_write_back(step: _WriteBack, env: Env) -> None:
+    _write_result(step.group.first, env, env[step.batch.key][step.rows[0]:step.rows[1]])
+    if step.last:
+        del env[step.batch.key]
+
+
+def _overlap(a: _View, b: _View) -> bool:
+    return a.name == b.name and all(s1 < e2 and s2 < e1 for (s1, e1), (s2, e2) in zip(a.bounds, b.bounds))
+
+
+def _batches(items: list) -> list[list[int]]:
+    """Indices of the groups in `items` computed together (see above): consecutive groups with one
+    signature, while no instruction in between writes the moving operands or a later group's operands."""
+    batches: list[list[int]] = []
+    current: list[int] | None = None
+    signature: tuple = ()
+    moving: list[_View] = []
+    written: list[_View] = []
+    for index, item in enumerate(items):
+        if isinstance(item, _MatmulGroup):
+            if (current is not None and item.signature == signature
+                    and not any(_overlap(v, w) for v in item.operands for w in written)):
+                current.append(index)
+            else:
+                current, signature, written = [index], item.signature, []
+                moving = [op.moving for run in item.runs for op in run]
+                batches.append(current)
+        elif current is not None:
+            for view in item[1].writes:
+                if any(_overlap(view, m) for m in moving) or len(written) >= _BATCH_MAX_WRITES:
+                    current = None
+                    break
+                written.append(view)
+    return [batch for batch in batches if len(batch) > 1]
 
 
 def _code_bytes(program: pb.Program) -> int:
@@ -659,8 +1483,8 @@ class CompiledProgram:
         self.instruction_count = len(steps)
         self.code_bytes = code_bytes
         self.estimate = estimate
-        self._tiles = list(decls.tiles.values())
-        self._steps = [(opcode.execute, op) for opcode, op in steps]
+        self._tiles = [(tile.name, tile.shape, tile.run_dtype) for tile in decls.tiles.values()]
+        self._steps = _executable(steps)
         self._float_outputs = [spec.name for spec in self.parameters.values()
                                if spec.kind == pb.OUTPUT and dtypes.is_float(spec.dtype)]
 
@@ -697,9 +1521,46 @@ class CompiledProgram:
                                  f"declares {spec.np_dtype}{list(spec.shape)}")
             env[spec.name] = array
         # On-chip memory is private to the run; it starts zeroed (hardware would hold stale data).
-        for tile in self._tiles:
-            env[tile.name] = np.zeros(tile.shape, tile.np_dtype)
+        for name, shape, run_dtype in self._tiles:
+            env[name] = np.zeros(shape, run_dtype)
         return env
+
+
+def _executable(steps: list[tuple[_Opcode, _Instruction]]) -> list[tuple[Callable[[Any, Env], None], Any]]:
+    """The steps a run executes: the instructions, with matmuls fused (see "fused execution")."""
+    matmul = _OPCODES["matmul"]
+    items: list = []  # (execute, op) pairs and _MatmulGroups
+    i = 0
+    while i < len(steps):
+        opcode, op = steps[i]
+        j = i + 1
+        if opcode is matmul:
+            while (j < len(steps) and steps[j][0] is matmul and steps[j][1].accumulate
+                   and steps[j][1].dst == op.dst):
+                j += 1
+            items.append(_matmul_group([m for _, m in steps[i:j]]))
+        else:
+            items.append((opcode.execute, op))
+        i = j
+    placed: dict[int, list[tuple[Callable[[Any, Env], None], Any]]] = {}
+    for key, members in enumerate(_batches(items)):
+        batch = _new_batch(key, tuple(items[m] for m in members))
+        placed[members[0]] = [(_execute_batch, batch)]
+        row = 0
+        for m, group in zip(members, batch.groups):
+            rows = (row, row + group.first.dst.partitions)
+            placed.setdefault(m, []).append((_execute_write_back, _WriteBack(batch, group, rows, m == members[-1])))
+            row = rows[1]
+    out: list[tuple[Callable[[Any, Env], None], Any]] = []
+    for index, item in enumerate(items):
+        if index in placed:
+            out.extend(placed[index])
+        elif isinstance(item, _MatmulGroup):
+            single = len(item.runs) == 1 and len(item.runs[0]) == 1
+            out.append((_execute_matmul, item.first) if single else (_execute_matmul_group, item))
+        else:
+            out.append(item)
+    return out
 
 
 def compile_program(program: pb.Program) -> CompiledProgram:
@@ -714,7 +1575,8 @@ def compile_program(program: pb.Program) -> CompiledProgram:
         if opcode is None:
             raise ProgramError(f"instruction {index}: no operation set; use one of: {', '.join(_OPCODES)}")
         op = opcode.validate(_Context(decls, index, opcode.label), getattr(instruction, field))
-        schedule.issue(opcode.cost(op), [v.region for v in op.reads], [v.region for v in op.writes])
+        schedule.issue(opcode.cost(op), [v.region for v in op.reads if not v.read_only],
+                       [v.region for v in op.writes])
         flops += op.flops
         steps.append((opcode, op))
     estimate = RunResult(

@@ -1,0 +1,426 @@
+"""Tiled operations written with the kernel builder: matmul of any shape, softmax, layernorm, a GELU
+MLP and single-head attention.
+
+Each function appends the instructions of one operation to a Kernel, reading and writing HBM tensors
+(or views of them), and allocates the tiles it needs from the kernel's SBUF and PSUM budget. The
+tiling follows the NeuronCore-v2 rules (ref §3.2): the contraction dimension on the partitions in
+chunks of 128, matmul outputs of at most 128 x 512 in one PSUM bank, accumulation groups over K.
+matmul_program() wraps a matmul in a whole kernel with its inputs and output.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from neurontools import dtypes
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.kernels.builder import DTypeLike, Kernel, KernelError, Operand, Tensor, View, dtype_of
+
+P = 128           # partitions; K and M chunk of a matmul
+N_MAX = 512       # moving free size of a matmul: one PSUM bank of float32
+BN_CHUNK = 512    # bn_stats_fmax
+ROW_PIECE = 1024  # columns of A loaded at once for on-chip transposes
+
+
+def chunks(total: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most `size` covering [0, total)."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _view(operand: Operand) -> View:
+    return operand.whole if isinstance(operand, Tensor) else operand
+
+
+class _Rotation:
+    """A few tiles used in turn (double buffering): writing the next one need not wait for readers
+    of the previous one."""
+
+    def __init__(self, tiles: list[Tensor]) -> None:
+        self._tiles = tiles
+        self._next = 0
+
+    def take(self) -> Tensor:
+        tile = self._tiles[self._next % len(self._tiles)]
+        self._next += 1
+        return tile
+
+
+class _Evacuator:
+    """Copies PSUM results to SBUF, alternating the Scalar and Vector engines so neither limits."""
+
+    def __init__(self, k: Kernel) -> None:
+        self._k = k
+        self._turn = 0
+
+    def copy(self, dst: Operand, src: Operand) -> None:
+        self._turn += 1
+        if self._turn % 2:
+            self._k.activation(dst, src, "copy")
+        else:
+            self._k.tensor_copy(dst, src)
+
+
+class _Transposer:
+    """[rows, cols] SBUF blocks (each <= 128 x 128) to [cols, rows] SBUF blocks through the Tensor engine:
+    the NeuronCore-v2 way to put a row-major input's contraction axis on the partitions."""
+
+    def __init__(self, k: Kernel, evacuator: _Evacuator) -> None:
+        self._k = k
+        # Four fit one PSUM bank; two would leave the Tensor engine waiting for each evacuation.
+        self._psum = _Rotation([k.psum((P, P)) for _ in range(4)])
+        self._evacuator = evacuator
+
+    def __call__(self, dst: View, src: View) -> None:
+        rows, cols = src.shape
+        staging = self._psum.take()[0:cols, 0:rows]
+        self._k.transpose(staging, src)
+        self._evacuator.copy(dst, staging)
+
+
+# -- matmul ------------------------------------------------------------------------------------------
+
+def matmul(k: Kernel, out: Operand, a: Operand, b: Operand, *, a_transposed: bool = False,
+           dtype: DTypeLike | None = None) -> None:
+    """out[M, N] = a[M, K] @ b[K, N] (with a_transposed, a is given as A.T [K, M], the layout the
+    Tensor engine wants, and no on-chip transposes are needed). Operands are multiplied as `dtype`
+    (default: a's dtype; loads cast), accumulated in FP32 in PSUM and stored as out's dtype.
+
+    A.T for as many 128-column blocks of M as SBUF holds (a "superblock") stays resident while panels
+    of B [K, 512] stream past it, double-buffered; each 128 x 512 output is one accumulation group over
+    K. With two superblock buffers, the next superblock is loaded while the current one computes.
+    When K is too large for that, every group streams its own K chunks instead.
+    """
+    out, a, b = _view(out), _view(a), _view(b)
+    m, n = out.shape
+    kk = b.shape[0]
+    expected = (kk, m) if a_transposed else (m, kk)
+    if a.shape != expected or b.shape != (kk, n):
+        raise KernelError(f"matmul shapes: out {list(out.shape)}, a {list(a.shape)}, b {list(b.shape)}; need "
+                          f"a {list(expected)} and b [{kk}, {n}]")
+    compute = dtype_of(dtype) if dtype is not None else a.dtype
+    plan = _ResidentPlan.fit(k, m, n, kk, compute, out.dtype, a_transposed)
+    if plan is None:
+        _streaming_matmul(k, out, a, b, compute, a_transposed)
+    else:
+        plan.emit(out, a, b)
+
+
+class _ResidentPlan:
+    """The resident-A.T tiling; fit() sizes it to the SBUF left, or returns None.
+
+    A superblock buffer is one tile [128, KT * W] (W = 128 * blocks): K chunk i of block j sits at
+    columns i * W + j * 128, so one DMA loads chunk i of every block, and the blocks' stationary
+    operands lie side by side (the executor multiplies them in one product)."""
+
+    def __init__(self, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int, a_transposed: bool,
+                 blocks: int, buffers: int) -> None:
+        self.k, self.m, self.n, self.kk = k, m, n, kk
+        self.a_transposed = a_transposed
+        self.k_chunks = chunks(kk, P)
+        self.nb = min(n, N_MAX)
+        self.width = blocks * P
+        self.evacuate = _Evacuator(k)
+        self.buffers = [k.sbuf((P, len(self.k_chunks) * self.width), compute) for _ in range(buffers)]
+        self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.nb), compute) for _ in range(2)])
+        self.outs = _Rotation([k.sbuf((P, self.nb), out_dtype) for _ in range(2)])
+        self.accs = _Rotation([k.psum((P, self.nb)) for _ in range(2)])
+        if not a_transposed:
+            self.rows = _Rotation([k.sbuf((P, min(kk, ROW_PIECE)), compute) for _ in range(2)])
+            self.transpose = _Transposer(k, self.evacuate)
+
+    @classmethod
+    def fit(cls, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int,
+            a_transposed: bool) -> "_ResidentPlan | None":
+        width = math.ceil(kk / P)
+        size = dtypes.itemsize(compute)
+        fixed = (2 * width * min(n, N_MAX) * size + 2 * min(n, N_MAX) * dtypes.itemsize(out_dtype)
+                 + (0 if a_transposed else 2 * min(kk, ROW_PIECE) * size))
+        per_block = width * P * size
+        room = (k.sbuf_free_bytes - fixed) // per_block
+        total = math.ceil(m / P)
+        if room >= total:
+            buffers, blocks = 1, total
+        elif room >= 2:
+            buffers, blocks = 2, room // 2
+        elif room == 1:
+            buffers, blocks = 1, 1
+        else:
+            return None
+        blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
+        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers)
+
+    def emit(self, out: View, a: View, b: View) -> None:
+        k = self.k
+        m_blocks = chunks(self.m, P)
+        blocks = self.width // P
+        supers = [m_blocks[i:i + blocks] for i in range(0, len(m_blocks), blocks)]
+        n_blocks = chunks(self.n, self.nb)
+        for action in self._a_loads(self.buffers[0], supers[0], a):
+            action()
+        for s, blocks_here in enumerate(supers):
+            buffer = self.buffers[s % len(self.buffers)]
+            following = supers[s + 1] if s + 1 < len(supers) else None
+            # Two buffers: the next superblock's loads are spread over this one's panels.
+            prefetch = self._a_loads(self.buffers[(s + 1) % 2], following, a) if following and len(self.buffers) == 2 else []
+            for p, (n0, n1) in enumerate(n_blocks):
+                panel = self.panels.take()
+                for i, (k0, k1) in enumerate(self.k_chunks):
+                    k.load(panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], b[k0:k1, n0:n1])
+                for j, (m0, m1) in enumerate(blocks_here):
+                    acc = self.accs.take()[0:m1 - m0, 0:n1 - n0]
+                    for i, (k0, k1) in enumerate(self.k_chunks):
+                        column = i * self.width + j * P
+                        k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0],
+                                 panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], accumulate=i > 0)
+                    staged = self.outs.take()[0:m1 - m0, 0:n1 - n0]
+                    self.evacuate.copy(staged, acc)
+                    k.store(out[m0:m1, n0:n1], staged)
+                share = prefetch[len(prefetch) * p // len(n_blocks):len(prefetch) * (p + 1) // len(n_blocks)]
+                for action in share:
+                    action()
+            if following and len(self.buffers) == 1:
+                for action in self._a_loads(buffer, following, a):
+                    action()
+
+    def _a_loads(self, buffer: Tensor, blocks: list[tuple[int, int]], a: View) -> list:
+        """The instructions that put A.T for `blocks` into `buffer`, as separately emitted actions. On-chip
+        transposes load each row piece one action ahead of transposing it, so the data is there in time."""
+        k = self.k
+        first, last = blocks[0][0], blocks[-1][1]
+        if self.a_transposed:
+            return [functools.partial(k.load, buffer[0:k1 - k0, i * self.width:i * self.width + last - first],
+                                      a[k0:k1, first:last])
+                    for i, (k0, k1) in enumerate(self.k_chunks)]
+        pieces = [(j, m0, m1, c0, c1) for j, (m0, m1) in enumerate(blocks) for c0, c1 in chunks(self.kk, ROW_PIECE)]
+        rows = [self.rows.take() for _ in pieces]
+        loads = [functools.partial(k.load, r[0:m1 - m0, 0:c1 - c0], a[m0:m1, c0:c1])
+                 for r, (_, m0, m1, c0, c1) in zip(rows, pieces)]
+        transposes = [functools.partial(self._transpose_piece, buffer, r, *piece) for r, piece in zip(rows, pieces)]
+        return loads[:1] + [action for pair in zip(transposes, loads[1:] + [None]) for action in pair if action]
+
+    def _transpose_piece(self, buffer: Tensor, rows: Tensor, j: int, m0: int, m1: int, c0: int, c1: int) -> None:
+        for k0, k1 in chunks(c1 - c0, P):
+            column = (c0 + k0) // P * self.width + j * P
+            self.transpose(buffer[0:k1 - k0, column:column + m1 - m0], rows[0:m1 - m0, k0:k1])
+
+
+def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_transposed: bool) -> None:
+    """Every 128 x 512 output streams its own K chunks through small rotating tiles: any K fits."""
+    m, n = out.shape
+    nb = min(n, N_MAX)
+    evacuate = _Evacuator(k)
+    stationary = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+    moving = _Rotation([k.sbuf((P, nb), compute) for _ in range(2)])
+    outs = _Rotation([k.sbuf((P, nb), out.dtype) for _ in range(2)])
+    accs = _Rotation([k.psum((P, nb)) for _ in range(2)])
+    if not a_transposed:
+        rows = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+        transpose = _Transposer(k, evacuate)
+    for n0, n1 in chunks(n, nb):
+        for m0, m1 in chunks(m, P):
+            acc = accs.take()[0:m1 - m0, 0:n1 - n0]
+            for i, (k0, k1) in enumerate(chunks(b.shape[0], P)):
+                s = stationary.take()[0:k1 - k0, 0:m1 - m0]
+                if a_transposed:
+                    k.load(s, a[k0:k1, m0:m1])
+                else:
+                    r = rows.take()[0:m1 - m0, 0:k1 - k0]
+                    k.load(r, a[m0:m1, k0:k1])
+                    transpose(s, r)
+                mv = moving.take()[0:k1 - k0, 0:n1 - n0]
+                k.load(mv, b[k0:k1, n0:n1])
+                k.matmul(acc, s, mv, accumulate=i > 0)
+            staged = outs.take()[0:m1 - m0, 0:n1 - n0]
+            evacuate.copy(staged, acc)
+            k.store(out[m0:m1, n0:n1], staged)
+
+
+def matmul_program(m: int, kk: int, n: int, dtype: DTypeLike = "bfloat16", *, out_dtype: DTypeLike | None = None,
+                   a_transposed: bool = False) -> pb.Program:
+    """A kernel computing out = a @ b from HBM inputs "a" ([m, kk], or [kk, m] with a_transposed) and "b"."""
+    k = Kernel()
+    a = k.input("a", (kk, m) if a_transposed else (m, kk), dtype)
+    b = k.input("b", (kk, n), dtype)
+    out = k.output("out", (m, n), dtype if out_dtype is None else out_dtype)
+    matmul(k, out, a, b, a_transposed=a_transposed)
+    return k.program()
+
+
+# -- softmax -----------------------------------------------------------------------------------------
+
+def softmax(k: Kernel, out: Operand, x: Operand) -> None:
+    """out = softmax(x) along the last axis of a [R, C] tensor, 128 rows at a time in FP32:
+    max-reduce (negated), exp with that bias summing into a [P, 1] accumulator, reciprocal, multiply."""
+    out, x = _view(out), _view(x)
+    rows, cols = x.shape
+    data = _Rotation([k.sbuf((P, cols), "float32") for _ in range(2)])
+    results = _Rotation([k.sbuf((P, cols), out.dtype) for _ in range(2)])
+    neg_max, total = k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
+    for r0, r1 in chunks(rows, P):
+        w = r1 - r0
+        t, o = data.take()[0:w], results.take()[0:w]
+        k.load(t, x[r0:r1])
+        k.tensor_reduce(neg_max[0:w], t, "maximum", negate=True)
+        k.activation(t, t, "exp", bias=neg_max[0:w], reduce=total[0:w])
+        k.activation(total[0:w], total[0:w], "reciprocal")
+        k.tensor_scalar(o, t, "multiply", total[0:w])
+        k.store(out[r0:r1], o)
+
+
+# -- layernorm ---------------------------------------------------------------------------------------
+
+def layernorm(k: Kernel, out: Operand, x: Operand, gamma: Operand, beta: Operand, *, eps: float = 1e-5) -> None:
+    """out = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis of a [R, D] tensor; gamma and
+    beta have D elements. Mean and variance come from bn_stats over 512-element slices and one bn_aggr;
+    gamma and beta are broadcast to all partitions once, by a matmul with a row of ones."""
+    out, x = _view(out), _view(x)
+    rows, d = x.shape
+    gamma_b, beta_b = (_broadcast_rows(k, _view(v), d) for v in (gamma, beta))
+    data = _Rotation([k.sbuf((P, d), "float32") for _ in range(2)])
+    results = _Rotation([k.sbuf((P, d), out.dtype) for _ in range(2)])
+    slices = chunks(d, BN_CHUNK)
+    stats = k.sbuf((P, 6 * len(slices)), "float32")
+    moments, rstd, eps_tile = k.sbuf((P, 2), "float32"), k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
+    k.memset(eps_tile, eps)
+    for r0, r1 in chunks(rows, P):
+        w = r1 - r0
+        t, o = data.take()[0:w], results.take()[0:w]
+        k.load(t, x[r0:r1])
+        for i, (c0, c1) in enumerate(slices):
+            k.bn_stats(stats[0:w, 6 * i:6 * i + 6], t[:, c0:c1])
+        k.bn_aggr(moments[0:w], stats[0:w])
+        k.activation(rstd[0:w], moments[0:w, 1:2], "rsqrt", bias=eps_tile[0:w])
+        k.tensor_scalar(t, t, "subtract", moments[0:w, 0:1], "multiply", rstd[0:w])
+        k.tensor_tensor(t, t, gamma_b[0:w], "multiply")
+        k.tensor_tensor(o, t, beta_b[0:w], "add")
+        k.store(out[r0:r1], o)
+
+
+def _broadcast_rows(k: Kernel, vector: View, d: int) -> Tensor:
+    """A [128, d] float32 tile whose every partition holds `vector` (d elements in HBM): ones[1, 128].T @
+    row[1, d] on the Tensor engine, the hardware's partition broadcast (ref §2.2)."""
+    if math.prod(vector.shape) != d:
+        raise KernelError(f"{vector.tensor.name}: {list(vector.shape)} must hold {d} elements")
+    row, ones = k.sbuf((1, d), "float32"), k.sbuf((1, P), "float32")
+    wide = k.sbuf((P, d), "float32")
+    acc = k.psum((P, min(d, N_MAX)))
+    k.load(row, vector)
+    k.memset(ones, 1.0)
+    for c0, c1 in chunks(d, N_MAX):
+        k.matmul(acc[:, 0:c1 - c0], ones, row[:, c0:c1])
+        k.tensor_copy(wide[:, c0:c1], acc[:, 0:c1 - c0])
+    return wide
+
+
+# -- GELU MLP ----------------------------------------------------------------------------------------
+
+def gelu_mlp(k: Kernel, out: Operand, x: Operand, w1: Operand, w2: Operand, *,
+             dtype: DTypeLike | None = None) -> None:
+    """out[T, D2] = gelu(x[T, D] @ w1[D, H]) @ w2[H, D2], the weights resident in SBUF, tokens in blocks
+    of 512. The hidden activations are computed transposed (h.T = w1.T @ x.T, H on the partitions), so
+    they feed the second matmul as its stationary operand without another transpose."""
+    out, x, w1, w2 = _view(out), _view(x), _view(w1), _view(w2)
+    tokens, d = x.shape
+    hidden, d2 = w2.shape
+    if w1.shape != (d, hidden) or out.shape != (tokens, d2):
+        raise KernelError(f"gelu_mlp shapes: x {list(x.shape)}, w1 {list(w1.shape)}, w2 {list(w2.shape)}, "
+                          f"out {list(out.shape)}")
+    compute = dtype_of(dtype) if dtype is not None else x.dtype
+    d_chunks, h_chunks = chunks(d, P), chunks(hidden, P)
+    tb = min(tokens, N_MAX)
+    w1_sb = k.sbuf((P, len(d_chunks) * hidden), compute)
+    w2_sb = k.sbuf((P, len(h_chunks) * d2), compute)
+    for i, (k0, k1) in enumerate(d_chunks):
+        k.load(w1_sb[0:k1 - k0, i * hidden:(i + 1) * hidden], w1[k0:k1])
+    for i, (k0, k1) in enumerate(h_chunks):
+        k.load(w2_sb[0:k1 - k0, i * d2:(i + 1) * d2], w2[k0:k1])
+    evacuate = _Evacuator(k)
+    transpose = _Transposer(k, evacuate)
+    x_t = k.sbuf((P, len(d_chunks) * tb), compute)
+    h_t = k.sbuf((P, len(h_chunks) * tb), compute)
+    rows = _Rotation([k.sbuf((P, d), compute) for _ in range(2)])
+    accs = _Rotation([k.psum((P, N_MAX)) for _ in range(2)])
+    outs = _Rotation([k.sbuf((P, min(d2, N_MAX)), out.dtype) for _ in range(2)])
+    for t0, t1 in chunks(tokens, tb):
+        width = t1 - t0
+        for s0, s1 in chunks(width, P):  # x.T for this block of tokens
+            r = rows.take()[0:s1 - s0]
+            k.load(r, x[t0 + s0:t0 + s1])
+            for i, (k0, k1) in enumerate(d_chunks):
+                transpose(x_t[0:k1 - k0, i * tb + s0:i * tb + s1], r[:, k0:k1])
+        for j, (h0, h1) in enumerate(h_chunks):  # h.T = gelu(w1.T @ x.T)
+            acc = accs.take()[0:h1 - h0, 0:width]
+            for i, (k0, k1) in enumerate(d_chunks):
+                k.matmul(acc, w1_sb[0:k1 - k0, i * hidden + h0:i * hidden + h1], x_t[0:k1 - k0, i * tb:i * tb + width],
+                         accumulate=i > 0)
+            k.activation(h_t[0:h1 - h0, j * tb:j * tb + width], acc, "gelu")
+        for s0, s1 in chunks(width, P):  # out = h @ w2
+            for n0, n1 in chunks(d2, N_MAX):
+                acc = accs.take()[0:s1 - s0, 0:n1 - n0]
+                for j, (h0, h1) in enumerate(h_chunks):
+                    k.matmul(acc, h_t[0:h1 - h0, j * tb + s0:j * tb + s1], w2_sb[0:h1 - h0, j * d2 + n0:j * d2 + n1],
+                             accumulate=j > 0)
+                staged = outs.take()[0:s1 - s0, 0:n1 - n0]
+                evacuate.copy(staged, acc)
+                k.store(out[t0 + s0:t0 + s1, n0:n1], staged)
+
+
+# -- attention ---------------------------------------------------------------------------------------
+
+def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operand, *,
+              scale: float | None = None, causal: bool = False) -> None:
+    """Single-head attention: out[S, d] = softmax(q @ keys.T * scale) @ values, d <= 128, scale
+    defaulting to 1/sqrt(d); causal masks key j > query i with affine_select. 128 queries at a time:
+    scores in FP32 rows of S_kv, softmax as in softmax(), probabilities transposed on the Tensor engine
+    for P @ V, the row normalization applied to the [128, d] result."""
+    out, q, keys, values = _view(out), _view(q), _view(keys), _view(values)
+    s_q, d = q.shape
+    s_kv = keys.shape[0]
+    if d > P or keys.shape != (s_kv, d) or values.shape != (s_kv, d) or out.shape != (s_q, d):
+        raise KernelError(f"attention shapes: q {list(q.shape)}, keys {list(keys.shape)}, values "
+                          f"{list(values.shape)}, out {list(out.shape)}; head size d <= {P}")
+    scale = 1 / math.sqrt(d) if scale is None else scale
+    compute = q.dtype
+    kv_chunks = chunks(s_kv, P)
+    evacuate = _Evacuator(k)
+    transpose = _Transposer(k, evacuate)
+    rows = _Rotation([k.sbuf((P, d), compute) for _ in range(2)])
+    keys_t = k.sbuf((P, s_kv), compute)             # keys.T: d on the partitions
+    values_sb = k.sbuf((P, len(kv_chunks) * d), compute)
+    for i, (j0, j1) in enumerate(kv_chunks):
+        r = rows.take()[0:j1 - j0]
+        k.load(r, keys[j0:j1])
+        transpose(keys_t[0:d, j0:j1], r)
+        k.load(values_sb[0:j1 - j0, i * d:(i + 1) * d], values[j0:j1])
+    q_t = k.sbuf((P, P), compute)
+    scores = k.sbuf((P, s_kv), "float32")
+    probs = k.sbuf((P, s_kv), compute)
+    probs_t = k.sbuf((P, len(kv_chunks) * P), compute)
+    neg_max, total = k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
+    accs = _Rotation([k.psum((P, N_MAX)) for _ in range(2)])
+    outs = _Rotation([k.sbuf((P, d), out.dtype) for _ in range(2)])
+    for q0, q1 in chunks(s_q, P):
+        w = q1 - q0
+        r = rows.take()[0:w]
+        k.load(r, q[q0:q1])
+        transpose(q_t[0:d, 0:w], r)
+        for n0, n1 in chunks(s_kv, N_MAX):  # scores = q @ keys.T * scale
+            acc = accs.take()[0:w, 0:n1 - n0]
+            k.matmul(acc, q_t[0:d, 0:w], keys_t[0:d, n0:n1])
+            k.activation(scores[0:w, n0:n1], acc, "copy", scale=scale)
+        if causal:  # keep key j <= query i: (q0 + p) - j >= 0
+            k.affine_select(scores[0:w], scores[0:w], -1e30, pattern=[(-1, s_kv)], offset=q0,
+                            channel_multiplier=1, cmp="is_ge")
+        k.tensor_reduce(neg_max[0:w], scores[0:w], "maximum", negate=True)
+        k.activation(probs[0:w], scores[0:w], "exp", bias=neg_max[0:w], reduce=total[0:w])
+        k.activation(total[0:w], total[0:w], "reciprocal")
+        for i, (j0, j1) in enumerate(kv_chunks):
+            transpose(probs_t[0:j1 - j0, i * P:i * P + w], probs[0:w, j0:j1])
+        acc = accs.take()[0:w, 0:d]
+        for i, (j0, j1) in enumerate(kv_chunks):
+            k.matmul(acc, probs_t[0:j1 - j0, i * P:i * P + w], values_sb[0:j1 - j0, i * d:(i + 1) * d],
+                     accumulate=i > 0)
+        o = outs.take()[0:w]
+        k.tensor_scalar(o, acc, "multiply", total[0:w])
+        k.store(out[q0:q1], o)
+
