@@ -6,6 +6,7 @@ must be contiguous; by default a process reserves every core; a core belongs to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from neurontools.daemon.errors import InvalidArgument, ResourceExhausted
@@ -19,31 +20,31 @@ class CoresBusy(ResourceExhausted):
     """The request is well formed but the cores are owned by other processes."""
 
 
+_PART = re.compile(r"([0-9]{1,9})(?:-([0-9]{1,9}))?")
+
+
 def parse_visible_cores(text: str, core_count: int) -> list[int]:
     """Parse "3", "0-3" or "2,3" (ranges and lists combine: "0-1,2") into sorted core ids."""
-    cores: list[int] = []
+    bounds: list[tuple[int, int]] = []
     for part in text.replace(" ", "").split(","):
-        if not part:
+        match = _PART.fullmatch(part)
+        if match is None:
             raise CoreSelectionError(
-                f"NEURON_RT_VISIBLE_CORES={text!r} is malformed; use a core, a range or a list "
-                "such as 3, 0-3 or 2,3")
-        first, dash, last = part.partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise CoreSelectionError(
-                f"NEURON_RT_VISIBLE_CORES={text!r} is malformed at {part!r}; use a core, a range or "
-                "a list such as 3, 0-3 or 2,3")
-        lo, hi = int(first), int(last) if dash else int(first)
+                f"NEURON_RT_VISIBLE_CORES={text[:64]!r} is malformed at {part[:16]!r}; use a core, a range "
+                "or a list such as 3, 0-3 or 2,3")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) else lo
         if hi < lo:
-            raise CoreSelectionError(f"NEURON_RT_VISIBLE_CORES={text!r}: range {part} runs backwards")
-        cores.extend(range(lo, hi + 1))
-    cores = sorted(set(cores))
-    if cores[-1] >= core_count:
-        raise CoreSelectionError(
-            f"NEURON_RT_VISIBLE_CORES={text!r} names NeuronCore {cores[-1]} but this machine has "
-            f"cores 0-{core_count - 1}")
+            raise CoreSelectionError(f"NEURON_RT_VISIBLE_CORES={text[:64]!r}: range {part} runs backwards")
+        if hi >= core_count:  # checked before expanding: a range may be absurdly long
+            raise CoreSelectionError(
+                f"NEURON_RT_VISIBLE_CORES={text[:64]!r} names NeuronCore {hi} but this machine has "
+                f"cores 0-{core_count - 1}")
+        bounds.append((lo, hi))
+    cores = sorted({core for lo, hi in bounds for core in range(lo, hi + 1)})
     if cores != list(range(cores[0], cores[-1] + 1)):
         raise CoreSelectionError(
-            f"NEURON_RT_VISIBLE_CORES={text!r}: Neuron cores are not contiguous; a process uses a "
+            f"NEURON_RT_VISIBLE_CORES={text[:64]!r}: Neuron cores are not contiguous; a process uses a "
             "contiguous range of cores, such as 2-3")
     return cores
 

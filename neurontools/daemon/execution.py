@@ -20,7 +20,8 @@ import numpy as np
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.program import RunResult
-from neurontools.daemon.runtime_state import LoadedModel, LoadedSubgraph, RuntimeState, Session
+from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
+                                              host_memory_errors)
 from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS
 
 log = logging.getLogger("neurond.execution")
@@ -141,7 +142,8 @@ class Executor:
                     f"subgraph {sg.name} runs on NeuronCore {sg.core_id} (device {sg.device_index}); "
                     "allocate it on that device or on the host")
             writable = spec.kind == pb.OUTPUT
-            hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
+            with host_memory_errors():
+                hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
             if writable:
                 outputs.append(name)
         for spec in sg.program.constants:

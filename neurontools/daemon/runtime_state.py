@@ -6,6 +6,7 @@ bytes and update telemetry. Every handle belongs to one session, which alone may
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import secrets
@@ -142,6 +143,7 @@ class RuntimeState:
         _check_text("command", request.command, 4096)
         _check_text("runtime_version", request.runtime_version, 64)
         _check_text("tag", request.tag, MAX_NAME_LENGTH)
+        _check_text("visible_cores", request.visible_cores, 1024)
         with self.lock:
             owners = {core: s.owner_text for core, s in self.core_owner.items()}
             cores = select_cores(request.visible_cores, request.num_cores, self.machine.core_count, owners)
@@ -293,12 +295,18 @@ class RuntimeState:
             raise PermissionDenied(f"tensor {tensor_id} belongs to another session")
         return tensor
 
+    def check_live(self, tensor: Tensor, action: str) -> None:
+        if self.tensors.get(tensor.tensor_id) is not tensor:
+            raise NotFound(f"tensor {tensor.tensor_id} was freed during the {action} (its session freed it "
+                           "or ended)")
+
     def write_tensor(self, tensor: Tensor, offset: int, data: bytes) -> None:
         size = tensor.region.size
         if offset > size or len(data) > size - offset:
             raise OutOfRange(f"write of {len(data)} bytes at offset {offset} runs past the end of tensor "
                              f"{tensor.tensor_id} ({size} bytes)")
-        tensor.region.write(offset, data)
+        with host_memory_errors():
+            tensor.region.write(offset, data)
 
     def read_range(self, tensor: Tensor, offset: int, length: int) -> tuple[int, int]:
         size = tensor.region.size
@@ -315,7 +323,8 @@ class RuntimeState:
         if src.region.size != dst.region.size:
             raise InvalidArgument(f"cannot copy tensor {src.tensor_id} ({src.region.size} bytes) into tensor "
                                   f"{dst.tensor_id} ({dst.region.size} bytes): sizes differ")
-        dst.region.copy_from(src.region)
+        with host_memory_errors():
+            dst.region.copy_from(src.region)
         return src.region.size
 
     def free_tensor(self, session: Session, tensor: Tensor) -> None:
@@ -432,6 +441,16 @@ class RuntimeState:
         for sg in model.subgraphs:
             self.ledger.forget(("model_core", model.model_id, sg.core_id))
             self.ledger.forget(("model_host", model.model_id, sg.core_id))
+
+
+@contextlib.contextmanager
+def host_memory_errors():
+    """The daemon's own RAM can run out when bytes are first written (lazy materialization)."""
+    try:
+        yield
+    except OutOfMemory as exc:
+        raise ResourceExhausted(f"cannot hold the data: {exc}") from None
+
 
 
 def _check_text(what: str, value: str, limit: int) -> None:

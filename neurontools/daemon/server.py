@@ -13,10 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.addresses import unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.registration import add_service
 from neurontools.daemon.runtime_state import RuntimeState
 from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
                                           RuntimeServicer)
@@ -73,9 +73,9 @@ class DaemonServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ])
-        pb_grpc.add_NeuronDeviceServicer_to_server(self.device, server)
-        pb_grpc.add_NeuronRuntimeServicer_to_server(self.runtime, server)
-        pb_grpc.add_NeuronAdminServicer_to_server(self.admin, server)
+        add_service(server, self.device, "NeuronDevice")
+        add_service(server, self.runtime, "NeuronRuntime")
+        add_service(server, self.admin, "NeuronAdmin")
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

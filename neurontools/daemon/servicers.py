@@ -21,6 +21,7 @@ from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
                                        Unauthenticated)
 from neurontools.daemon.execution import Executor
+from neurontools.daemon.registration import Malformed
 from neurontools.daemon.runtime_state import RuntimeState, Session
 from neurontools.daemon.snapshot import SnapshotBuilder
 
@@ -58,6 +59,11 @@ class Access:
                                   "<token>' (the client's token= argument or $NEURON_DAEMON_TOKEN)")
 
 
+def _check_decoded(request) -> None:
+    if isinstance(request, Malformed):
+        raise InvalidArgument(request.reason)
+
+
 def _handler(method: Callable) -> Callable:
     """Access check and error mapping for unary handlers."""
 
@@ -65,6 +71,7 @@ def _handler(method: Callable) -> Callable:
     async def wrapper(self, request, context):
         try:
             self.access.check(context)
+            _check_decoded(request)
             return await method(self, request, context)
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
@@ -84,6 +91,7 @@ def _stream_handler(method: Callable) -> Callable:
     async def wrapper(self, request, context):
         try:
             self.access.check(context)
+            _check_decoded(request)
             async for item in method(self, request, context):
                 yield item
         except RequestError as exc:
@@ -107,7 +115,8 @@ class Observers:
     def enter(self, context: grpc.aio.ServicerContext) -> int:
         pid = _metadata(context, CLIENT_PID_METADATA)
         self._next += 1
-        if pid and pid.isdigit():
+        # Advisory only: a value that is no pid is ignored rather than refused.
+        if pid and pid.isascii() and pid.isdigit() and 0 < len(pid) <= 10 and int(pid) < 2**31:
             command = _metadata(context, CLIENT_COMMAND_METADATA) or b""
             self._active[self._next] = (int(pid), command[:4096].decode(errors="replace"))
         return self._next
@@ -225,10 +234,12 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
             tensor = None
             written = 0
             async for chunk in request_iterator:
+                _check_decoded(chunk)
                 if tensor is None:
                     tensor = self.state.tensor(session, chunk.tensor_id)
                 elif chunk.tensor_id not in (0, tensor.tensor_id):
                     raise InvalidArgument("all chunks of one write must name the same tensor")
+                self.state.check_live(tensor, "write")
                 self.state.write_tensor(tensor, chunk.offset, chunk.data)
                 written += len(chunk.data)
             if tensor is None:
@@ -247,6 +258,7 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         end = offset + length
         while True:
             size = min(chunk, end - offset)
+            self.state.check_live(tensor, "read")  # other calls run between our chunks
             yield pb.TensorChunk(offset=offset, data=tensor.region.read(offset, size))
             offset += size
             if offset >= end:
