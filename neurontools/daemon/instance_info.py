@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon.topology import describe_problems
 
 
 class InstanceIdentity(BaseModel):
@@ -63,12 +64,7 @@ def load_config(path: str | Path) -> DaemonConfig:
     except json.JSONDecodeError as exc:
         raise ConfigFileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
     except ValidationError as exc:
-        raise ConfigFileError(f"{path}: invalid config: " + _problems(exc)) from None
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                     for e in exc.errors())
+        raise ConfigFileError(f"{path}: invalid config: " + describe_problems(exc)) from None
 
 
 def resolve_identity(instance_type: str, overrides: dict[str, str]) -> pb.InstanceInfo:
@@ -78,5 +74,5 @@ def resolve_identity(instance_type: str, overrides: dict[str, str]) -> pb.Instan
     try:
         identity = InstanceIdentity.model_validate(data)
     except ValidationError as exc:
-        raise ConfigFileError("invalid instance info: " + _problems(exc)) from None
+        raise ConfigFileError("invalid instance info: " + describe_problems(exc)) from None
     return pb.InstanceInfo(instance_type=instance_type, **identity.model_dump())

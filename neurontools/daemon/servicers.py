@@ -8,6 +8,7 @@ daemon keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import logging
@@ -64,44 +65,41 @@ def _check_decoded(request) -> None:
         raise InvalidArgument(request.reason)
 
 
+@contextlib.asynccontextmanager
+async def _answering(access: "Access", context: grpc.aio.ServicerContext, name: str):
+    """Access check, then every failure of the body becomes a gRPC status."""
+    try:
+        access.check(context)
+        yield
+    except RequestError as exc:
+        await context.abort(exc.code, str(exc))
+    except (asyncio.CancelledError, grpc.aio.AbortError):
+        raise
+    except Exception:
+        log.exception("%s failed", name)
+        await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {name}; see the daemon's log")
+
+
 def _handler(method: Callable) -> Callable:
-    """Access check and error mapping for unary handlers."""
+    """For unary-request handlers."""
 
     @functools.wraps(method)
     async def wrapper(self, request, context):
-        try:
-            self.access.check(context)
+        async with _answering(self.access, context, method.__name__):
             _check_decoded(request)
             return await method(self, request, context)
-        except RequestError as exc:
-            await context.abort(exc.code, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {method.__name__}; "
-                                "see the daemon's log")
     return wrapper
 
 
 def _stream_handler(method: Callable) -> Callable:
-    """Access check and error mapping for server-streaming handlers (async generators)."""
+    """For server-streaming handlers (async generators)."""
 
     @functools.wraps(method)
     async def wrapper(self, request, context):
-        try:
-            self.access.check(context)
+        async with _answering(self.access, context, method.__name__):
             _check_decoded(request)
             async for item in method(self, request, context):
                 yield item
-        except RequestError as exc:
-            await context.abort(exc.code, str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {method.__name__}; "
-                                "see the daemon's log")
     return wrapper
 
 
@@ -228,8 +226,7 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         return self.state.allocate_tensor(self._session(context), request).info()
 
     async def WriteTensor(self, request_iterator, context):
-        try:
-            self.access.check(context)
+        async with _answering(self.access, context, "WriteTensor"):
             session = self._session(context)
             tensor = None
             written = 0
@@ -245,8 +242,6 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
             if tensor is None:
                 raise InvalidArgument("a write needs at least one chunk naming its tensor")
             return pb.WriteTensorResponse(bytes_written=written)
-        except RequestError as exc:
-            await context.abort(exc.code, str(exc))
 
     @_stream_handler
     async def ReadTensor(self, request, context):

@@ -250,6 +250,11 @@ class TopologyFileError(ValueError):
     pass
 
 
+def describe_problems(exc: ValidationError) -> str:
+    """One line naming each bad field and its problem: "devices.0.bdf: must be ...; vcpus: ..."."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
 def load_topology_file(path: str | Path) -> MachineSpec:
     """Read and validate a custom topology file; errors name the file, the field and the problem."""
     path = Path(path)
@@ -263,11 +268,7 @@ def load_topology_file(path: str | Path) -> MachineSpec:
     try:
         return CustomTopology.model_validate(raw).to_machine()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-            problems.append(f"{where}: {error['msg']}")
-        raise TopologyFileError(f"{path}: invalid topology file: " + "; ".join(problems)) from None
+        raise TopologyFileError(f"{path}: invalid topology file: {describe_problems(exc)}") from None
 
 
 # ------------------------------------------------------------------------------------------------
