@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import pathlib
 import re
 import typing
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from neurontools.monitor.report import (
@@ -24,6 +27,7 @@ from neurontools.monitor.report import (
     LatencyPercentiles,
     LatencyStats,
     MemoryInfo,
+    MemoryUsed,
     NeuronCoreCounters,
     NeuronHardwareInfo,
     NeuronHwCounters,
@@ -353,6 +357,49 @@ def test_large_integers_survive_exactly() -> None:
     assert f'"flops":{huge},"effective_flops":875590474948' in line
     assert '"neuron_device_memory_size":34359738368' in line
     assert dumps_report(loads_report(line)) == line
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_is_written_in_shortest_form_and_notation_of_go(value: float) -> None:
+    text = go_float(value)
+    assert float(text) == value and (text.startswith("-") == (math.copysign(1.0, value) < 0))
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    assert bool(exponent) == (value != 0 and not 1e-6 <= abs(value) < 1e21)
+    assert not re.search(r"\.\d*0$|\.$|e[+-]?0", text)  # no trailing zeros, no padded exponent
+    # the significant digits of repr: the shortest that read back exactly
+    assert mantissa.replace(".", "").strip("0") == repr(abs(value)).split("e")[0].replace(".", "").strip("0")
+
+
+def _busy_runtime(utilization: float, idle: CoreCounters, memory: MemoryUsed) -> RuntimeData:
+    return _runtime(RuntimeReport(memory_used=memory, neuroncore_counters=NeuronCoreCounters(
+        period=1, error="", neuroncores_in_use={"0": CoreCounters(neuroncore_utilization=utilization, flops=7),
+                                                "1": idle, "2": idle})))
+
+
+def test_objects_shared_in_a_report_and_reused_by_the_next_are_written_as_fresh_copies() -> None:
+    # The collector shares one idle-core object and reuses unchanged memory groups; the encoder
+    # writes each of them once and keeps their text for the next report.
+    idle = CoreCounters(neuroncore_utilization=0, flops=0, effective_flops=0)
+    memory = MemoryUsed.model_validate(_capture_memory_used())
+    for utilization in (12.5, 99.25):
+        report = _report([_busy_runtime(utilization, idle, memory), _busy_runtime(3.0, idle, memory)])
+        fresh = Report.model_validate(report.model_dump())  # the same values in objects never encoded
+        assert fresh.neuron_runtime_data[0].report.memory_used is not memory
+        assert dumps_report(report) == dumps_report(fresh)
+        assert f'"0":{{"neuroncore_utilization":{go_float(utilization)},"flops":7}},"1":{{' in dumps_report(report)
+
+
+def test_kept_texts_never_stand_in_for_a_new_object_at_a_freed_address() -> None:
+    # Texts are kept by identity; CPython soon puts new objects where freed ones were.
+    for utilization in range(40):
+        idle = CoreCounters(neuroncore_utilization=utilization)
+        line = dumps_report(_report([_busy_runtime(0.5, idle, MemoryUsed.model_validate(_capture_memory_used()))]))
+        assert f'"1":{{"neuroncore_utilization":{utilization}}}' in line
+
+
+def _capture_memory_used() -> dict:
+    capture = _without_placeholders(json.loads((CAPTURES / "inf1-xlarge-one-app-2023.json").read_text()))
+    return capture["neuron_runtime_data"][0]["report"]["memory_used"]
 
 
 def test_strings_are_escaped_as_go_escapes_them() -> None:
