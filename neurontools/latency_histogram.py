@@ -61,26 +61,39 @@ class LatencyHistogram:
             message.bucket_counts.extend(self.counts[self.lowest:self.highest + 1])
 
 
-def dense_counts(message) -> list[int]:
-    """Full-length bucket counts of a pb.Histogram."""
-    counts = [0] * BUCKETS
-    start = message.first_bucket
-    for offset, value in enumerate(message.bucket_counts):
-        counts[start + offset] = value
-    return counts
+def filled_difference(newer, older) -> tuple[int, list[int]]:
+    """Per-bucket counts recorded between two cumulative pb.Histogram snapshots (older may be
+    None), over the buckets either one has filled: (index of the first, counts from it on).
+
+    A period's executions fill a few dozen buckets of the 1,300, so this is what the monitoring
+    tools difference every tick; `difference` is the same counts at full length.
+    """
+    first, end = newer.first_bucket, newer.first_bucket + len(newer.bucket_counts)
+    if older is not None and older.bucket_counts:  # a counter that went backwards may lie outside
+        first = min(first, older.first_bucket)
+        end = max(end, older.first_bucket + len(older.bucket_counts))
+    if end <= first:
+        return 0, []
+    counts = [0] * (end - first)
+    counts[newer.first_bucket - first:newer.first_bucket - first + len(newer.bucket_counts)] = newer.bucket_counts
+    if older is not None:
+        for offset, value in enumerate(older.bucket_counts, older.first_bucket - first):
+            counts[offset] -= value
+    return first, counts
 
 
 def difference(newer, older) -> list[int]:
-    """Per-bucket counts recorded between two cumulative pb.Histogram snapshots (older may be None)."""
-    counts = dense_counts(newer)
-    if older is not None:
-        for offset, value in enumerate(older.bucket_counts):
-            counts[older.first_bucket + offset] -= value
+    """Per-bucket counts recorded between two cumulative pb.Histogram snapshots (older may be None),
+    one per bucket of the whole range."""
+    first, filled = filled_difference(newer, older)
+    counts = [0] * BUCKETS
+    counts[first:first + len(filled)] = filled
     return counts
 
 
-def percentiles(counts: Sequence[int], quantiles: Sequence[float]) -> list[float] | None:
-    """Values (ns) at the given quantiles (0..1) of bucket counts; None when empty.
+def percentiles(counts: Sequence[int], quantiles: Sequence[float], first_bucket: int = 0) -> list[float] | None:
+    """Values (ns) at the given quantiles (0..1) of bucket counts, the first of which is bucket
+    `first_bucket`; None when empty.
 
     Uses the nearest-rank rule; quantile 0 is the lowest non-empty bucket and 1 the highest.
     """
@@ -91,7 +104,7 @@ def percentiles(counts: Sequence[int], quantiles: Sequence[float]) -> list[float
     out = [0.0] * len(quantiles)
     running = 0
     t = 0
-    for index, value in enumerate(counts):
+    for index, value in enumerate(counts, first_bucket):
         if value <= 0:
             continue
         running += value

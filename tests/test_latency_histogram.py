@@ -1,7 +1,10 @@
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.latency_histogram import LatencyHistogram, difference, percentiles
+from neurontools.latency_histogram import (BUCKETS, LatencyHistogram, bucket_of, difference, filled_difference,
+                                           percentiles)
 
 QUANTILES = [0.01, 0.25, 0.5, 0.75, 0.99]
 
@@ -37,3 +40,41 @@ def test_difference_gives_the_period_only():
 
 def test_empty_histogram_has_no_percentiles():
     assert percentiles([0, 0, 0], [0.5]) is None
+
+
+def _message(first: int, counts: list[int]) -> pb.Histogram:
+    return pb.Histogram(count=sum(counts), first_bucket=first if counts else 0, bucket_counts=counts)
+
+
+_RUNS = st.tuples(st.integers(0, BUCKETS - 40), st.lists(st.integers(0, 50), max_size=40))
+
+
+@settings(max_examples=300)
+@given(newer=_RUNS, older=st.none() | _RUNS)
+def test_the_filled_range_gives_the_full_differences_percentiles(newer, older):
+    # Any two messages, even an "older" that does not lie inside the newer (counters that restarted).
+    newer_message = _message(*newer)
+    older_message = None if older is None else _message(*older)
+    dense = difference(newer_message, older_message)
+    first, filled = filled_difference(newer_message, older_message)
+
+    assert dense[first:first + len(filled)] == filled
+    assert not any(dense[:first]) and not any(dense[first + len(filled):])
+    quantiles = [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0]
+    assert percentiles(filled, quantiles, first) == percentiles(dense, quantiles)
+
+
+def test_a_period_differences_only_the_buckets_it_filled():
+    hist = LatencyHistogram()
+    for value in (1_000, 1_050, 2_000):
+        hist.record(value)
+    before = pb.Histogram()
+    hist.fill(before)
+    for value in (1_500, 1_600, 3_000_000):
+        hist.record(value)
+    after = pb.Histogram()
+    hist.fill(after)
+
+    first, counts = filled_difference(after, before)
+    assert first == bucket_of(1_000) and first + len(counts) - 1 == bucket_of(3_000_000)
+    assert sum(counts) == 3 and counts[bucket_of(1_500) - first] == 1

@@ -222,6 +222,7 @@ class FakeSystem:
     def __init__(self) -> None:
         self.alive: set[int] = set()
         self.ticks = 0
+        self.process_reads: list[int] = []
 
     def cpu(self) -> CpuSample:
         self.ticks += 1
@@ -232,6 +233,7 @@ class FakeSystem:
         return MemoryReading(total=16 << 30, used=4 << 30, swap_total=0, swap_used=0)
 
     def process_cpu(self, pid: int) -> ProcessCpuSample:
+        self.process_reads.append(pid)
         if pid not in self.alive:
             return ProcessCpuSample(0, error=f"open /proc/{pid}/stat: no such file or directory")
         self.ticks += 1
@@ -401,6 +403,27 @@ def test_runtime_vcpu_usage_of_an_invisible_process_reports_the_go_error(rig):
     assert vcpu.error == "open /proc/784315/stat: no such file or directory"
     assert (vcpu.vcpu_usage.user, vcpu.vcpu_usage.system) == (0.0, 0.0)
     assert report.neuron_runtime_data[0].error == ""  # the runtime itself is fine
+
+
+def test_runtimes_of_one_process_read_its_cpu_times_once_per_tick(rig):
+    make, clock, daemon, system = rig
+    system.alive = {500, 600}
+    three = (session(1, 500, [0]), session(2, 600, [1]), session(3, 500, [2]))  # pid 500 opened two runtimes
+    daemon.snapshot = snapshot(1.0, sessions=three[:2])
+    collector = make(_config('{"period": "1s", "neuron_runtimes": [{"metrics": [{"type": "neuron_runtime_vcpu_usage"}]}]}'))
+    collector.collect()
+    assert sorted(system.process_reads) == [500, 500, 600, 600]  # a baseline and a reading per process
+    system.process_reads.clear()
+    clock.now += 1.0
+    daemon.snapshot = snapshot(2.0, sessions=three)  # the second runtime of 500 is new: it needs a baseline
+    report = collector.collect()
+    assert sorted(system.process_reads) == [500, 500, 600]
+    system.process_reads.clear()
+    clock.now += 1.0
+    report = collector.collect()
+    assert sorted(system.process_reads) == [500, 600]
+    first, _, second = (runtime.report.neuron_runtime_vcpu_usage for runtime in report.neuron_runtime_data)
+    assert first == second and first.period > 0 and first.vcpu_usage.user > 0
 
 
 def test_daemon_down_is_reported_in_the_error_fields_and_the_stream_recovers(rig):

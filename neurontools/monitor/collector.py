@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import NeuronError
-from neurontools.latency_histogram import difference, percentiles
+from neurontools.latency_histogram import filled_difference, percentiles
 from neurontools.monitor.config import MonitorConfig, RuntimeSelector
 from neurontools.monitor.report import (
     CoreCounters, DeviceMemoryBreakdown, ErrorSummary, ExecutionStats, ExecutionSummary, HostMemoryBreakdown,
@@ -93,8 +93,9 @@ def neuroncore_counters(newer: IndexedSnapshot, older: IndexedSnapshot, session:
 def latency_percentiles(newer: pb.Histogram, older: pb.Histogram | None) -> LatencyPercentiles | None:
     """Seconds at p0 ... p100 of the executions recorded between two cumulative histograms."""
     if newer.count == (older.count if older is not None else 0):
-        return None  # nothing ran: skip building the dense difference
-    values = percentiles(difference(newer, older), tuple(PERCENTILES.values()))
+        return None  # nothing ran
+    first, counts = filled_difference(newer, older)
+    values = percentiles(counts, tuple(PERCENTILES.values()), first)
     if values is None:
         return None
     return LatencyPercentiles.model_construct(**{key: ns / 1e9 for key, ns in zip(PERCENTILES, values)})
@@ -384,6 +385,11 @@ class Collector:
 
     def _update_runtimes(self, current: IndexedSnapshot, due: set[GroupKey]) -> None:
         runtimes: dict[int, _Runtime] = {}
+        updates: list[tuple[_Runtime, pb.SessionInfo, tuple[str, ...]]] = []
+        # /proc/<pid>/stat is read once per process and tick, however many runtimes the process
+        # opened: first the baselines of new runtimes, then the readings every runtime is measured
+        # by (so no baseline comes after the reading it is measured to).
+        baselines: dict[int, ProcessCpuSample] = {}
         for session in current.snapshot.sessions:
             runtime = self._runtimes.get(session.session_id)
             if runtime is None:
@@ -394,16 +400,28 @@ class Collector:
                     self._unmonitored.add(session.session_id)
                     continue
                 groups = runtime.groups  # a new runtime gets every group at once: complete entries
+                if "neuron_runtime_vcpu_usage" in groups:
+                    runtime.cpu_baseline = self._process_cpu(runtime.pid, baselines)
             else:
                 groups = tuple(name for name in runtime.groups if GroupKey(runtime.selector, name) in due)
-            for name in groups:
-                runtime.values[name] = self._runtime_group(name, runtime, session, current)
+            updates.append((runtime, session, groups))
             runtimes[session.session_id] = runtime
+        readings: dict[int, ProcessCpuSample] = {}
+        for runtime, session, groups in updates:
+            for name in groups:
+                runtime.values[name] = self._runtime_group(name, runtime, session, current, readings)
         for session_id, runtime in self._runtimes.items():
             if session_id not in runtimes:
                 self._runtime_ended(runtime)
         self._runtimes = runtimes
         self._unmonitored &= current.sessions.keys()
+
+    def _process_cpu(self, pid: int, read: dict[int, ProcessCpuSample]) -> ProcessCpuSample:
+        """The process's CPU times, from `read` if this tick already read them for that purpose."""
+        sample = read.get(pid)
+        if sample is None:
+            sample = read[pid] = self._system.process_cpu(pid)
+        return sample
 
     def _start_runtime(self, session: pb.SessionInfo) -> _Runtime | None:
         tag = session.tag or str(session.pid)
@@ -415,12 +433,11 @@ class Collector:
                                 baselines=dict.fromkeys(selector.groups, self._last))
         return None
 
-    def _runtime_group(self, name: str, runtime: _Runtime, session: pb.SessionInfo,
-                       current: IndexedSnapshot) -> object:
+    def _runtime_group(self, name: str, runtime: _Runtime, session: pb.SessionInfo, current: IndexedSnapshot,
+                       readings: dict[int, ProcessCpuSample]) -> object:
         if name == "neuron_runtime_vcpu_usage":
-            if runtime.cpu_baseline is None:
-                runtime.cpu_baseline = self._system.process_cpu(runtime.pid)
-            sample = self._system.process_cpu(runtime.pid)
+            assert runtime.cpu_baseline is not None  # taken when the runtime was first seen
+            sample = self._process_cpu(runtime.pid, readings)
             value = runtime_vcpu_usage(sample, runtime.cpu_baseline, self._system.cpu_count)
             runtime.cpu_baseline = sample
             return value
