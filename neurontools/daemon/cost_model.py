@@ -162,6 +162,8 @@ _MERGED = -1  # engine of a merged region: not an engine, so no same-engine orde
 
 
 def _overlaps(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    if len(a) == 4:  # tiles and most views are 2-D: the hot case, unrolled (compile speed)
+        return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
     for i in range(0, len(a), 2):
         if a[i] >= b[i + 1] or b[i] >= a[i + 1]:
             return False
@@ -169,6 +171,8 @@ def _overlaps(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 
 
 def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
+    if len(outer) == 4:
+        return outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2] and inner[3] <= outer[3]
     for i in range(0, len(outer), 2):
         if inner[i] < outer[i] or inner[i + 1] > outer[i + 1]:
             return False
