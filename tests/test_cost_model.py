@@ -9,6 +9,8 @@ import pytest
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon import cost_model as cm
 from neurontools.daemon.program import compile_program
+from neurontools.kernels import Kernel
+from neurontools.kernels.library import matmul_program
 
 F32, BF16 = pb.FLOAT32, pb.BFLOAT16
 SRAM_NS = cm.SRAM_ACCESS_CYCLES / 1.4  # one SBUF/PSUM access: 60 cycles at 1.4 GHz
@@ -247,10 +249,6 @@ def test_empty_program_takes_no_time():
 
 # -- the rest of the instruction set --------------------------------------------------------------
 
-from neurontools.kernels import Kernel  # noqa: E402
-from neurontools.kernels.library import matmul_program  # noqa: E402
-
-
 def kernel_estimate(build, *tiles):
     """Estimate of build(k, *tiles) with SBUF tiles given as (shape, dtype) or PSUM ones as (shape, "psum")."""
     k = Kernel()
@@ -318,14 +316,16 @@ def test_custom_operator_cost_comes_from_its_registration():
     assert busy(est, pb.GPSIMD) == round((150 + 8 * 1000) / 1.4)
 
 
-def test_library_matmul_step_and_4096_cube_against_the_peak_rate():
-    """A full 4096^3 bf16 matmul from the library stays within 15 % of the 91.75 TFLOPS bound."""
+@pytest.mark.parametrize("a_transposed, within", [(True, 1.05), (False, 1.15)], ids=["A.T", "A"])
+def test_library_matmul_4096_cube_against_the_peak_rate(a_transposed, within):
+    """A full 4096^3 bf16 matmul from the library keeps the Tensor engine near the 91.75 TFLOPS bound:
+    within 5 % with A given as A.T, 15 % when A is transposed on chip."""
     step = compile_program(matmul_program(128, 128, 512, a_transposed=True)).estimate
     assert busy(step, pb.TENSOR) == round(512 / 2.8)
     started = time.process_time()
-    compiled = compile_program(matmul_program(4096, 4096, 4096))
+    compiled = compile_program(matmul_program(4096, 4096, 4096, a_transposed=a_transposed))
     assert time.process_time() - started < 10
     bound_ns = 2 * 4096**3 / (128 * 128 * 2 * 2.8e9) * 1e9
     assert compiled.estimate.engine_instructions[pb.TENSOR] >= 32 * 32 * 8
-    assert bound_ns <= compiled.estimate.device_time_ns < 1.15 * bound_ns
+    assert bound_ns <= compiled.estimate.device_time_ns < within * bound_ns
     assert compiled.estimate.flops == 2 * 4096**3

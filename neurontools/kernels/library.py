@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.kernels.builder import DTypeLike, Kernel, KernelError, Operand, Tensor, View, dtype_of
