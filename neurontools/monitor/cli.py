@@ -15,14 +15,9 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from neurontools import __version__
 from neurontools.monitor.config import ConfigError, MonitorConfig, default_config, load_config
-
-if TYPE_CHECKING:
-    from neurontools._proto import neurond_pb2 as pb
-    from neurontools.client import Device
 
 # The go-flags help of the real tool (reference §3.1), plus our --address and --version.
 USAGE = """\
@@ -139,38 +134,6 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel(_LOG_LEVELS[verbose])
 
 
-class _DaemonSnapshots:
-    """Snapshots from neurond, reconnecting on a fresh channel after a failure.
-
-    A gRPC channel that lost its server backs off for up to two minutes between reconnection
-    attempts; a new channel tries at once, so the stream recovers on the first tick after the
-    daemon is back.
-    """
-
-    def __init__(self, address: str | None, timeout: float) -> None:
-        # Imported here, once: grpc is most of the start-up time, and --help does not need it.
-        from neurontools import client
-        self._client = client
-        self._address = address
-        self._timeout = timeout
-        self._device: Device | None = None
-
-    def __call__(self) -> pb.Snapshot:
-        if self._device is None:
-            self._device = self._client.Device(self._address, timeout=self._timeout)
-            logging.getLogger("neuron-monitor").info("connecting to neurond at %s", self._device.address)
-        try:
-            return self._device.snapshot()
-        except self._client.NeuronError:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self._device is not None:
-            self._device.close()
-            self._device = None
-
-
 def _stop_signals() -> int:
     """A file descriptor that becomes readable when SIGTERM or SIGINT arrives.
 
@@ -192,8 +155,10 @@ def _shortest_period(config: MonitorConfig) -> float:
 
 def run(config: MonitorConfig, address: str | None) -> int:
     """Write reports to stdout until stopped; returns the exit status."""
+    # Imported here: grpc is most of the start-up time, and --help does not need it.
     from neurontools.monitor.collector import Collector
     from neurontools.monitor.report_json import dumps_report
+    from neurontools.monitor.snapshot_source import DaemonSnapshots
 
     stop_fd = _stop_signals()
     out = sys.stdout.buffer
@@ -201,7 +166,7 @@ def run(config: MonitorConfig, address: str | None) -> int:
     poller.register(stop_fd, select.POLLIN)
     poller.register(out.fileno(), 0)  # no events asked: poll still reports POLLERR/POLLHUP, a reader gone
     timeout = min(MAX_SNAPSHOT_TIMEOUT_SECONDS, max(1.0, _shortest_period(config)))
-    snapshots = _DaemonSnapshots(address, timeout)
+    snapshots = DaemonSnapshots(address, timeout)
     collector = Collector(config, snapshots)
     log = logging.getLogger("neuron-monitor")
     try:

@@ -3,8 +3,8 @@ principle 1: the same code neuron-monitor reports with), plus the snapshot add-o
 
 The collector owns the schedule (every group every `interval`); a read sleeps until the groups are
 due, so each frame covers one fresh period. When neurond goes away the read raises
-SourceUnavailable; the next read tries a fresh channel, so the view recovers as soon as the daemon
-is back (a gRPC channel that lost its server waits up to minutes before trying again).
+SourceUnavailable; the next read tries a fresh channel (`DaemonSnapshots`, as neuron-monitor's), so
+the view recovers as soon as the daemon is back.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, NeuronError
 from neurontools.monitor.collector import Collector
 from neurontools.monitor.config import RUNTIME_GROUPS, SYSTEM_GROUPS, MonitorConfig, RuntimeSelector
+from neurontools.monitor.snapshot_source import DaemonSnapshots
 from neurontools.top.device_extras import device_extras
 from neurontools.top.sources.frame import Frame, SourceUnavailable
 
@@ -37,20 +38,16 @@ class LiveSource:
         self.address = addresses.normalize(address)
         self.description = f"neurond at {self.address}"
         self._timeout = timeout
-        self._device: Device | None = None
+        self._snapshots = DaemonSnapshots(self.address, timeout)
         self._recent: deque[pb.Snapshot] = deque(maxlen=2)  # what the collector measured between
         self._failure: NeuronError | None = None
         self._collector = Collector(every_group_every(interval), self._snapshot)
 
     def _snapshot(self) -> pb.Snapshot:
-        if self._device is None:
-            self._device = Device(self.address, timeout=self._timeout)
         try:
-            snapshot = self._device.snapshot()
+            snapshot = self._snapshots()
         except NeuronError as error:
             self._failure = error
-            self._device.close()
-            self._device = None
             raise  # the collector resets its baselines, as for neuron-monitor
         self._recent.append(snapshot)
         return snapshot
@@ -77,6 +74,4 @@ class LiveSource:
             device.end_session(session_id, reason)
 
     def close(self) -> None:
-        if self._device is not None:
-            self._device.close()
-            self._device = None
+        self._snapshots.close()
