@@ -30,8 +30,8 @@ from types import FrameType
 from typing import IO, Any
 
 from neurontools.monitor.prometheus import CORE_MEMORY_CATEGORIES, ECC_EVENTS, VCPU_STATES, numeric_items
-from neurontools.monitor.prometheus_cli import UnreadableLine, parse_report_line
 from neurontools.monitor.report import CoreCounters, NeuronHardwareInfo, Report, RuntimeData
+from neurontools.monitor.report_stream import UnreadableLine, parse_report_line
 
 log = logging.getLogger("neuron-monitor-cloudwatch")
 
