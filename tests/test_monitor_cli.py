@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from neurontools.monitor.cli import USAGE, Options, UsageError, main, parse_opti
 from neurontools.monitor.report_json import dumps_report, loads_report
 
 NEURON_MONITOR = str(Path(sys.executable).parent / "neuron-monitor")
+COMPANION = str(Path(sys.executable).parent / "neuron-monitor-prometheus")
 
 
 # --- flags -------------------------------------------------------------------------------------
@@ -40,6 +44,9 @@ NEURON_MONITOR = str(Path(sys.executable).parent / "neuron-monitor")
     (["--address", "unix:///tmp/x.sock"], Options(address="unix:///tmp/x.sock")),
     (["-hc", "m.conf"], Options(config_file="m.conf", help=True)),
     (["--version", "--"], Options(version=True)),
+    (["--prometheus-port", "9100", "--prometheus-lean"], Options(prometheus_port=9100, prometheus_lean=True)),
+    (["--prometheus-port=0", "--prometheus-listen-address=::1", "--prometheus-stale-after", "inf"],
+     Options(prometheus_port=0, prometheus_listen_address="::1", prometheus_stale_after=float("inf"))),
 ])
 def test_flags_are_read_as_go_flags_reads_them(argv, expected):
     assert parse_options(argv) == expected
@@ -55,6 +62,15 @@ def test_flags_are_read_as_go_flags_reads_them(argv, expected):
     (["--verbose=5"], "invalid argument for flag `--verbose': 5 is not between 0 and 4"),
     (["--help=yes"], "bool flag `--help' cannot have an argument"),
     (["monitor.conf"], "unexpected argument `monitor.conf'"),
+    (["--prometheus-port=http"], "invalid argument for flag `--prometheus-port' (expected uint16): "
+                                 'strconv.ParseUint: parsing "http": invalid syntax'),
+    (["--prometheus-port", "70000"], "invalid argument for flag `--prometheus-port' (expected uint16): "
+                                     'strconv.ParseUint: parsing "70000": value out of range'),
+    (["--prometheus-lean"], "--prometheus-listen-address, --prometheus-lean and --prometheus-stale-after "
+                            "need --prometheus-port"),
+    (["--prometheus-port=9100", "--prometheus-stale-after=0"],
+     "invalid argument for flag `--prometheus-stale-after': must be a positive number of seconds, or inf"),
+    (["--prometheus-port=9100", "--prometheus-lean=yes"], "bool flag `--prometheus-lean' cannot have an argument"),
 ])
 def test_bad_flags_are_refused(argv, message):
     with pytest.raises(UsageError) as info:
@@ -71,7 +87,7 @@ def test_a_bad_flag_prints_the_error_and_usage_on_stdout_and_exits_1(capsys):
 def test_help_and_version(capsys):
     assert main(["-h"]) == 0
     assert capsys.readouterr().out == USAGE
-    assert "-c, --config-file= Path to configuration file" in USAGE
+    assert "-c, --config-file=               Path to configuration file" in USAGE
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("neuron-monitor ")
 
@@ -270,3 +286,76 @@ def test_the_stream_survives_a_daemon_restart_on_the_same_socket(tmp_path):
     assert code == 0
     assert "WARN[" in stderr and "cannot reach neurond" in stderr  # --verbose 2 logs the outage once
     assert stderr.count("cannot reach neurond") == 1
+
+
+# --- /metrics served by neuron-monitor itself --------------------------------------------------
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _reports_served(exposition: str) -> float:
+    return next(float(line.split()[1]) for line in exposition.splitlines()
+                if line.startswith("neuron_monitor_reports_total "))
+
+
+# Self-metrics of the moment: how long ago the report came, how long this scrape took.
+_OF_THE_MOMENT = ("neuron_monitor_report_age_seconds", "neuron_monitor_scrape_duration_seconds")
+
+
+def _report_lines(exposition: str) -> list[str]:
+    return [line for line in exposition.splitlines() if not any(name in line for name in _OF_THE_MOMENT)]
+
+
+def test_its_own_metrics_are_what_the_piped_companion_serves_for_the_same_report(address, busy_session, tmp_path):
+    config = tmp_path / "monitor.conf"
+    config.write_text(json.dumps({"period": "2s", "neuron_runtimes": [{"metrics": [  # every group there is
+        {"type": group} for group in ("neuroncore_counters", "memory_used", "neuron_runtime_vcpu_usage",
+                                      "execution_stats")]}],
+        "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}, {"type": "neuron_hw_counters"}]}))
+    monitor = subprocess.Popen(
+        [NEURON_MONITOR, "--address", address, "-c", str(config), "--verbose", "3", "--prometheus-port", "0",
+         "--prometheus-listen-address", "127.0.0.1", "--prometheus-lean"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    companion = subprocess.Popen([COMPANION, "--port", "0", "--listen-address", "127.0.0.1", "--lean"],
+                                 stdin=monitor.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        companion_port = int(companion.stdout.readline().rsplit(" ", 1)[1])
+        served = ""
+        while "serving Prometheus metrics on 127.0.0.1:" not in served:
+            served = monitor.stderr.readline()
+            assert served, "neuron-monitor ended without serving"
+        monitor_port = int(served.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 20
+        while True:  # the second report (a full period, the runtime busy), in both, before the third
+            assert time.monotonic() < deadline
+            own, piped = _scrape(monitor_port), _scrape(companion_port)
+            if _reports_served(own) == _reports_served(piped) == 2 and _reports_served(_scrape(monitor_port)) == 2:
+                break
+            time.sleep(0.05)
+        assert _report_lines(own) == _report_lines(piped)
+        assert re.search(r'^execution_status_total\{.*runtime_tag="monitored",status_type="completed",.*\} [1-9]', own,
+                         re.MULTILINE)
+        assert any(line.startswith("neuroncore_utilization_ratio{") and 'neuroncore="4"' in line
+                   and 'runtime_tag="monitored"' in line and not line.endswith(" 0.0") for line in own.splitlines())
+        assert "neuron_monitor_up 1.0" in own and "_created" not in own and "python_gc" not in own
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        code = monitor.wait(timeout=10)
+        companion.kill()
+        companion.wait()
+    assert code == 0 and "Traceback" not in monitor.stderr.read()
+
+
+def test_a_taken_prometheus_port_exits_1_with_a_clear_error(address):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([NEURON_MONITOR, "--address", address, "--prometheus-port", str(port),
+                                 "--prometheus-listen-address", "127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and result.stdout == ""  # not a single report
+    assert result.stderr.startswith(f"neuron-monitor: cannot serve Prometheus metrics on 127.0.0.1:{port}: ")
+    assert "Address already in use" in result.stderr and result.stderr.count("\n") == 1

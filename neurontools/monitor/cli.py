@@ -3,6 +3,9 @@
 The loop sleeps until the next metric group is due (never a fixed timer that can pile up, DESIGN
 principle 9), and wakes early only to stop: on SIGTERM or SIGINT, or when the reader of stdout
 goes away (`neuron-monitor | head -1`). Either way it exits 0 without a traceback.
+
+With `--prometheus-port` the same process also serves every report on /metrics, as
+`neuron-monitor | neuron-monitor-prometheus` would (the companion's flags, prefixed `--prometheus-`).
 """
 
 from __future__ import annotations
@@ -14,30 +17,46 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from neurontools import __version__
 from neurontools.monitor.config import ConfigError, MonitorConfig, default_config, load_config
 
-# The go-flags help of the real tool (reference §3.1), plus our --address and --version.
+if TYPE_CHECKING:
+    from neurontools.monitor.report import Report
+
+# The go-flags help of the real tool (reference §3.1), plus our --address and --version, and the
+# Prometheus companion's flags in a group of their own (go-flags aligns every group on one column).
 USAGE = """\
 Usage:
   neuron-monitor [OPTIONS]
 
 Application Options:
-      --verbose=     Verbosity level (default: 0)
-  -c, --config-file= Path to configuration file
-      --address=     Address of the neurond daemon: unix:///path or host:port
-                     [$NEURON_DAEMON_ADDRESS]
-      --version      Print the neuron-monitor version and exit.
+      --verbose=                   Verbosity level (default: 0)
+  -c, --config-file=               Path to configuration file
+      --address=                   Address of the neurond daemon: unix:///path or host:port
+                                   [$NEURON_DAEMON_ADDRESS]
+      --version                    Print the neuron-monitor version and exit.
+
+Prometheus Options:
+      --prometheus-port=           Also serve the reports as Prometheus metrics on this port, as
+                                   neuron-monitor-prometheus --port does (0: any free port)
+      --prometheus-listen-address= Address to serve them on (default: 0.0.0.0)
+      --prometheus-lean            Leave out prometheus_client's own series and the *_created series
+      --prometheus-stale-after=    Seconds after which the latest report no longer counts
+                                   (default: 15)
 
 Help Options:
-  -h, --help         Show this help message
+  -h, --help                       Show this help message
 """
 
-_VALUE_FLAGS = {"verbose": "--verbose", "config-file": "-c, --config-file", "address": "--address"}
+_VALUE_FLAGS = {"verbose": "--verbose", "config-file": "-c, --config-file", "address": "--address",
+                "prometheus-port": "--prometheus-port", "prometheus-listen-address": "--prometheus-listen-address",
+                "prometheus-stale-after": "--prometheus-stale-after"}
 _SHORT_VALUE_FLAGS = {"c": "config-file"}
-_SWITCHES = {"help": "help", "version": "version"}
+_SWITCHES = {"help": "help", "version": "version", "prometheus-lean": "prometheus-lean"}
 _SHORT_SWITCHES = {"h": "help"}
 _LOG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 MAX_SNAPSHOT_TIMEOUT_SECONDS = 5.0
@@ -54,6 +73,10 @@ class Options:
     address: str | None = None  # None: $NEURON_DAEMON_ADDRESS, else the default socket
     help: bool = False
     version: bool = False
+    prometheus_port: int | None = None  # None: no /metrics
+    prometheus_listen_address: str = "0.0.0.0"  # as neuron-monitor-prometheus
+    prometheus_lean: bool = False
+    prometheus_stale_after: float = 15.0
 
 
 def parse_options(argv: list[str]) -> Options:
@@ -91,7 +114,8 @@ def parse_options(argv: list[str]) -> Options:
         else:
             raise UsageError(f"unexpected argument `{arg}'")
     options = Options(config_file=values.get("config-file"), address=values.get("address"),
-                      help="help" in switches, version="version" in switches)
+                      help="help" in switches, version="version" in switches,
+                      prometheus_lean="prometheus-lean" in switches)
     if "verbose" in values:
         text = values["verbose"]
         try:
@@ -101,7 +125,35 @@ def parse_options(argv: list[str]) -> Options:
                              f"parsing \"{text}\": invalid syntax") from None
         if not 0 <= options.verbose <= 4:
             raise UsageError(f"invalid argument for flag `--verbose': {options.verbose} is not between 0 and 4")
+    _read_prometheus_options(values, switches, options)
     return options
+
+
+def _read_prometheus_options(values: dict[str, str], switches: set[str], options: Options) -> None:
+    if "prometheus-port" in values:
+        text = values["prometheus-port"]
+        if not (text.isascii() and text.isdigit()):
+            raise UsageError(f"invalid argument for flag `--prometheus-port' (expected uint16): "
+                             f"strconv.ParseUint: parsing \"{text}\": invalid syntax")
+        if int(text) > 65535:
+            raise UsageError(f"invalid argument for flag `--prometheus-port' (expected uint16): "
+                             f"strconv.ParseUint: parsing \"{text}\": value out of range")
+        options.prometheus_port = int(text)
+    elif {"prometheus-listen-address", "prometheus-stale-after"} & values.keys() or "prometheus-lean" in switches:
+        raise UsageError("--prometheus-listen-address, --prometheus-lean and --prometheus-stale-after "
+                         "need --prometheus-port")
+    options.prometheus_listen_address = values.get("prometheus-listen-address", options.prometheus_listen_address)
+    if "prometheus-stale-after" in values:
+        text = values["prometheus-stale-after"]
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise UsageError(f"invalid argument for flag `--prometheus-stale-after' (expected float64): "
+                             f"strconv.ParseFloat: parsing \"{text}\": invalid syntax") from None
+        if not seconds > 0:  # NaN too
+            raise UsageError("invalid argument for flag `--prometheus-stale-after': "
+                             "must be a positive number of seconds, or inf")
+        options.prometheus_stale_after = seconds
 
 
 def _next_value(args, name: str) -> str:
@@ -153,8 +205,9 @@ def _shortest_period(config: MonitorConfig) -> float:
     return min(periods)
 
 
-def run(config: MonitorConfig, address: str | None) -> int:
-    """Write reports to stdout until stopped; returns the exit status."""
+def run(config: MonitorConfig, address: str | None, on_report: Callable[[Report], None] | None = None) -> int:
+    """Write reports to stdout until stopped; returns the exit status. `on_report` receives each
+    report once its line is written (the built-in Prometheus exporter's `update`)."""
     # Imported here: grpc is most of the start-up time, and --help does not need it.
     from neurontools.monitor.collector import Collector
     from neurontools.monitor.report_json import dumps_report
@@ -172,9 +225,12 @@ def run(config: MonitorConfig, address: str | None) -> int:
     try:
         while True:
             started = time.monotonic()
-            line = dumps_report(collector.collect()).encode() + b"\n"
+            report = collector.collect()
+            line = dumps_report(report).encode() + b"\n"
             out.write(line)
             out.flush()
+            if on_report is not None:
+                on_report(report)
             log.debug("report of %d bytes in %.1f ms", len(line), (time.monotonic() - started) * 1e3)
             delay = collector.next_due() - time.monotonic()
             if poller.poll(max(0, math.ceil(delay * 1000))):
@@ -209,7 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"neuron-monitor: invalid configuration: {error}\n")
         return 1
-    return run(config, options.address)
+    if options.prometheus_port is None:
+        return run(config, options.address)
+    from neurontools.monitor.prometheus import PrometheusExporter  # prometheus_client only when asked
+
+    where = f"{options.prometheus_listen_address}:{options.prometheus_port}"
+    try:
+        exporter = PrometheusExporter(options.prometheus_port, address=options.prometheus_listen_address,
+                                      lean=options.prometheus_lean, stale_after=options.prometheus_stale_after)
+    except OSError as error:  # the port is taken, or the address is not this host's
+        sys.stderr.write(f"neuron-monitor: cannot serve Prometheus metrics on {where}: {error}\n")
+        return 1
+    logging.getLogger("neuron-monitor").info(
+        "serving Prometheus metrics on %s:%d", options.prometheus_listen_address, exporter.port)
+    try:
+        return run(config, options.address, exporter.update)
+    finally:
+        exporter.close()
 
 
 if __name__ == "__main__":
