@@ -102,15 +102,6 @@ def rounded(x, dtype):
     return dtypes.cast_to(np.asarray(x, np.float32), dtype).astype(np.float32)
 
 
-def onchip_program(op_instructions, tiles, inputs, outputs):
-    """Loads each input into the same-named tile, runs the ops, stores tiles into outputs."""
-    params = [inp(n, list(t.shape), t.dtype) for n, t in inputs.items()]
-    params += [out(n, list(t.shape), t.dtype) for n, t in outputs.items()]
-    instrs = [dma(f"t_{n}", n) for n in inputs] + list(op_instructions) + [dma(n, f"t_{n}") for n in outputs]
-    return program(params, [pb.Tile(name=f"t_{n}", buffer=t.buffer or pb.SBUF, shape=t.shape, dtype=t.dtype)
-                            for n, t in {**inputs, **outputs}.items()] + list(tiles), instrs)
-
-
 # -- DMA ----------------------------------------------------------------------------------------------
 
 def test_dma_roundtrip_and_cast_round_to_nearest_even(rng):
