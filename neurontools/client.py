@@ -189,6 +189,21 @@ class Device:
         """End another process's runtime session (operator action; refused to sessions)."""
         self._conn.unary(self._admin.EndSession, pb.EndSessionRequest(session_id=session_id, reason=reason))
 
+    def inject_fault(self, kind: str | int, *, device: int = 0, core: int = 0, link: int = 0, count: int = 1,
+                     duration: float = 0.0) -> pb.Fault:
+        """Inject a fault (operator action): kind is a pb.FaultKind value or name such as "core_hang"."""
+        kind_value = kind if isinstance(kind, int) else pb.FaultKind.Value(kind.upper().replace("-", "_"))
+        fault = pb.Fault(kind=kind_value, device_index=device, core_id=core, link_id=link, count=count,
+                         duration_ns=int(duration * 1e9))
+        return self._conn.unary(self._admin.InjectFault, pb.InjectFaultRequest(fault=fault))
+
+    def clear_faults(self, fault_id: int = 0) -> int:
+        """Clear one lasting fault, or all of them (0); returns how many were cleared."""
+        return self._conn.unary(self._admin.ClearFaults, pb.ClearFaultsRequest(fault_id=fault_id)).cleared
+
+    def faults(self) -> list[pb.Fault]:
+        return list(self._conn.unary(self._admin.ListFaults, pb.ListFaultsRequest()).faults)
+
     def close(self) -> None:
         self._conn.close()
 

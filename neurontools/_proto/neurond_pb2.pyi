@@ -143,6 +143,18 @@ class AluOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LEFT_SHIFT: _ClassVar[AluOp]
     RIGHT_SHIFT: _ClassVar[AluOp]
     AVERAGE: _ClassVar[AluOp]
+
+class FaultKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAULT_KIND_UNSPECIFIED: _ClassVar[FaultKind]
+    MEM_ECC_CORRECTED: _ClassVar[FaultKind]
+    MEM_ECC_UNCORRECTED: _ClassVar[FaultKind]
+    SRAM_ECC_CORRECTED: _ClassVar[FaultKind]
+    SRAM_ECC_UNCORRECTED: _ClassVar[FaultKind]
+    CORE_HANG: _ClassVar[FaultKind]
+    NUMERICAL_ERROR: _ClassVar[FaultKind]
+    LINK_DOWN: _ClassVar[FaultKind]
+    DEVICE_RESET: _ClassVar[FaultKind]
 DTYPE_UNSPECIFIED: DType
 FLOAT32: DType
 TFLOAT32: DType
@@ -250,6 +262,15 @@ BITWISE_XOR: AluOp
 LEFT_SHIFT: AluOp
 RIGHT_SHIFT: AluOp
 AVERAGE: AluOp
+FAULT_KIND_UNSPECIFIED: FaultKind
+MEM_ECC_CORRECTED: FaultKind
+MEM_ECC_UNCORRECTED: FaultKind
+SRAM_ECC_CORRECTED: FaultKind
+SRAM_ECC_UNCORRECTED: FaultKind
+CORE_HANG: FaultKind
+NUMERICAL_ERROR: FaultKind
+LINK_DOWN: FaultKind
+DEVICE_RESET: FaultKind
 
 class InstanceInfo(_message.Message):
     __slots__ = ("instance_name", "instance_id", "instance_type", "availability_zone", "availability_zone_id", "region", "ami_id", "subnet_id")
@@ -458,7 +479,7 @@ class HbmStack(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., largest_free_bytes: _Optional[int] = ..., free_blocks: _Optional[int] = ..., allocations: _Optional[int] = ...) -> None: ...
 
 class DeviceCounters(_message.Message):
-    __slots__ = ("device_index", "memory_total_bytes", "memory_used_bytes", "memory_peak_bytes", "materialized_bytes", "stacks", "memory", "mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected")
+    __slots__ = ("device_index", "memory_total_bytes", "memory_used_bytes", "memory_peak_bytes", "materialized_bytes", "stacks", "memory", "mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected", "resets")
     DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -470,6 +491,7 @@ class DeviceCounters(_message.Message):
     MEM_ECC_UNCORRECTED_FIELD_NUMBER: _ClassVar[int]
     SRAM_ECC_CORRECTED_FIELD_NUMBER: _ClassVar[int]
     SRAM_ECC_UNCORRECTED_FIELD_NUMBER: _ClassVar[int]
+    RESETS_FIELD_NUMBER: _ClassVar[int]
     device_index: int
     memory_total_bytes: int
     memory_used_bytes: int
@@ -481,7 +503,8 @@ class DeviceCounters(_message.Message):
     mem_ecc_uncorrected: int
     sram_ecc_corrected: int
     sram_ecc_uncorrected: int
-    def __init__(self, device_index: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_peak_bytes: _Optional[int] = ..., materialized_bytes: _Optional[int] = ..., stacks: _Optional[_Iterable[_Union[HbmStack, _Mapping]]] = ..., memory: _Optional[_Iterable[_Union[MemoryUsage, _Mapping]]] = ..., mem_ecc_corrected: _Optional[int] = ..., mem_ecc_uncorrected: _Optional[int] = ..., sram_ecc_corrected: _Optional[int] = ..., sram_ecc_uncorrected: _Optional[int] = ...) -> None: ...
+    resets: int
+    def __init__(self, device_index: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_peak_bytes: _Optional[int] = ..., materialized_bytes: _Optional[int] = ..., stacks: _Optional[_Iterable[_Union[HbmStack, _Mapping]]] = ..., memory: _Optional[_Iterable[_Union[MemoryUsage, _Mapping]]] = ..., mem_ecc_corrected: _Optional[int] = ..., mem_ecc_uncorrected: _Optional[int] = ..., sram_ecc_corrected: _Optional[int] = ..., sram_ecc_uncorrected: _Optional[int] = ..., resets: _Optional[int] = ...) -> None: ...
 
 class LinkCounters(_message.Message):
     __slots__ = ("link_id", "bytes_a_to_b", "bytes_b_to_a", "up")
@@ -582,7 +605,7 @@ class Observer(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., command: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("monotonic_ns", "unix_ns", "daemon_start_unix_ns", "daemon_version", "topology", "cores", "devices", "links", "sessions", "models", "observers", "sessions_opened", "sessions_closed")
+    __slots__ = ("monotonic_ns", "unix_ns", "daemon_start_unix_ns", "daemon_version", "topology", "cores", "devices", "links", "sessions", "models", "observers", "sessions_opened", "sessions_closed", "faults")
     MONOTONIC_NS_FIELD_NUMBER: _ClassVar[int]
     UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     DAEMON_START_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
@@ -596,6 +619,7 @@ class Snapshot(_message.Message):
     OBSERVERS_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_OPENED_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
     monotonic_ns: int
     unix_ns: int
     daemon_start_unix_ns: int
@@ -609,7 +633,8 @@ class Snapshot(_message.Message):
     observers: _containers.RepeatedCompositeFieldContainer[Observer]
     sessions_opened: int
     sessions_closed: int
-    def __init__(self, monotonic_ns: _Optional[int] = ..., unix_ns: _Optional[int] = ..., daemon_start_unix_ns: _Optional[int] = ..., daemon_version: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., cores: _Optional[_Iterable[_Union[CoreCounters, _Mapping]]] = ..., devices: _Optional[_Iterable[_Union[DeviceCounters, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkCounters, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., observers: _Optional[_Iterable[_Union[Observer, _Mapping]]] = ..., sessions_opened: _Optional[int] = ..., sessions_closed: _Optional[int] = ...) -> None: ...
+    faults: _containers.RepeatedCompositeFieldContainer[Fault]
+    def __init__(self, monotonic_ns: _Optional[int] = ..., unix_ns: _Optional[int] = ..., daemon_start_unix_ns: _Optional[int] = ..., daemon_version: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., cores: _Optional[_Iterable[_Union[CoreCounters, _Mapping]]] = ..., devices: _Optional[_Iterable[_Union[DeviceCounters, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkCounters, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., observers: _Optional[_Iterable[_Union[Observer, _Mapping]]] = ..., sessions_opened: _Optional[int] = ..., sessions_closed: _Optional[int] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ...) -> None: ...
 
 class Parameter(_message.Message):
     __slots__ = ("name", "kind", "shape", "dtype")
@@ -1175,3 +1200,53 @@ class EndSessionRequest(_message.Message):
 class EndSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Fault(_message.Message):
+    __slots__ = ("fault_id", "kind", "device_index", "core_id", "link_id", "count", "duration_ns", "expires_unix_ns", "description")
+    FAULT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CORE_ID_FIELD_NUMBER: _ClassVar[int]
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    fault_id: int
+    kind: FaultKind
+    device_index: int
+    core_id: int
+    link_id: int
+    count: int
+    duration_ns: int
+    expires_unix_ns: int
+    description: str
+    def __init__(self, fault_id: _Optional[int] = ..., kind: _Optional[_Union[FaultKind, str]] = ..., device_index: _Optional[int] = ..., core_id: _Optional[int] = ..., link_id: _Optional[int] = ..., count: _Optional[int] = ..., duration_ns: _Optional[int] = ..., expires_unix_ns: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class InjectFaultRequest(_message.Message):
+    __slots__ = ("fault",)
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    fault: Fault
+    def __init__(self, fault: _Optional[_Union[Fault, _Mapping]] = ...) -> None: ...
+
+class ClearFaultsRequest(_message.Message):
+    __slots__ = ("fault_id",)
+    FAULT_ID_FIELD_NUMBER: _ClassVar[int]
+    fault_id: int
+    def __init__(self, fault_id: _Optional[int] = ...) -> None: ...
+
+class ClearFaultsResponse(_message.Message):
+    __slots__ = ("cleared",)
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
+    cleared: int
+    def __init__(self, cleared: _Optional[int] = ...) -> None: ...
+
+class ListFaultsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFaultsResponse(_message.Message):
+    __slots__ = ("faults",)
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    faults: _containers.RepeatedCompositeFieldContainer[Fault]
+    def __init__(self, faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ...) -> None: ...

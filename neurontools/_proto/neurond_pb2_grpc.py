@@ -615,12 +615,45 @@ class NeuronAdminStub:
                 request_serializer=neurontools_dot_v1_dot_neurond__pb2.EndSessionRequest.SerializeToString,
                 response_deserializer=neurontools_dot_v1_dot_neurond__pb2.EndSessionResponse.FromString,
                 _registered_method=True)
+        self.InjectFault = channel.unary_unary(
+                '/neurontools.v1.NeuronAdmin/InjectFault',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.InjectFaultRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.Fault.FromString,
+                _registered_method=True)
+        self.ClearFaults = channel.unary_unary(
+                '/neurontools.v1.NeuronAdmin/ClearFaults',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.ClearFaultsRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ClearFaultsResponse.FromString,
+                _registered_method=True)
+        self.ListFaults = channel.unary_unary(
+                '/neurontools.v1.NeuronAdmin/ListFaults',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.ListFaultsRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ListFaultsResponse.FromString,
+                _registered_method=True)
 
 
 class NeuronAdminServicer:
     """Missing associated documentation comment in .proto file."""
 
     def EndSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InjectFault(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearFaults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFaults(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -633,6 +666,21 @@ def add_NeuronAdminServicer_to_server(servicer, server):
                     servicer.EndSession,
                     request_deserializer=neurontools_dot_v1_dot_neurond__pb2.EndSessionRequest.FromString,
                     response_serializer=neurontools_dot_v1_dot_neurond__pb2.EndSessionResponse.SerializeToString,
+            ),
+            'InjectFault': grpc.unary_unary_rpc_method_handler(
+                    servicer.InjectFault,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.InjectFaultRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.Fault.SerializeToString,
+            ),
+            'ClearFaults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearFaults,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ClearFaultsRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.ClearFaultsResponse.SerializeToString,
+            ),
+            'ListFaults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFaults,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ListFaultsRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.ListFaultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -662,6 +710,87 @@ class NeuronAdmin:
             '/neurontools.v1.NeuronAdmin/EndSession',
             neurontools_dot_v1_dot_neurond__pb2.EndSessionRequest.SerializeToString,
             neurontools_dot_v1_dot_neurond__pb2.EndSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InjectFault(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronAdmin/InjectFault',
+            neurontools_dot_v1_dot_neurond__pb2.InjectFaultRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.Fault.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearFaults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronAdmin/ClearFaults',
+            neurontools_dot_v1_dot_neurond__pb2.ClearFaultsRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.ClearFaultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFaults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronAdmin/ListFaults',
+            neurontools_dot_v1_dot_neurond__pb2.ListFaultsRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.ListFaultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

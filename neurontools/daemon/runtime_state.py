@@ -23,6 +23,7 @@ from neurontools.daemon import topology as topo
 from neurontools.daemon.core_selection import select_cores
 from neurontools.daemon.errors import (InvalidArgument, NotFound, OutOfRange, PermissionDenied,
                                        ResourceExhausted, Unauthenticated)
+from neurontools.daemon.faults import FaultTable
 from neurontools.daemon.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region
 from neurontools.daemon.memory_ledger import MemoryLedger
 from neurontools.daemon.program import CompiledProgram, ProgramError, compile_program
@@ -126,6 +127,7 @@ class RuntimeState:
         self.host = HostMemory(machine.host_memory_bytes, self.ledger)
         cores = [(c, machine.device_of_core(c)) for c in range(machine.core_count)]
         self.telemetry = Telemetry(cores, len(machine.devices), len(machine.links()))
+        self.faults = FaultTable(machine, self.telemetry)
         self.sessions: dict[int, Session] = {}
         self.sessions_by_key: dict[str, Session] = {}
         self.core_owner: dict[int, Session] = {}

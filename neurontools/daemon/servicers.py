@@ -303,10 +303,35 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
         self.runtime = runtime
         self.access = access
 
-    @_handler
-    async def EndSession(self, request, context):
+    @staticmethod
+    def _operator_only(context) -> None:
         if _metadata(context, SESSION_KEY_METADATA):
             raise PermissionDenied("admin calls are not available to runtime sessions")
+
+    @_handler
+    async def InjectFault(self, request, context):
+        self._operator_only(context)
+        fault = self.state.faults.inject(request.fault)
+        log.warning("fault injected: %s", fault.description)
+        if fault.kind == pb.DEVICE_RESET:
+            for session in list(self.state.sessions.values()):
+                if any(self.state.machine.device_of_core(c) == fault.device_index for c in session.core_ids):
+                    self.runtime.end_session(session.session_id, fault.description)
+        return fault
+
+    @_handler
+    async def ClearFaults(self, request, context):
+        self._operator_only(context)
+        return pb.ClearFaultsResponse(cleared=self.state.faults.clear(request.fault_id))
+
+    @_handler
+    async def ListFaults(self, request, context):
+        self._operator_only(context)
+        return pb.ListFaultsResponse(faults=self.state.faults.active())
+
+    @_handler
+    async def EndSession(self, request, context):
+        self._operator_only(context)
         session = self.state.session_by_id(request.session_id)
         caller = _metadata(context, CLIENT_PID_METADATA)
         reason = request.reason or (f"ended by an operator (pid {caller})" if caller else "ended by an operator")

@@ -62,7 +62,7 @@ class SnapshotBuilder:
                 message.engines.extend(
                     pb.EngineCounters(engine=e, busy_ns=ns, instructions=core.engine_instructions.get(e, 0))
                     for e, ns in core.engine_busy_ns.items())
-            ecc = [dict(d.ecc) for d in telemetry.devices]
+            ecc = [dict(d.ecc, resets=d.resets) for d in telemetry.devices]
             links = [tuple(pair) for pair in telemetry.link_bytes]
             snap.sessions_opened = telemetry.sessions_opened
             snap.sessions_closed = telemetry.sessions_closed
@@ -80,8 +80,11 @@ class SnapshotBuilder:
                 largest_free_bytes=s.largest_free_bytes, free_blocks=s.free_blocks,
                 allocations=s.allocations) for s in stacks)
             self.memory.fill(device.memory, ("device", index))
+        faults = state.faults.active()
+        down = {f.link_id for f in faults if f.kind == pb.LINK_DOWN}
         for link_id, (a_to_b, b_to_a) in enumerate(links):
-            snap.links.add(link_id=link_id, bytes_a_to_b=a_to_b, bytes_b_to_a=b_to_a, up=True)
+            snap.links.add(link_id=link_id, bytes_a_to_b=a_to_b, bytes_b_to_a=b_to_a, up=link_id not in down)
+        snap.faults.extend(faults)
         snap.observers.extend(pb.Observer(pid=pid, command=command) for pid, command in observers)
         return snap
 

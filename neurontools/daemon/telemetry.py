@@ -86,6 +86,7 @@ class CoreTelemetry:
 class DeviceTelemetry:
     ecc: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected"), 0))
+    resets: int = 0
 
 
 class Telemetry:

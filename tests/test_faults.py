@@ -1,0 +1,80 @@
+"""Fault injection through the admin API and the neuron-fault CLI."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.client import AccessDenied, Device, InvalidRequest, Session
+from neurontools.demo import mlp_program
+
+
+def test_ecc_events_are_counted_per_device(address):
+    with Device(address) as device:
+        before = device.snapshot().devices[3]
+        fault = device.inject_fault("mem_ecc_corrected", device=3, count=5)
+        device.inject_fault("sram_ecc_uncorrected", device=3)
+        after = device.snapshot().devices[3]
+    assert "5 mem ecc corrected event(s) on neuron device 3" == fault.description
+    assert after.mem_ecc_corrected - before.mem_ecc_corrected == 5
+    assert after.sram_ecc_uncorrected - before.sram_ecc_uncorrected == 1
+
+
+def test_lasting_faults_are_listed_shown_and_cleared(address):
+    with Device(address) as device:
+        link = device.inject_fault("link_down", link=4)  # links are sorted device pairs: 4 is (3, 4)
+        hang = device.inject_fault("core_hang", core=5, duration=0.2)
+        assert {f.fault_id for f in device.faults()} >= {link.fault_id, hang.fault_id}
+        snap = device.snapshot()
+        assert not snap.links[4].up and snap.links[3].up
+        assert link.description == "NeuronLink 4 (device 3 <-> device 4) is down"
+        time.sleep(0.3)
+        assert hang.fault_id not in {f.fault_id for f in device.faults()}  # its duration ended
+        assert device.clear_faults(link.fault_id) == 1
+        assert device.snapshot().links[4].up
+
+
+@pytest.mark.parametrize("kind, where, message", [
+    ("core_hang", {"core": 24}, "NeuronCore 24 does not exist"),
+    ("link_down", {"link": 12}, "links 0-11"),
+    ("mem_ecc_corrected", {"device": 12}, "neuron device 12 does not exist"),
+])
+def test_bad_faults_are_refused(address, kind, where, message):
+    with Device(address) as device, pytest.raises(InvalidRequest, match=message):
+        device.inject_fault(kind, **where)
+
+
+def test_device_reset_ends_the_sessions_on_that_device(address):
+    with Session(address, visible_cores="8-9") as on_device, Session(address, visible_cores="10") as elsewhere, \
+            Device(address) as device:
+        before = device.snapshot().devices[4].resets
+        device.inject_fault("device_reset", device=4)
+        deadline = time.monotonic() + 2
+        while on_device.closed_reason is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert on_device.closed_reason == "neuron device 4 was reset"
+        assert elsewhere.closed_reason is None
+        assert device.snapshot().devices[4].resets == before + 1
+
+
+def test_sessions_cannot_inject(address):
+    with Session(address, visible_cores="11") as session:
+        from neurontools._proto import neurond_pb2_grpc as pb_grpc
+        admin = pb_grpc.NeuronAdminStub(session._conn.channel)
+        with pytest.raises(AccessDenied, match="not available to runtime sessions"):
+            session._conn.unary(admin.InjectFault, pb.InjectFaultRequest(fault=pb.Fault(kind=pb.CORE_HANG)))
+
+
+def test_cli(address):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "neurontools.daemon.fault_cli", "--address", address, *args],
+                              capture_output=True, text=True, timeout=30)
+    injected = run("inject", "numerical-error", "--core", "6")
+    assert injected.returncode == 0 and "NeuronCore 6 produces NaN outputs" in injected.stdout
+    assert "numerical_error" in run("list").stdout
+    assert run("clear").stdout.startswith("cleared")
+    bad = run("inject", "core-hang", "--core", "99")
+    assert bad.returncode == 1 and "does not exist" in bad.stderr
