@@ -352,7 +352,8 @@ def test_memory_is_rebuilt_when_it_changes_and_reused_while_it_does_not(rig):
     collector = make(_config('{"neuron_runtimes": [{"metrics": [{"type": "memory_used"}]}]}'))
     daemon.snapshot = app(1000, False)
     first = collector.collect().neuron_runtime_data[0].report.memory_used
-    for tensors, running, changed in ((1000, False, False), (5000, False, True), (5000, True, True)):
+    # A model that starts running (as with every execution) changes its flag, not its memory.
+    for tensors, running, changed in ((1000, False, False), (5000, False, True), (5000, True, False)):
         clock.now += 5.0
         daemon.snapshot = app(tensors, running)
         used = collector.collect().neuron_runtime_data[0].report.memory_used
@@ -360,7 +361,9 @@ def test_memory_is_rebuilt_when_it_changes_and_reused_while_it_does_not(rig):
         assert used.neuron_runtime_used_bytes.neuron_device == tensors
         assert used.loaded_models[0].is_running is running
         assert (used.neuron_runtime_used_bytes is first.neuron_runtime_used_bytes) is not changed
+        assert (used.loaded_models[0].subgraphs["sg_00"] is first.loaded_models[0].subgraphs["sg_00"]) is not changed
         first = used
+    assert loads_report(dumps_report(collector.collect())).neuron_runtime_data[0].report.memory_used == used
 
 
 def test_tag_filter_selects_runtimes_and_the_first_matching_entry_decides_their_groups(rig):

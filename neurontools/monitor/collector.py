@@ -177,10 +177,22 @@ def memory_used(snapshot: IndexedSnapshot, session: pb.SessionInfo, period: floa
 
 
 def memory_inputs(snapshot: IndexedSnapshot, session: pb.SessionInfo) -> tuple:
-    """Everything memory_used reads, cheap to compare (protobuf equality runs in C)."""
+    """Everything memory_used reads but whether each model is running, cheap to compare (protobuf
+    equality runs in C)."""
     models = snapshot.models.get(session.session_id, ())
-    return (session.host_memory, session.core_memory,
-            [(model.model_id, model.is_running, model.subgraphs) for model in models])
+    return (session.host_memory, session.core_memory, [(model.model_id, model.subgraphs) for model in models])
+
+
+def with_running_flags(models: list[LoadedModel], snapshot: IndexedSnapshot,
+                       session: pb.SessionInfo) -> list[LoadedModel]:
+    """The loaded models of the same memory_inputs with `is_running` as the snapshot has it. A busy
+    model starts and stops running with every execution while its memory stays put: only the flag
+    is new, and each model keeps its subgraph objects."""
+    running = {model.model_id: model.is_running for model in snapshot.models.get(session.session_id, ())}
+    if all(model.is_running == running[model.model_id] for model in models):
+        return models
+    return [model if model.is_running == running[model.model_id]
+            else model.model_copy(update={"is_running": running[model.model_id]}) for model in models]
 
 
 def neuron_hw_counters(newer: IndexedSnapshot, older: IndexedSnapshot) -> NeuronHwCounters:
@@ -457,7 +469,8 @@ class Collector:
             return memory_used(current, session, period)
         assert isinstance(previous, MemoryUsed)
         return MemoryUsed.model_construct(period=period, neuron_runtime_used_bytes=previous.neuron_runtime_used_bytes,
-                                          loaded_models=previous.loaded_models, error="")
+                                          loaded_models=with_running_flags(previous.loaded_models, current, session),
+                                          error="")
 
     def _runtime_ended(self, runtime: _Runtime) -> None:
         """A runtime gone from the daemon: if its process died, say so once (as the Go tool's failed
