@@ -1,0 +1,116 @@
+"""What every workload is: a deployment of one model on groups of cores, serving requests.
+
+A workload is split into replicas, one per group of cores (a core for a data-parallel encoder, the
+tensor-parallel group for a decoder). Each replica loads its own models and serves its own requests,
+so the runner can give it a thread and a request loop. Before anything is loaded, `memory_plan()`
+says what the whole workload will hold in HBM, so a model that does not fit fails with the shortfall.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from neurontools.client import ExecutionResult, Model, Session, Tensor
+from neurontools.workloads.memory_plan import MemoryPlan
+
+# Executions of one request kept in flight in timing-only mode. The core runs them in order; without
+# a window each layer would wait for a client round trip the real runtime does not have.
+PIPELINE_WINDOW = 4
+
+# Instructions per program, summed over its subgraphs, a stage may grow to: the daemon compiles
+# every subgraph when a model is loaded (about 30 us per instruction), and fewer, larger programs
+# mean fewer executions per request.
+INSTRUCTION_BUDGET = 24_000
+MAX_INSTRUCTIONS_PER_PROGRAM = 8_000
+
+
+@dataclass
+class RequestRecord:
+    """One request as the client saw it: wall time, modeled device time, and what it produced."""
+
+    started: float          # time.monotonic() at submission
+    wall_seconds: float     # until the last result arrived
+    device_seconds: float   # modeled NeuronCore-v2 time of its executions (per core, summed)
+    items: int              # inferences (encoder) or generated tokens (decoder)
+    executions: int
+    first_item_seconds: float | None = None        # decoder: time to first token (the prefill)
+    item_seconds: list[float] = field(default_factory=list)  # decoder: each decode step's wall time
+
+
+class Replica(abc.ABC):
+    """One copy of the model on a group of cores."""
+
+    def __init__(self, cores: Sequence[int]) -> None:
+        self.cores = list(cores)
+
+    @abc.abstractmethod
+    def load(self, session: Session) -> None:
+        """Load the models and allocate the tensors (weights, workspace) in `session`."""
+
+    @abc.abstractmethod
+    def request(self) -> RequestRecord:
+        """Serve one request."""
+
+    def close(self) -> None:
+        """Release client-side resources (the session owns the daemon-side ones)."""
+
+
+class Workload(abc.ABC):
+    kind: str = ""   # "encoder", "decoder"
+    unit: str = ""   # what a request produces: "inferences", "tokens"
+
+    def __init__(self, name: str, groups: Sequence[Sequence[int]], *, compute: bool) -> None:
+        self.name = name
+        self.groups = [list(g) for g in groups]
+        self.compute = compute
+
+    @property
+    def cores(self) -> list[int]:
+        return [core for group in self.groups for core in group]
+
+    @abc.abstractmethod
+    def memory_plan(self) -> MemoryPlan:
+        """Everything the workload will hold in HBM, session reservations included."""
+
+    @abc.abstractmethod
+    def replica(self, cores: Sequence[int]) -> Replica: ...
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """The configuration, for the summary."""
+
+
+def stage_count(layers: int, layer_instructions: int, subgraphs: int, requested: int | None = None) -> int:
+    """Layers per stage program: the largest divisor of `layers` within the instruction budgets (at
+    least 1), or `requested` when it divides the layers."""
+    if requested is not None:
+        if requested < 1 or layers % requested:
+            raise ValueError(f"--layers-per-program {requested} must divide the model's {layers} layers")
+        return requested
+    limit = min(MAX_INSTRUCTIONS_PER_PROGRAM, INSTRUCTION_BUDGET // max(1, subgraphs))
+    return max(g for g in range(1, layers + 1) if layers % g == 0 and (g == 1 or g * layer_instructions <= limit))
+
+
+class StageRunner:
+    """Runs the executions of one request in order: one at a time when each needs the previous one's
+    data (compute mode), else a few in flight."""
+
+    def __init__(self, session: Session, timing_only: bool) -> None:
+        self.session = session
+        self.timing_only = timing_only
+        self._pool = (concurrent.futures.ThreadPoolExecutor(PIPELINE_WINDOW, thread_name_prefix="stage")
+                      if timing_only else None)
+
+    def run(self, calls: Sequence[tuple[Model, Mapping[int, Mapping[str, Tensor]]]]) -> list[ExecutionResult]:
+        execute: Callable[[tuple], ExecutionResult] = lambda call: self.session.execute(
+            call[0], {}, core_bindings=call[1], timing_only=self.timing_only)
+        if self._pool is None:
+            return [execute(call) for call in calls]
+        return list(self._pool.map(execute, calls))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
