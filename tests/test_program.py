@@ -1011,7 +1011,9 @@ def _every_instruction_kind() -> Kernel:
 def test_every_instruction_kind_runs_and_timing_only_computes_nothing():
     k = _every_instruction_kind()
     kinds = {i.WhichOneof("op") for i in k.program().instructions}
-    assert kinds == {field.name for field in pb.Instruction.DESCRIPTOR.oneofs_by_name["op"].fields}
+    # Fields from 32 on are collectives: they run as ranks of a model (tests/test_collectives.py).
+    assert kinds == {field.name for field in pb.Instruction.DESCRIPTOR.oneofs_by_name["op"].fields
+                     if field.number < 32}
     compiled = compile_program(k.program())
     hbm = bind(compiled)
     hbm["y"][:] = 7

@@ -903,8 +903,76 @@ class TensorCopy(_message.Message):
     engine: Engine
     def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
 
+class ReplicaGroup(_message.Message):
+    __slots__ = ("core_ids",)
+    CORE_IDS_FIELD_NUMBER: _ClassVar[int]
+    core_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, core_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AllReduce(_message.Message):
+    __slots__ = ("dst", "src", "op", "group")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    op: AluOp
+    group: ReplicaGroup
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ..., group: _Optional[_Union[ReplicaGroup, _Mapping]] = ...) -> None: ...
+
+class AllGather(_message.Message):
+    __slots__ = ("dst", "src", "axis", "group")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    AXIS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    axis: int
+    group: ReplicaGroup
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., axis: _Optional[int] = ..., group: _Optional[_Union[ReplicaGroup, _Mapping]] = ...) -> None: ...
+
+class ReduceScatter(_message.Message):
+    __slots__ = ("dst", "src", "op", "axis", "group")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    AXIS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    op: AluOp
+    axis: int
+    group: ReplicaGroup
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., op: _Optional[_Union[AluOp, str]] = ..., axis: _Optional[int] = ..., group: _Optional[_Union[ReplicaGroup, _Mapping]] = ...) -> None: ...
+
+class SendRecv(_message.Message):
+    __slots__ = ("dst", "src", "send_to", "recv_from")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    SEND_TO_FIELD_NUMBER: _ClassVar[int]
+    RECV_FROM_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    send_to: int
+    recv_from: int
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., send_to: _Optional[int] = ..., recv_from: _Optional[int] = ...) -> None: ...
+
+class Permute(_message.Message):
+    __slots__ = ("dst", "src", "shift", "group")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    dst: Ref
+    src: Ref
+    shift: int
+    group: ReplicaGroup
+    def __init__(self, dst: _Optional[_Union[Ref, _Mapping]] = ..., src: _Optional[_Union[Ref, _Mapping]] = ..., shift: _Optional[int] = ..., group: _Optional[_Union[ReplicaGroup, _Mapping]] = ...) -> None: ...
+
 class Instruction(_message.Message):
-    __slots__ = ("dma_copy", "matmul", "activation", "tensor_reduce", "tensor_tensor", "transpose", "tensor_scalar", "bn_stats", "bn_aggr", "iota", "affine_select", "tensor_partition_reduce", "custom_op", "memset", "tensor_copy")
+    __slots__ = ("dma_copy", "matmul", "activation", "tensor_reduce", "tensor_tensor", "transpose", "tensor_scalar", "bn_stats", "bn_aggr", "iota", "affine_select", "tensor_partition_reduce", "custom_op", "memset", "tensor_copy", "all_reduce", "all_gather", "reduce_scatter", "send_recv", "permute")
     DMA_COPY_FIELD_NUMBER: _ClassVar[int]
     MATMUL_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
@@ -920,6 +988,11 @@ class Instruction(_message.Message):
     CUSTOM_OP_FIELD_NUMBER: _ClassVar[int]
     MEMSET_FIELD_NUMBER: _ClassVar[int]
     TENSOR_COPY_FIELD_NUMBER: _ClassVar[int]
+    ALL_REDUCE_FIELD_NUMBER: _ClassVar[int]
+    ALL_GATHER_FIELD_NUMBER: _ClassVar[int]
+    REDUCE_SCATTER_FIELD_NUMBER: _ClassVar[int]
+    SEND_RECV_FIELD_NUMBER: _ClassVar[int]
+    PERMUTE_FIELD_NUMBER: _ClassVar[int]
     dma_copy: DmaCopy
     matmul: Matmul
     activation: Activation
@@ -935,7 +1008,12 @@ class Instruction(_message.Message):
     custom_op: CustomOp
     memset: Memset
     tensor_copy: TensorCopy
-    def __init__(self, dma_copy: _Optional[_Union[DmaCopy, _Mapping]] = ..., matmul: _Optional[_Union[Matmul, _Mapping]] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., tensor_reduce: _Optional[_Union[TensorReduce, _Mapping]] = ..., tensor_tensor: _Optional[_Union[TensorTensor, _Mapping]] = ..., transpose: _Optional[_Union[Transpose, _Mapping]] = ..., tensor_scalar: _Optional[_Union[TensorScalar, _Mapping]] = ..., bn_stats: _Optional[_Union[BnStats, _Mapping]] = ..., bn_aggr: _Optional[_Union[BnAggr, _Mapping]] = ..., iota: _Optional[_Union[Iota, _Mapping]] = ..., affine_select: _Optional[_Union[AffineSelect, _Mapping]] = ..., tensor_partition_reduce: _Optional[_Union[TensorPartitionReduce, _Mapping]] = ..., custom_op: _Optional[_Union[CustomOp, _Mapping]] = ..., memset: _Optional[_Union[Memset, _Mapping]] = ..., tensor_copy: _Optional[_Union[TensorCopy, _Mapping]] = ...) -> None: ...
+    all_reduce: AllReduce
+    all_gather: AllGather
+    reduce_scatter: ReduceScatter
+    send_recv: SendRecv
+    permute: Permute
+    def __init__(self, dma_copy: _Optional[_Union[DmaCopy, _Mapping]] = ..., matmul: _Optional[_Union[Matmul, _Mapping]] = ..., activation: _Optional[_Union[Activation, _Mapping]] = ..., tensor_reduce: _Optional[_Union[TensorReduce, _Mapping]] = ..., tensor_tensor: _Optional[_Union[TensorTensor, _Mapping]] = ..., transpose: _Optional[_Union[Transpose, _Mapping]] = ..., tensor_scalar: _Optional[_Union[TensorScalar, _Mapping]] = ..., bn_stats: _Optional[_Union[BnStats, _Mapping]] = ..., bn_aggr: _Optional[_Union[BnAggr, _Mapping]] = ..., iota: _Optional[_Union[Iota, _Mapping]] = ..., affine_select: _Optional[_Union[AffineSelect, _Mapping]] = ..., tensor_partition_reduce: _Optional[_Union[TensorPartitionReduce, _Mapping]] = ..., custom_op: _Optional[_Union[CustomOp, _Mapping]] = ..., memset: _Optional[_Union[Memset, _Mapping]] = ..., tensor_copy: _Optional[_Union[TensorCopy, _Mapping]] = ..., all_reduce: _Optional[_Union[AllReduce, _Mapping]] = ..., all_gather: _Optional[_Union[AllGather, _Mapping]] = ..., reduce_scatter: _Optional[_Union[ReduceScatter, _Mapping]] = ..., send_recv: _Optional[_Union[SendRecv, _Mapping]] = ..., permute: _Optional[_Union[Permute, _Mapping]] = ...) -> None: ...
 
 class Program(_message.Message):
     __slots__ = ("parameters", "constants", "tiles", "instructions")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon import topology
 
 KiB = 1 << 10
 GiB = 1 << 30
@@ -76,6 +77,19 @@ DMA_DESCRIPTOR_OVERHEAD_NS = 16.0
 # Largest contiguous buffer one descriptor carries; longer runs are split so a big contiguous copy can
 # spread over several engines. An assumption (the runtime's real chunking is not documented).
 DMA_MAX_DESCRIPTOR_BYTES = 64 * KiB
+
+# -- Collectives over NeuronLink (ref §1.2, §4.6; docs/timing-model.md "Collectives") ----------------
+# NeuronLink-v2: "96 GiB/sec" per link (inf2-topology.png, the topology catalog's figure). The reference
+# cannot confirm whether that is per direction or both together; we read it as per direction.
+LINK_BYTES_PER_S = topology.LINK_BYTES_PER_SECOND
+# "Per-hop latency ~1-2 us (depends on HBM load)" (intranode collective guide, ref §4.6): the middle. Paid
+# once per step of an algorithm per link hop of its longest route (a step within one device pays one).
+COLLECTIVE_HOP_LATENCY_NS = 1500.0
+# Ranks on the same device exchange through its HBM: a copy reads and writes, at the chip's bandwidth.
+COLLECTIVE_HBM_BYTES_PER_S = HBM_BYTES_PER_S_PER_CHIP
+# Collectives run on dedicated hardware "not shared with computational resources" (ref §4.6): a queue of
+# their own per core, in program order, next to the engines. Not a pb.Engine: it has no busy counter.
+COLLECTIVE_QUEUE = -2
 
 COMPUTE_ENGINES = (pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD)
 ENGINES = (*COMPUTE_ENGINES, pb.DMA)
@@ -149,6 +163,14 @@ def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool) -> InstructionCos
     per_descriptor_ns = DMA_DESCRIPTOR_OVERHEAD_NS + nbytes / descriptors / rate * NS_PER_S
     occupancy = math.ceil(descriptors / queues) * per_descriptor_ns
     return InstructionCost(pb.DMA, occupancy, DMA_START_LATENCY_NS, queues)
+
+
+def collective_step_ns(link_bytes: int, device_copy_bytes: int, hops: int) -> float:
+    """One step of a collective algorithm: the busiest link direction carries `link_bytes` and the busiest
+    device copies `device_copy_bytes` within its HBM (both concurrently), then the step's longest route
+    pays the per-hop latency for each of its `hops` links (at least one)."""
+    transfer_s = max(link_bytes / LINK_BYTES_PER_S, 2 * device_copy_bytes / COLLECTIVE_HBM_BYTES_PER_S)
+    return transfer_s * NS_PER_S + max(hops, 1) * COLLECTIVE_HOP_LATENCY_NS
 
 
 # A region of a named tensor or tile: (name, box) where box is (start0, stop0, start1, stop1, ...).
@@ -254,11 +276,15 @@ class Schedule:
     engine moves its share on its own and may fill an idle gap left by an earlier transfer that had to
     wait (the 16 queues per engine keep a blocked transfer from holding up a ready one). The transfer
     finishes when its last engine is done, plus the DMA start latency.
+
+    Collectives take a fifth in-order queue of their own (COLLECTIVE_QUEUE): the ranks of a model agree on
+    when each one runs (collectives.py), so the schedule only says when this core is ready for it.
     """
 
     def __init__(self) -> None:
         self._engine_free = {engine: 0.0 for engine in COMPUTE_ENGINES}
         self._queues = [_DmaQueue() for _ in range(DMA_ENGINES_PER_CORE)]
+        self._collectives_free = 0.0
         self._accesses: dict[str, _Accesses] = {}
         self.makespan_ns = 0.0
         self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
@@ -267,23 +293,8 @@ class Schedule:
     def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> None:
         """Schedules one instruction after those already issued."""
         engine = cost.engine
-        ordered = engine != pb.DMA  # same-engine WAR/WAW are free only on an in-order compute engine
-        ready = 0.0
-        for name, box in reads:
-            acc = self._accesses.get(name)
-            if acc is not None:
-                for (written, _), finish in acc.writes.items():
-                    if finish > ready and _overlaps(written, box):
-                        ready = finish
-        for name, box in writes:
-            acc = self._accesses.get(name)
-            if acc is not None:
-                for table in (acc.writes, acc.reads):
-                    for (other, by), finish in table.items():
-                        if finish > ready and not (ordered and by == engine) and _overlaps(other, box):
-                            ready = finish
-
-        if ordered:
+        ready = self._ready(engine, reads, writes)
+        if engine != pb.DMA:
             start = max(ready, self._engine_free[engine])
             self._engine_free[engine] = start + cost.occupancy_ns
             self.busy_ns[engine] += cost.occupancy_ns
@@ -303,8 +314,39 @@ class Schedule:
             # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
             self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
         self.instructions[engine] += 1
-        self.makespan_ns = max(self.makespan_ns, finish)
+        self._record(engine, finish, reads, writes)
 
+    def collective_ready(self, reads: Sequence[Region], writes: Sequence[Region]) -> float:
+        """When this core could start a collective reading and writing these regions: its inputs are
+        written, and the core's collectives queue is free."""
+        return max(self._ready(COLLECTIVE_QUEUE, reads, writes), self._collectives_free)
+
+    def issue_collective(self, finish: float, reads: Sequence[Region], writes: Sequence[Region]) -> None:
+        """Places a collective that the ranks run together until `finish` (collectives.py decides when)."""
+        self._collectives_free = finish
+        self._record(COLLECTIVE_QUEUE, finish, reads, writes)
+
+    def _ready(self, engine: int, reads: Sequence[Region], writes: Sequence[Region]) -> float:
+        """When an instruction of `engine` touching these regions may start, by its dependencies alone."""
+        ordered = engine != pb.DMA  # same-engine WAR/WAW are free only on an in-order queue
+        ready = 0.0
+        for name, box in reads:
+            acc = self._accesses.get(name)
+            if acc is not None:
+                for (written, _), finish in acc.writes.items():
+                    if finish > ready and _overlaps(written, box):
+                        ready = finish
+        for name, box in writes:
+            acc = self._accesses.get(name)
+            if acc is not None:
+                for table in (acc.writes, acc.reads):
+                    for (other, by), finish in table.items():
+                        if finish > ready and not (ordered and by == engine) and _overlaps(other, box):
+                            ready = finish
+        return ready
+
+    def _record(self, engine: int, finish: float, reads: Sequence[Region], writes: Sequence[Region]) -> None:
+        self.makespan_ns = max(self.makespan_ns, finish)
         for name, box in reads:
             acc = self._accesses.setdefault(name, _Accesses())
             acc.record(acc.reads, box, engine, finish)

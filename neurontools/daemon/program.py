@@ -11,11 +11,12 @@ instruction's rules, numerics and cost.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Generator, Protocol
 
 import numpy as np
 
@@ -1262,15 +1263,159 @@ def _cost_tensor_copy(op: _TensorCopy) -> cost_model.InstructionCost:
     return cost_model.vector_cost(op.src.free, tensors=2)
 
 
+# -- collectives (ref §4.6) -------------------------------------------------------------------------
+# all_reduce, all_gather, reduce_scatter, send_recv and permute move HBM tensors between the subgraphs of
+# one model. Here each rank's instruction is checked on its own; collectives.py matches the ranks'
+# instructions, checks the group rules and times them over the links, and collective_rendezvous.py
+# meets the ranks at run time and moves the data. They run on dedicated hardware: no FLOPs.
+
+_REDUCTIONS: dict[int, np.ufunc] = {pb.ADD: np.add, pb.MAXIMUM: np.maximum, pb.MINIMUM: np.minimum}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectiveOp(_Instruction):
+    """One rank's collective instruction, validated on its own. Fields a kind does not use are unset."""
+
+    kind: str                      # the Instruction field: "all_reduce", "all_gather", ...
+    index: int                     # its instruction index in the program
+    dst: _View | None              # None: a send_recv that only sends
+    src: _View | None              # None: a send_recv that only receives
+    op: int = 0                    # pb.AluOp of a reduction
+    axis: int = 0                  # all_gather, reduce_scatter
+    shift: int = 0                 # permute
+    group: tuple[int, ...] = ()    # NeuronCores in rank order; () = every subgraph of the model
+    send_to: int | None = None
+    recv_from: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind} (instruction {self.index})"
+
+    @property
+    def reduce(self) -> np.ufunc:
+        """The reduction, applied elementwise to FP32 arrays."""
+        return _REDUCTIONS[self.op]
+
+    def source(self, env: Env) -> np.ndarray:
+        return env[self.src.name][self.src.index]
+
+    def reduction_input(self, env: Env) -> np.ndarray:
+        return _as_float32(self.source(env))
+
+    def deliver(self, env: Env, values: np.ndarray) -> None:
+        """Writes values of dst's storage dtype, as they are (data movement)."""
+        env[self.dst.name][self.dst.index] = values
+
+    def deliver_reduced(self, env: Env, values: np.ndarray) -> None:
+        """Writes FP32 results, rounded to dst's dtype (nearest even)."""
+        _store(env[self.dst.name][self.dst.index], values, self.dst.dtype)
+
+
+def _collective_operand(ctx: _Context, ref: pb.Ref, role: str) -> _View:
+    view = ctx.view(ref, role)
+    if view.space != _HBM:
+        fix = ("store the tile to an OUTPUT parameter with dma_copy first" if role == "src"
+               else "name an OUTPUT parameter and load it into the tile with dma_copy after")
+        raise ctx.fail(f"{view}: collectives move HBM tensors (parameters and constants), not on-chip tiles "
+                       f"(collective memory rule): {fix}")
+    if role == "dst" and view.kind != "output parameter":
+        raise ctx.fail(f"{view}: a collective writes its result into an OUTPUT parameter ({view.kind}s are "
+                       "read-only)")
+    return view
+
+
+def _collective_pair(ctx: _Context, dst_ref: pb.Ref, src_ref: pb.Ref) -> tuple[_View, _View]:
+    dst, src = _collective_operand(ctx, dst_ref, "dst"), _collective_operand(ctx, src_ref, "src")
+    if dst.dtype != src.dtype:
+        raise ctx.fail(f"{dst} is {dtypes.NAMES[dst.dtype]} and {src} is {dtypes.NAMES[src.dtype]}; collectives "
+                       "do not cast (collective dtype rule): cast with dma_copy first")
+    return dst, src
+
+
+def _reduction(ctx: _Context, op: int, src: _View) -> int:
+    if op not in _REDUCTIONS:
+        raise ctx.fail(f"op {_alu_name(op)} cannot reduce across ranks; use one of: {_names(_REDUCTIONS)}")
+    if _is_int(src):
+        raise ctx.fail(f"{src} is {dtypes.NAMES[src.dtype]}; collective reductions accumulate in FP32 and take "
+                       "float tensors (collective dtype rule)")
+    return op
+
+
+def _group(ctx: _Context, group: pb.ReplicaGroup) -> tuple[int, ...]:
+    cores = tuple(group.core_ids)
+    repeated = next((c for c in cores if cores.count(c) > 1), None)
+    if repeated is not None:
+        raise ctx.fail(f"group lists NeuronCore {repeated} twice; a rank is one NeuronCore")
+    return cores
+
+
+def _blocks(ctx: _Context, whole: _View, block: _View, axis: int) -> None:
+    """`whole` must be `block` repeated along `axis` (the count is the group's size, checked per model)."""
+    if axis >= len(block.shape):
+        raise ctx.fail(f"axis {axis}: {block} has {len(block.shape)} dimensions")
+    others = [d for d in range(len(block.shape)) if d != axis]
+    if (len(whole.shape) != len(block.shape) or any(whole.shape[d] != block.shape[d] for d in others)
+            or whole.shape[axis] % block.shape[axis]):
+        raise ctx.fail(f"{whole} must be {block} repeated along axis {axis}, once per rank "
+                       f"(collective shape rule)")
+
+
+def _validate_all_reduce(ctx: _Context, msg: pb.AllReduce) -> CollectiveOp:
+    dst, src = _collective_pair(ctx, msg.dst, msg.src)
+    ctx.same_shape(dst, src)
+    return CollectiveOp(reads=(src,), writes=(dst,), flops=0, kind="all_reduce", index=ctx.index, dst=dst, src=src,
+                        op=_reduction(ctx, msg.op, src), group=_group(ctx, msg.group))
+
+
+def _validate_all_gather(ctx: _Context, msg: pb.AllGather) -> CollectiveOp:
+    dst, src = _collective_pair(ctx, msg.dst, msg.src)
+    _blocks(ctx, dst, src, msg.axis)
+    return CollectiveOp(reads=(src,), writes=(dst,), flops=0, kind="all_gather", index=ctx.index, dst=dst, src=src,
+                        axis=msg.axis, group=_group(ctx, msg.group))
+
+
+def _validate_reduce_scatter(ctx: _Context, msg: pb.ReduceScatter) -> CollectiveOp:
+    dst, src = _collective_pair(ctx, msg.dst, msg.src)
+    _blocks(ctx, src, dst, msg.axis)
+    return CollectiveOp(reads=(src,), writes=(dst,), flops=0, kind="reduce_scatter", index=ctx.index, dst=dst,
+                        src=src, op=_reduction(ctx, msg.op, src), axis=msg.axis, group=_group(ctx, msg.group))
+
+
+def _validate_permute(ctx: _Context, msg: pb.Permute) -> CollectiveOp:
+    dst, src = _collective_pair(ctx, msg.dst, msg.src)
+    ctx.same_shape(dst, src)
+    if msg.shift == 0:
+        raise ctx.fail("shift 0 moves nothing; rank r sends to rank (r + shift) mod R")
+    return CollectiveOp(reads=(src,), writes=(dst,), flops=0, kind="permute", index=ctx.index, dst=dst, src=src,
+                        shift=msg.shift, group=_group(ctx, msg.group))
+
+
+def _validate_send_recv(ctx: _Context, msg: pb.SendRecv) -> CollectiveOp:
+    sends, receives = msg.HasField("send_to"), msg.HasField("recv_from")
+    if not (sends or receives):
+        raise ctx.fail("neither send_to nor recv_from is set; a send_recv sends, receives or both")
+    for present, ref, role, field in ((sends, msg.src, "src", "send_to"), (receives, msg.dst, "dst", "recv_from")):
+        if present != bool(ref.name):
+            raise ctx.fail(f"{role} and {field} go together: give both or neither")
+    src = _collective_operand(ctx, msg.src, "src") if sends else None
+    dst = _collective_operand(ctx, msg.dst, "dst") if receives else None
+    if src is not None and dst is not None and _overlap(src, dst):
+        raise ctx.fail(f"{dst} overlaps {src}; an exchange receives into a buffer of its own (send_recv "
+                       "buffer rule)")
+    return CollectiveOp(reads=(src,) if src else (), writes=(dst,) if dst else (), flops=0, kind="send_recv",
+                        index=ctx.index, dst=dst, src=src, send_to=msg.send_to if sends else None,
+                        recv_from=msg.recv_from if receives else None)
+
+
 @dataclass(frozen=True)
 class _Opcode:
     label: str
     validate: Callable[[_Context, Any], _Instruction]
-    execute: Callable[[Any, Env], None]
-    cost: Callable[[Any], cost_model.InstructionCost]
+    # None for collectives: they run at a rendezvous of the ranks and are timed for the whole model.
+    execute: Callable[[Any, Env], None] | None = None
+    cost: Callable[[Any], cost_model.InstructionCost] | None = None
 
 
-# Keyed by the field name of the Instruction oneof. Collectives will join with their own entries.
+# Keyed by the field name of the Instruction oneof.
 _OPCODES: dict[str, _Opcode] = {
     op.label: op for op in (
         _Opcode("dma_copy", _validate_dma_copy, _execute_dma_copy, _cost_dma_copy),
@@ -1289,6 +1434,11 @@ _OPCODES: dict[str, _Opcode] = {
         _Opcode("custom_op", _validate_custom_op, _execute_custom_op, _cost_custom_op),
         _Opcode("memset", _validate_memset, _execute_memset, _cost_memset),
         _Opcode("tensor_copy", _validate_tensor_copy, _execute_tensor_copy, _cost_tensor_copy),
+        _Opcode("all_reduce", _validate_all_reduce),
+        _Opcode("all_gather", _validate_all_gather),
+        _Opcode("reduce_scatter", _validate_reduce_scatter),
+        _Opcode("send_recv", _validate_send_recv),
+        _Opcode("permute", _validate_permute),
     )
 }
 
@@ -1472,19 +1622,39 @@ def _code_bytes(program: pb.Program) -> int:
     return total
 
 
-class CompiledProgram:
-    """A validated program: its HBM interface, executable steps and modeled timing."""
+class Rendezvous(Protocol):
+    """Where a rank's collectives meet the other ranks of its execution (collective_rendezvous.py)."""
 
-    def __init__(self, decls: _Declarations, steps: list[tuple[_Opcode, _Instruction]], code_bytes: int,
-                 estimate: RunResult) -> None:
+    def meet(self, op: CollectiveOp, env: Env | None) -> None:
+        """Returns once the collective is done on this rank (dst written unless env is None: timing only)."""
+
+
+# What a run executes: stretches of steps, each followed by the collective that ends it (None at the end).
+_Segment = tuple[list[tuple[Callable[[Any, Env], None], Any]], CollectiveOp | None]
+
+# A program's schedule, replayed: yields (collective, when this core is ready for it) and is sent
+# (start, finish) for it; returns the estimate.
+Timeline = Generator[tuple[CollectiveOp, float], tuple[float, float], RunResult]
+
+
+class CompiledProgram:
+    """A validated program: its HBM interface, executable steps and modeled timing.
+
+    A program with collectives is one rank of a model: its `estimate` counts them as free until the model's
+    collectives are planned (collectives.py), which gives it the estimate of a rank among its peers."""
+
+    def __init__(self, decls: _Declarations, steps: list[tuple[_Opcode, _Instruction]], code_bytes: int) -> None:
         self.parameters: dict[str, ParameterSpec] = decls.parameters
         self.constants: list[ParameterSpec] = decls.constants
         self.constant_data: dict[str, bytes] = decls.constant_data
         self.instruction_count = len(steps)
         self.code_bytes = code_bytes
-        self.estimate = estimate
+        self.collectives: tuple[CollectiveOp, ...] = tuple(op for opcode, op in steps if opcode.execute is None)
+        # Kept only to replay the schedule with the collectives' times.
+        self._timed_steps = steps if self.collectives else []
+        self.estimate = _alone(_timeline(steps))
         self._tiles = [(tile.name, tile.shape, tile.run_dtype) for tile in decls.tiles.values()]
-        self._steps = _executable(steps)
+        self._segments = _segments(steps)
         self._float_outputs = [spec.name for spec in self.parameters.values()
                                if spec.kind == pb.OUTPUT and dtypes.is_float(spec.dtype)]
 
@@ -1492,16 +1662,36 @@ class CompiledProgram:
         return (f"<CompiledProgram {len(self.parameters)} parameters, {len(self.constants)} constants, "
                 f"{self.instruction_count} instructions, {self.estimate.device_time_ns} ns>")
 
-    def run(self, hbm: dict[str, np.ndarray | None], *, timing_only: bool) -> RunResult:
+    def timeline(self) -> Timeline:
+        """The schedule replayed, pausing at each collective for the time the ranks agree on."""
+        return _timeline(self._timed_steps)
+
+    def with_estimate(self, estimate: RunResult) -> "CompiledProgram":
+        """The same program timed as a rank among its peers (collectives.py)."""
+        timed = copy.copy(self)
+        timed.estimate = estimate
+        return timed
+
+    def run(self, hbm: dict[str, np.ndarray | None], *, timing_only: bool,
+            rendezvous: Rendezvous | None = None) -> RunResult:
         """Executes the program on `hbm` (every parameter and constant by name; None reads as zeros),
-        writing OUTPUT arrays in place. With timing_only, nothing is computed or written."""
+        writing OUTPUT arrays in place. With timing_only, nothing is computed or written. A program with
+        collectives meets the other ranks of its execution through `rendezvous`, in both modes."""
+        if self.collectives and rendezvous is None:
+            raise ValueError("a program with collectives runs as a rank of a model's execution")
         nonfinite: list[str] = []
         if not timing_only:
             env = self._bind(hbm)
             with np.errstate(all="ignore"):  # NaN/Inf are data here, reported via nonfinite_outputs
-                for execute, op in self._steps:
-                    execute(op, env)
+                for steps, collective in self._segments:
+                    for execute, op in steps:
+                        execute(op, env)
+                    if collective is not None:
+                        rendezvous.meet(collective, env)
                 nonfinite = [name for name in self._float_outputs if not np.isfinite(env[name]).all()]
+        else:
+            for collective in self.collectives:
+                rendezvous.meet(collective, None)
         return dataclasses.replace(self.estimate, engine_busy_ns=dict(self.estimate.engine_busy_ns),
                                    engine_instructions=dict(self.estimate.engine_instructions),
                                    nonfinite_outputs=nonfinite)
@@ -1524,6 +1714,20 @@ class CompiledProgram:
         for name, shape, run_dtype in self._tiles:
             env[name] = np.zeros(shape, run_dtype)
         return env
+
+
+def _segments(steps: list[tuple[_Opcode, _Instruction]]) -> list[_Segment]:
+    """The steps between collectives, each stretch made executable on its own."""
+    segments: list[_Segment] = []
+    stretch: list[tuple[_Opcode, _Instruction]] = []
+    for opcode, op in steps:
+        if opcode.execute is None:
+            segments.append((_executable(stretch), op))
+            stretch = []
+        else:
+            stretch.append((opcode, op))
+    segments.append((_executable(stretch), None))
+    return segments
 
 
 def _executable(steps: list[tuple[_Opcode, _Instruction]]) -> list[tuple[Callable[[Any, Env], None], Any]]:
@@ -1563,27 +1767,45 @@ def _executable(steps: list[tuple[_Opcode, _Instruction]]) -> list[tuple[Callabl
     return out
 
 
-def compile_program(program: pb.Program) -> CompiledProgram:
-    """Validates `program` for one NeuronCore-v2 and models its timing; raises ProgramError."""
-    decls = _Declarations(program)
+def _timeline(steps: list[tuple[_Opcode, _Instruction]]) -> Timeline:
     schedule = cost_model.Schedule()
-    steps: list[tuple[_Opcode, _Instruction]] = []
     flops = 0
-    for index, instruction in enumerate(program.instructions):
-        field = instruction.WhichOneof("op")
-        opcode = _OPCODES.get(field or "")
-        if opcode is None:
-            raise ProgramError(f"instruction {index}: no operation set; use one of: {', '.join(_OPCODES)}")
-        op = opcode.validate(_Context(decls, index, opcode.label), getattr(instruction, field))
-        schedule.issue(opcode.cost(op), [v.region for v in op.reads if not v.read_only],
-                       [v.region for v in op.writes])
+    for opcode, op in steps:
+        reads = [v.region for v in op.reads if not v.read_only]
+        writes = [v.region for v in op.writes]
+        if opcode.cost is None:
+            _, finish = yield op, schedule.collective_ready(reads, writes)
+            schedule.issue_collective(finish, reads, writes)
+        else:
+            schedule.issue(opcode.cost(op), reads, writes)
         flops += op.flops
-        steps.append((opcode, op))
-    estimate = RunResult(
+    return RunResult(
         device_time_ns=round(schedule.makespan_ns),
         engine_busy_ns={engine: round(ns) for engine, ns in schedule.busy_ns.items()},
         engine_instructions=dict(schedule.instructions),
         flops=flops,
         nonfinite_outputs=[],
     )
-    return CompiledProgram(decls, steps, _code_bytes(program), estimate)
+
+
+def _alone(timeline: Timeline) -> RunResult:
+    """A timeline run with every collective finishing as soon as this core is ready for it."""
+    try:
+        _, ready = next(timeline)
+        while True:
+            _, ready = timeline.send((ready, ready))
+    except StopIteration as done:
+        return done.value
+
+
+def compile_program(program: pb.Program) -> CompiledProgram:
+    """Validates `program` for one NeuronCore-v2 and models its timing; raises ProgramError."""
+    decls = _Declarations(program)
+    steps: list[tuple[_Opcode, _Instruction]] = []
+    for index, instruction in enumerate(program.instructions):
+        field = instruction.WhichOneof("op")
+        opcode = _OPCODES.get(field or "")
+        if opcode is None:
+            raise ProgramError(f"instruction {index}: no operation set; use one of: {', '.join(_OPCODES)}")
+        steps.append((opcode, opcode.validate(_Context(decls, index, opcode.label), getattr(instruction, field))))
+    return CompiledProgram(decls, steps, _code_bytes(program))
