@@ -19,6 +19,7 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
 from neurontools.daemon.program import RunResult
 from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
                                               host_memory_errors)
@@ -48,8 +49,14 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     pending: int
+    collectives: ExecutionCollectives | None  # where the parts meet, for a model with collectives
     cancelled: bool = False
     results: list[tuple[int, str, RunResult | None]] = field(default_factory=list)  # parts that ran
+
+    def abandon(self, why: str) -> None:
+        """Parts that will not run release the parts waiting for them at a collective."""
+        if self.collectives is not None:
+            self.collectives.abort(None, why)
 
 
 class IncorrectInput(Exception):
@@ -88,7 +95,11 @@ class Executor:
                                       f"NeuronCore {busy[0]} already has {self.max_in_flight} executions in "
                                       "flight; wait for some to complete before submitting more")
         loop = asyncio.get_running_loop()
-        job = _Job(session, model, request.timing_only, arrived, loop, loop.create_future(), len(model.subgraphs))
+        collectives = None
+        if model.collectives is not None:
+            collectives = ExecutionCollectives(model.collectives, self.state.faults, self.state.telemetry)
+        job = _Job(session, model, request.timing_only, arrived, loop, loop.create_future(), len(model.subgraphs),
+                   collectives)
         model.running += 1
         for sg, (hbm, outputs) in zip(model.subgraphs, parts_io):
             self._queues[sg.core_id].put(_Part(job, sg, hbm, outputs))
@@ -96,6 +107,7 @@ class Executor:
             return await job.future
         except asyncio.CancelledError:
             job.cancelled = True  # parts not yet started are skipped
+            job.abandon("the execution was abandoned by its caller")
             raise
 
     # -- binding --------------------------------------------------------------------------------
@@ -166,6 +178,9 @@ class Executor:
             except Exception as exc:  # a daemon bug must fail one execution, not the worker
                 log.exception("execution on NeuronCore %d failed", core)
                 outcome = (pb.COMPLETED_WITH_ERR, f"internal error in neurond: {exc}", None)
+                if part.job.collectives is not None:
+                    part.job.collectives.abort(pb.COMPLETED_WITH_ERR,
+                                               f"NeuronCore {core} failed: internal error in neurond: {exc}")
             with self.state.telemetry.lock:
                 self.state.telemetry.cores[core].in_flight -= 1
             part.job.loop.call_soon_threadsafe(self._part_done, part.job, outcome)
@@ -174,27 +189,34 @@ class Executor:
         """The outcome of one subgraph, or None when it was skipped (caller gone, session closed)."""
         job = part.job
         if job.cancelled or job.session.closed_reason is not None:
+            job.abandon("the execution was abandoned (its caller left or its session closed)")
             return None
         telemetry = self.state.telemetry
         program = part.subgraph.program
         modeled = program.estimate.device_time_ns
+        timeout = job.session.exec_timeout_ns
+        # Ranks that meet at collectives wait for each other: they time out together, on the slowest.
+        needed = job.model.collectives.device_time_ns if job.collectives is not None else modeled
         started = telemetry.start_busy(core)
         result: RunResult | None = None
-        if modeled > job.session.exec_timeout_ns:
-            # A hung or too-long kernel holds the core until the runtime gives up on it.
-            _sleep_until(started + job.session.exec_timeout_ns)
-            outcome = (pb.TIMED_OUT, f"execution needs {modeled / 1e9:.3f} s of device time, more than "
-                       f"NEURON_RT_EXEC_TIMEOUT ({job.session.exec_timeout_ns / 1e9:g} s)", None)
-        else:
-            result = program.run(part.hbm, timing_only=job.timing_only)
+        try:
+            if needed > timeout:
+                # A hung or too-long kernel holds the core until the runtime gives up on it.
+                _sleep_until(started + timeout)
+                return (pb.TIMED_OUT, f"execution needs {needed / 1e9:.3f} s of device time, more than "
+                        f"NEURON_RT_EXEC_TIMEOUT ({timeout / 1e9:g} s)", None)
+            rendezvous = None if job.collectives is None else job.collectives.rank(core, started + timeout, timeout)
+            try:
+                result = program.run(part.hbm, timing_only=job.timing_only, rendezvous=rendezvous)
+            except CollectiveFailure as failure:
+                return None if failure.status is None else (failure.status, failure.message, None)
             _sleep_until(started + max(modeled, time.monotonic_ns() - started))
             if result.nonfinite_outputs:
-                outcome = (pb.COMPLETED_WITH_NUM_ERR,
-                           f"output {result.nonfinite_outputs[0]!r} contains NaN or Inf", result)
-            else:
-                outcome = (pb.COMPLETED, "", result)
-        telemetry.end_busy(core, started, result)
-        return outcome
+                return (pb.COMPLETED_WITH_NUM_ERR, f"output {result.nonfinite_outputs[0]!r} contains NaN or Inf",
+                        result)
+            return (pb.COMPLETED, "", result)
+        finally:
+            telemetry.end_busy(core, started, result)
 
     def _part_done(self, job: _Job, outcome: tuple[int, str, RunResult | None] | None) -> None:
         if outcome is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon import topology as topo
+from neurontools.daemon.collectives import CollectiveError, ModelCollectives, plan_model
 from neurontools.daemon.core_selection import select_cores
 from neurontools.daemon.errors import (InvalidArgument, NotFound, OutOfRange, PermissionDenied,
                                        ResourceExhausted, Unauthenticated)
@@ -89,6 +90,7 @@ class LoadedModel:
     subgraphs: list[LoadedSubgraph]
     running: int = 0
     executions: int = 0
+    collectives: ModelCollectives | None = None  # how its subgraphs meet (collectives.py)
 
     def subgraph_on(self, core_id: int) -> LoadedSubgraph | None:
         return next((sg for sg in self.subgraphs if sg.core_id == core_id), None)
@@ -354,8 +356,15 @@ class RuntimeState:
                 compiled.append(compile_program(sg.program))
             except ProgramError as exc:
                 raise InvalidArgument(f"subgraph {index} (NeuronCore {sg.core_id}): {exc}") from None
+        try:
+            collectives = plan_model(self.machine, list(zip(cores, compiled)))
+        except CollectiveError as exc:
+            raise InvalidArgument(f"model {request.name!r}: {exc}") from None
+        if collectives is not None:
+            compiled = [collectives.programs[core] for core in cores]  # timed among their peers
         with self.lock:
-            model = LoadedModel(next(self._model_ids), uuid.uuid4().hex, request.name, session.session_id, [])
+            model = LoadedModel(next(self._model_ids), uuid.uuid4().hex, request.name, session.session_id, [],
+                                collectives=collectives)
             try:
                 for index, (sg, program) in enumerate(zip(request.subgraphs, compiled)):
                     self._place_subgraph(session, model, index, sg, program, request)
