@@ -1,5 +1,6 @@
 """Tiled operations written with the kernel builder: matmul of any shape, softmax, layernorm, a GELU
-MLP and single-head attention.
+MLP and single-head attention; collectives between the cores of a model and tensor-parallel matmuls and
+MLPs built on them.
 
 Each function appends the instructions of one operation to a Kernel, reading and writing HBM tensors
 (or views of them), and allocates the tiles it needs from the kernel's SBUF and PSUM budget. The
@@ -425,3 +426,135 @@ def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operan
         k.tensor_scalar(o, acc, "multiply", total[0:w])
         k.store(out[q0:q1], o)
 
+
+
+# -- collectives and tensor parallelism ----------------------------------------------------------------
+# A model whose subgraphs run on several cores (session.load_model(name, {core: program, ...})) can move
+# HBM tensors between them: every rank's kernel issues the same collectives in the same order. `group`
+# lists the ranks' NeuronCores in rank order; None means every subgraph of the model. The daemon checks
+# the Neuron runtime's group rules when the model is loaded (docs/timing-model.md "Collectives").
+
+_REDUCTIONS = {"add": pb.ADD, "maximum": pb.MAXIMUM, "minimum": pb.MINIMUM}
+
+
+def _reduction(op: str) -> int:
+    if op not in _REDUCTIONS:
+        raise KernelError(f"reduction {op!r}: use one of {', '.join(_REDUCTIONS)}")
+    return _REDUCTIONS[op]
+
+
+def _group(cores) -> pb.ReplicaGroup:
+    return pb.ReplicaGroup(core_ids=list(cores or ()))
+
+
+def all_reduce(k: Kernel, dst: Operand, src: Operand, op: str = "add", *, group=None) -> None:
+    """dst = op over the ranks of src (FP32 accumulation, rounded to the dtype); dst may be src."""
+    k._emit(all_reduce=pb.AllReduce(dst=dst.ref(), src=src.ref(), op=_reduction(op), group=_group(group)))
+
+
+def all_gather(k: Kernel, dst: Operand, src: Operand, *, axis: int = 0, group=None) -> None:
+    """dst = the ranks' src concatenated along `axis`, in rank order."""
+    k._emit(all_gather=pb.AllGather(dst=dst.ref(), src=src.ref(), axis=axis, group=_group(group)))
+
+
+def reduce_scatter(k: Kernel, dst: Operand, src: Operand, op: str = "add", *, axis: int = 0, group=None) -> None:
+    """dst = this rank's block along `axis` of op over the ranks of src."""
+    k._emit(reduce_scatter=pb.ReduceScatter(dst=dst.ref(), src=src.ref(), op=_reduction(op), axis=axis,
+                                            group=_group(group)))
+
+
+def send_recv(k: Kernel, *, src: Operand | None = None, send_to: int | None = None, dst: Operand | None = None,
+              recv_from: int | None = None) -> None:
+    """Send src to NeuronCore send_to and/or receive into dst from NeuronCore recv_from (both: an exchange)."""
+    msg = pb.SendRecv()
+    if src is not None:
+        msg.src.CopyFrom(src.ref())
+    if send_to is not None:
+        msg.send_to = send_to
+    if dst is not None:
+        msg.dst.CopyFrom(dst.ref())
+    if recv_from is not None:
+        msg.recv_from = recv_from
+    k._emit(send_recv=msg)
+
+
+def permute(k: Kernel, dst: Operand, src: Operand, *, shift: int = 1, group=None) -> None:
+    """Rank r's src goes to rank (r + shift) mod R's dst (shift 1: along the ring)."""
+    k._emit(permute=pb.Permute(dst=dst.ref(), src=src.ref(), shift=shift, group=_group(group)))
+
+
+def row_parallel_matmul(k: Kernel, out: Operand, a: Operand, w: Operand, *, group=None,
+                        dtype: DTypeLike | None = None) -> None:
+    """One rank of out = A @ W with the contraction dimension split over the ranks: a = A[:, K_r] and
+    w = W[K_r, :]. The rank's partial product goes to `out` (an OUTPUT parameter; float32 keeps the
+    partial sums exact), which an all-reduce then sums in place: every rank ends with A @ W."""
+    matmul(k, out, a, w, dtype=dtype)
+    all_reduce(k, out, out, group=group)
+
+
+def column_parallel_matmul(k: Kernel, out: Operand, part: Operand, a: Operand, w: Operand, *, group=None,
+                           dtype: DTypeLike | None = None) -> None:
+    """One rank of out = A @ W with W's columns split over the ranks: w = W[:, N_r]. The rank computes
+    part = a @ w (an OUTPUT parameter [M, N / R]); an all-gather along the columns assembles out."""
+    matmul(k, part, a, w, dtype=dtype)
+    all_gather(k, out, part, axis=1, group=group)
+
+
+def _shard(total: int, ranks: int, what: str) -> int:
+    if total % ranks:
+        raise KernelError(f"{what} {total} does not split evenly over {ranks} ranks")
+    return total // ranks
+
+
+def tensor_parallel_matmul_programs(m: int, kk: int, n: int, cores, *, weights=None, dtype: DTypeLike = "float32",
+                                    parallel: str = "row") -> dict[int, pb.Program]:
+    """{core: program} computing out[m, n] = a[m, kk] @ W[kk, n] on every core, W sharded over the cores
+    as constants (from `weights`, or zeros of its shape for timing-only models).
+
+    parallel="row": rank r holds W[K_r, :] and takes input "a" = A[:, K_r] ([m, kk / R]); all-reduce.
+    parallel="column": rank r holds W[:, N_r] and takes the whole "a"; its block goes to output "part"
+    ([m, n / R]) and an all-gather assembles "out"."""
+    cores = list(cores)
+    ranks = len(cores)
+    programs = {}
+    for rank, core in enumerate(cores):
+        k = Kernel()
+        if parallel == "row":
+            rows = _shard(kk, ranks, "K")
+            window = (slice(rank * rows, (rank + 1) * rows), slice(None))
+            a = k.input("a", (m, rows), dtype)
+        elif parallel == "column":
+            cols = _shard(n, ranks, "N")
+            window = (slice(None), slice(rank * cols, (rank + 1) * cols))
+            a = k.input("a", (m, kk), dtype)
+        else:
+            raise KernelError(f"parallel {parallel!r}: use 'row' or 'column'")
+        shape = (rows, n) if parallel == "row" else (kk, cols)
+        w = (k.constant("w", weights[window], dtype=dtype) if weights is not None
+             else k.constant("w", shape=shape, dtype=dtype))
+        out = k.output("out", (m, n), "float32")
+        if parallel == "row":
+            row_parallel_matmul(k, out, a, w)
+        else:
+            column_parallel_matmul(k, out, k.output("part", (m, cols), "float32"), a, w)
+        programs[core] = k.program()
+    return programs
+
+
+def tensor_parallel_mlp_programs(tokens: int, d: int, hidden: int, cores, w1, w2,
+                                 dtype: DTypeLike = "float32") -> dict[int, pb.Program]:
+    """{core: program} computing out = gelu(x @ w1) @ w2 on every core, Megatron style: rank r holds the
+    columns H_r of w1 and the rows H_r of w2 (constants), so its GELU needs no communication; one
+    all-reduce sums the ranks' partial outputs. Input "x" [tokens, d]; output "out" [tokens, d2]."""
+    cores = list(cores)
+    share = _shard(hidden, len(cores), "hidden size")
+    programs = {}
+    for rank, core in enumerate(cores):
+        k = Kernel()
+        x = k.input("x", (tokens, d), dtype)
+        h = slice(rank * share, (rank + 1) * share)
+        out = k.output("out", (tokens, w2.shape[1]), "float32")
+        gelu_mlp(k, out, x, k.constant("w1", w1[:, h], dtype=dtype), k.constant("w2", w2[h], dtype=dtype))
+        all_reduce(k, out, out)
+        programs[core] = k.program()
+    return programs
