@@ -180,7 +180,7 @@ def build_stage(shape: DecoderShape, layers: int, *, context: int | None = None)
 
     def reduce_into_hidden(bias) -> None:
         if shape.tp > 1:
-            k.all_reduce(partial, partial)
+            library.all_reduce(k, partial, partial)
         op(bias_add, hidden, partial, bias=bias, residual=hidden)
 
     for j in range(layers):

@@ -122,12 +122,18 @@ class DecoderReplica(Replica):
         self.runner: StageRunner | None = None
 
     def load(self, session: Session) -> None:
-        w, s = self.workload, self.workload.shape
+        w = self.workload
         self.session = session
         self.prefill = session.load_model(f"{w.name}-prefill", {core: w.prefill for core in self.cores})
         self.decode = {c: session.load_model(f"{w.name}-decode{c}", {core: p for core in self.cores})
                        for c, p in w.decode.items()}
         self.head = session.load_model(f"{w.name}-head", dict(zip(self.cores, w.heads)))
+        self.allocate(session)
+        self.runner = StageRunner(session, timing_only=not w.compute)
+
+    def allocate(self, session: Session) -> None:
+        """The tensors: each stage's weights (written in compute mode) and KV cache, the workspaces."""
+        w, s = self.workload, self.workload.shape
         per_stage = {**s.layer_weights(w.layers_per_program), **s.kv_cache(w.layers_per_program)}
         for stage in range(w.stages):
             tensors: Bindings = {}
@@ -141,7 +147,6 @@ class DecoderReplica(Replica):
             self.stage_tensors.append(tensors)
         self.workspace = {core: {name: session.allocate(dims, s.dtype, core_id=core, name=f"{w.name}.{name}")
                                  for name, dims in w.workspace_shapes().items()} for core in self.cores}
-        self.runner = StageRunner(session, timing_only=not w.compute)
 
     def close(self) -> None:
         if self.runner is not None:

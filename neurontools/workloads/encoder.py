@@ -1,11 +1,11 @@
 """A BERT-style encoder as NeuronCore-v2 programs: the embedding LayerNorm, the layers, the pooler.
 
-A layer program is built once and serves every layer: its weights are INPUT parameters, bound to
-that layer's tensors at each execution (a whole-model program of constants would take seconds to
-compile per core at batch 8). A stage program runs `layers` consecutive layers; the first stage also
-normalizes the embeddings and holds the embedding tables as constants, the last one also runs the
-pooler and holds its weights. The token, position and type tables are gathered on the host (an
-indirect DMA the instruction set does not have): the program starts from the summed embeddings.
+Three programs per copy of the model. The layer program is built once and serves every layer: its
+weights are INPUT parameters, bound to that layer's tensors at each execution (a whole-model program of
+constants would take seconds to compile per core at batch 8), and it runs `layers` consecutive layers.
+The embedding program holds the token, position and type tables and the embedding LayerNorm as
+constants; the tables' rows are gathered on the host (an indirect DMA the instruction set does not
+have), so it starts from the summed embeddings. The pooler program holds the pooler's weights.
 
 Per layer, with T = batch x sequence tokens and weights packed per layer as
 w_in = [Wqkv | W1] [D, 3D + F], w_out = [Wo ; W2] [D + F, D], b_in = [bqkv | b1] [1, 3D + F] and
@@ -31,6 +31,7 @@ import numpy as np
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.kernels import library
+from neurontools.kernels.builder import Kernel, Tensor
 from neurontools.workloads.architectures import EncoderArchitecture
 from neurontools.workloads.pooled_kernel import PooledKernel
 from neurontools.workloads.transformer_ops import bias_add
@@ -57,74 +58,85 @@ class EncoderShape:
         return {"w_in": (layers * d, 3 * d + f), "w_out": (layers * (d + f), d),
                 "b_in": (layers, 3 * d + f), "vectors": (layers * len(VECTORS), d)}
 
-    def workspace(self, first: bool, last: bool) -> dict[str, tuple[int, int]]:
-        """HBM parameters besides the weights: the input, the outputs and the intermediates."""
+    def workspace(self, program: str) -> dict[str, tuple[int, int]]:
+        """A program's HBM parameters besides its weights: inputs, outputs and intermediates."""
         t, d = self.tokens, self.arch.hidden
-        space = {"hidden": (t, d), "qkv": (t, 3 * d), "context": (t, d), "sum": (t, d),
-                 "mlp": (t, self.arch.intermediate)}
-        if first:
-            space["embeddings"] = (t, d)
-        if last:
-            space |= {"cls": (self.batch, d), "pooled": (self.batch, d)}
-        return space
+        return {"embed": {"embeddings": (t, d), "hidden": (t, d)},
+                "layers": {"hidden": (t, d), "qkv": (t, 3 * d), "context": (t, d), "sum": (t, d),
+                           "mlp": (t, self.arch.intermediate)},
+                "pooler": {"hidden": (t, d), "cls": (self.batch, d), "pooled": (self.batch, d)}}[program]
 
-    def constants(self, first: bool, last: bool) -> dict[str, tuple[int, int]]:
+    def constants(self, program: str) -> dict[str, tuple[int, int]]:
         arch, d = self.arch, self.arch.hidden
-        shapes: dict[str, tuple[int, int]] = {}
-        if first:
-            shapes |= {"embeddings.word": (arch.vocab, d), "embeddings.position": (arch.max_positions, d),
-                       "embeddings.token_type": (arch.token_types, d), "embeddings.ln": (2, d)}
-        if last:
-            shapes |= {"pooler.weight": (d, d), "pooler.bias": (1, d)}
-        return shapes
+        return {"embed": {"embeddings.word": (arch.vocab, d), "embeddings.position": (arch.max_positions, d),
+                          "embeddings.token_type": (arch.token_types, d), "embeddings.ln": (2, d)},
+                "layers": {},
+                "pooler": {"pooler.weight": (d, d), "pooler.bias": (1, d)}}[program]
 
 
-def build_stage(shape: EncoderShape, layers: int, *, first: bool, last: bool,
-                constants: Mapping[str, np.ndarray] | None = None) -> pb.Program:
-    """`layers` encoder layers (plus the embedding LayerNorm when first, the pooler when last).
-    `constants` gives the embedding and pooler data (compute mode); without it they are shapes only."""
-    arch, dtype = shape.arch, shape.dtype
-    d, f, dh, s = arch.hidden, arch.intermediate, arch.head_dim, shape.seq_len
+PROGRAMS = ("embed", "layers", "pooler")
+
+
+def _declare(shape: EncoderShape, program: str, constants: Mapping[str, np.ndarray] | None
+             ) -> tuple[PooledKernel, dict[str, Tensor], dict[str, Tensor]]:
     k = PooledKernel()
-    const = {name: (k.constant(name, constants[name], dtype=dtype) if constants is not None
-                    else k.constant(name, shape=dims, dtype=dtype))
-             for name, dims in shape.constants(first, last).items()}
-    w = {name: k.input(name, dims, dtype) for name, dims in shape.layer_weights(layers).items()}
-    io = {name: (k.input if name == "embeddings" else k.output)(name, dims, dtype)
-          for name, dims in shape.workspace(first, last).items()}
+    const = {name: (k.constant(name, constants[name], dtype=shape.dtype) if constants is not None
+                    else k.constant(name, shape=dims, dtype=shape.dtype))
+             for name, dims in shape.constants(program).items()}
+    io = {name: (k.input if name == "embeddings" else k.output)(name, dims, shape.dtype)
+          for name, dims in shape.workspace(program).items()}
+    return k, const, io
+
+
+def _op(k: Kernel, operation, *args, **kwargs) -> None:
+    with k.operation():
+        operation(k, *args, **kwargs)
+
+
+def build_embed(shape: EncoderShape, constants: Mapping[str, np.ndarray] | None = None) -> pb.Program:
+    """hidden = LayerNorm(embeddings). `constants` gives the tables' data (compute mode)."""
+    k, const, io = _declare(shape, "embed", constants)
+    ln = const["embeddings.ln"]
+    _op(k, library.layernorm, io["hidden"], io["embeddings"], ln[0:1], ln[1:2], eps=LAYER_NORM_EPS)
+    return k.program()
+
+
+def build_pooler(shape: EncoderShape, constants: Mapping[str, np.ndarray] | None = None) -> pb.Program:
+    """pooled = tanh(hidden[CLS] @ Wp + bp), the CLS rows gathered by DMA."""
+    k, const, io = _declare(shape, "pooler", constants)
+    for b in range(shape.batch):
+        k.dma_copy(io["cls"][b:b + 1], io["hidden"][b * shape.seq_len:b * shape.seq_len + 1])
+    _op(k, library.matmul, io["pooled"], io["cls"], const["pooler.weight"])
+    _op(k, bias_add, io["pooled"], io["pooled"], bias=const["pooler.bias"], function="tanh")
+    return k.program()
+
+
+def build_layers(shape: EncoderShape, layers: int) -> pb.Program:
+    """`layers` encoder layers, their weights INPUT parameters."""
+    arch = shape.arch
+    d, f, dh, s = arch.hidden, arch.intermediate, arch.head_dim, shape.seq_len
+    k, _, io = _declare(shape, "layers", None)
+    w = {name: k.input(name, dims, shape.dtype) for name, dims in shape.layer_weights(layers).items()}
     hidden, qkv, context, total, mlp = (io[n] for n in ("hidden", "qkv", "context", "sum", "mlp"))
-
-    def op(operation, *args, **kwargs) -> None:
-        with k.operation():
-            operation(k, *args, **kwargs)
-
-    if first:
-        ln = const["embeddings.ln"]
-        op(library.layernorm, hidden, io["embeddings"], ln[0:1], ln[1:2], eps=LAYER_NORM_EPS)
     for j in range(layers):
         w_in, w_out = w["w_in"][j * d:(j + 1) * d], w["w_out"][j * (d + f):(j + 1) * (d + f)]
         b_in = w["b_in"][j:j + 1]
         vec = {name: w["vectors"][j * len(VECTORS) + i:j * len(VECTORS) + i + 1] for i, name in enumerate(VECTORS)}
-        op(library.matmul, qkv, hidden, w_in[:, 0:3 * d])
-        op(bias_add, qkv, qkv, bias=b_in[:, 0:3 * d])
+        _op(k, library.matmul, qkv, hidden, w_in[:, 0:3 * d])
+        _op(k, bias_add, qkv, qkv, bias=b_in[:, 0:3 * d])
         for b in range(shape.batch):
             rows = slice(b * s, (b + 1) * s)
             for h in range(arch.heads):
                 q, keys, values = (qkv[rows, part * d + h * dh:part * d + (h + 1) * dh] for part in range(3))
-                op(library.attention, context[rows, h * dh:(h + 1) * dh], q, keys, values)
-        op(library.matmul, total, context, w_out[0:d])
-        op(bias_add, total, total, bias=vec["out.bias"], residual=hidden)
-        op(library.layernorm, hidden, total, vec["ln1.gamma"], vec["ln1.beta"], eps=LAYER_NORM_EPS)
-        op(library.matmul, mlp, hidden, w_in[:, 3 * d:])
-        op(bias_add, mlp, mlp, bias=b_in[:, 3 * d:], function="gelu")
-        op(library.matmul, total, mlp, w_out[d:])
-        op(bias_add, total, total, bias=vec["fc2.bias"], residual=hidden)
-        op(library.layernorm, hidden, total, vec["ln2.gamma"], vec["ln2.beta"], eps=LAYER_NORM_EPS)
-    if last:
-        for b in range(shape.batch):
-            k.dma_copy(io["cls"][b:b + 1], hidden[b * s:b * s + 1])
-        op(library.matmul, io["pooled"], io["cls"], const["pooler.weight"])
-        op(bias_add, io["pooled"], io["pooled"], bias=const["pooler.bias"], function="tanh")
+                _op(k, library.attention, context[rows, h * dh:(h + 1) * dh], q, keys, values)
+        _op(k, library.matmul, total, context, w_out[0:d])
+        _op(k, bias_add, total, total, bias=vec["out.bias"], residual=hidden)
+        _op(k, library.layernorm, hidden, total, vec["ln1.gamma"], vec["ln1.beta"], eps=LAYER_NORM_EPS)
+        _op(k, library.matmul, mlp, hidden, w_in[:, 3 * d:])
+        _op(k, bias_add, mlp, mlp, bias=b_in[:, 3 * d:], function="gelu")
+        _op(k, library.matmul, total, mlp, w_out[d:])
+        _op(k, bias_add, total, total, bias=vec["fc2.bias"], residual=hidden)
+        _op(k, library.layernorm, hidden, total, vec["ln2.gamma"], vec["ln2.beta"], eps=LAYER_NORM_EPS)
     return k.program()
 
 

@@ -1,8 +1,13 @@
-"""The encoder deployed data-parallel: one copy of the model per core, each serving its own requests.
+"""The encoder deployed data-parallel: a copy of the model on every core, all cores serving a request.
 
-A request is one batch of sequences through the stages (embedding LayerNorm + layers + pooler).
-In compute mode the weights are random numbers written to HBM and `verify()` compares a request's
-hidden states and pooled outputs with the numpy reference.
+As torch-neuronx's DataParallel does, a request's batch is split over the cores: the model is loaded
+with one subgraph per core (each with its own weights), and a request runs `batch` sequences on every
+core through the stages (embedding LayerNorm + layers + pooler). One execution drives all the cores,
+so the daemon's per-request overhead is paid once per program run, not once per core. A request is
+the embedding program, the layer program once per stage of `layers_per_program` layers, and the
+pooler. In compute mode the
+weights are random numbers written to HBM and `verify()` compares every core's hidden states and
+pooled outputs with the numpy reference.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import numpy as np
 from neurontools import dtypes
 from neurontools.client import Model, Session, Tensor
 from neurontools.workloads.architectures import EncoderArchitecture
-from neurontools.workloads.encoder import EncoderShape, build_stage, random_weights, reference
+from neurontools.workloads.encoder import (PROGRAMS, EncoderShape, build_embed, build_layers, build_pooler,
+                                           random_weights, reference)
 from neurontools.workloads.memory_plan import MemoryPlan
 from neurontools.workloads.workload import Replica, RequestRecord, StageRunner, Workload, stage_count
 
@@ -27,32 +33,28 @@ class EncoderWorkload(Workload):
     def __init__(self, arch: EncoderArchitecture, cores: Sequence[int], *, batch: int = 1, seq_len: int = 128,
                  dtype: str = "bfloat16", compute: bool = False, layers_per_program: int | None = None,
                  seed: int = 0) -> None:
-        super().__init__(arch.name, [[core] for core in cores], compute=compute)
+        super().__init__(arch.name, [list(cores)], compute=compute)
         if not 1 <= seq_len <= arch.max_positions:
             raise ValueError(f"{arch.name} takes sequences of 1 to {arch.max_positions} tokens, not {seq_len}")
         if batch < 1:
             raise ValueError(f"batch must be >= 1, not {batch}")
         self.shape = EncoderShape(arch, batch, seq_len, dtype)
         self.layer_data, self.constant_data = random_weights(self.shape, seed) if compute else (None, None)
-        one_layer = build_stage(self.shape, 1, first=False, last=False)
-        self.layers_per_program = stage_count(arch.layers, len(one_layer.instructions), 1, layers_per_program)
+        one_layer = build_layers(self.shape, 1)
+        self.layers_per_program = stage_count(arch.layers, len(one_layer.instructions), len(self.cores),
+                                              layers_per_program)
         self.stages = arch.layers // self.layers_per_program
-        self.programs = {role: build_stage(self.shape, self.layers_per_program, first=role[0], last=role[1],
-                                           constants=self.constant_data)
-                         for role in dict.fromkeys(self.roles)}
-
-    @property
-    def roles(self) -> list[tuple[bool, bool]]:
-        """(first, last) of each stage, in order."""
-        return [(s == 0, s == self.stages - 1) for s in range(self.stages)]
+        self.programs = {"embed": build_embed(self.shape, self.constant_data),
+                         "layers": build_layers(self.shape, self.layers_per_program),
+                         "pooler": build_pooler(self.shape, self.constant_data)}
 
     def memory_plan(self) -> MemoryPlan:
         plan = MemoryPlan()
         plan.add_session(self.cores)
         code = dtypes.from_name(self.shape.dtype)
+        for program in self.programs.values():
+            plan.add_model({core: program for core in self.cores})
         for core in self.cores:
-            for program in self.programs.values():
-                plan.add_model({core: program})
             plan.add_scratchpad([core])
             for _ in range(self.stages):
                 for dims in self.shape.layer_weights(self.layers_per_program).values():
@@ -62,52 +64,50 @@ class EncoderWorkload(Workload):
         return plan
 
     def workspace_shapes(self) -> dict[str, tuple[int, int]]:
-        """Every stage program's workspace parameters: one set of tensors serves them all."""
+        """Every program's workspace parameters: one set of tensors serves them all."""
         space: dict[str, tuple[int, int]] = {}
-        for first, last in self.programs:
-            space |= self.shape.workspace(first, last)
+        for program in PROGRAMS:
+            space |= self.shape.workspace(program)
         return space
 
     def replica(self, cores: Sequence[int]) -> "EncoderReplica":
-        return EncoderReplica(self, cores[0])
+        return EncoderReplica(self, cores)
 
     def describe(self) -> dict:
         s = self.shape
         return {"model": s.arch.name, "parameters": s.arch.parameters(), "batch": s.batch, "seq_len": s.seq_len,
-                "dtype": s.dtype, "data_parallel_cores": len(self.cores),
-                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages,
-                "instructions_per_program": {_role_name(r): len(p.instructions) for r, p in self.programs.items()}}
-
-
-def _role_name(role: tuple[bool, bool]) -> str:
-    return {(True, True): "model", (True, False): "first", (False, True): "last"}.get(role, "layers")
+                "dtype": s.dtype, "data_parallel_cores": len(self.cores), "sequences_per_request": s.batch * len(self.cores),
+                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages + 2,
+                "instructions_per_program": {name: len(p.instructions) for name, p in self.programs.items()}}
 
 
 class EncoderReplica(Replica):
-    def __init__(self, workload: EncoderWorkload, core: int) -> None:
-        super().__init__([core])
+    def __init__(self, workload: EncoderWorkload, cores: Sequence[int]) -> None:
+        super().__init__(cores)
         self.workload = workload
-        self.core = core
-        self.models: dict[tuple[bool, bool], Model] = {}
-        self.weights: list[dict[str, Tensor]] = []
-        self.workspace: dict[str, Tensor] = {}
+        self.models: dict[str, Model] = {}
+        self.weights: list[dict[int, dict[str, Tensor]]] = []   # per stage, per core
+        self.workspace: dict[int, dict[str, Tensor]] = {}       # per core
         self.runner: StageRunner | None = None
 
     def load(self, session: Session) -> None:
         w = self.workload
-        for role, program in w.programs.items():
-            self.models[role] = session.load_model(f"{w.name}-{_role_name(role)}", {self.core: program})
+        for name, program in w.programs.items():
+            self.models[name] = session.load_model(f"{w.name}-{name}", {c: program for c in self.cores})
         dtype = w.shape.dtype
         for stage in range(w.stages):
-            tensors = {name: session.allocate(dims, dtype, core_id=self.core, name=f"{w.name}.stage{stage}.{name}")
-                       for name, dims in w.shape.layer_weights(w.layers_per_program).items()}
-            if w.layer_data is not None:
-                layers = w.layer_data[stage * w.layers_per_program:(stage + 1) * w.layers_per_program]
-                for name, tensor in tensors.items():
-                    tensor.write(np.concatenate([layer[name] for layer in layers]))
-            self.weights.append(tensors)
-        self.workspace = {name: session.allocate(dims, dtype, core_id=self.core, name=f"{w.name}.{name}")
-                          for name, dims in w.workspace_shapes().items()}
+            per_core = {}
+            for core in self.cores:
+                tensors = {name: session.allocate(dims, dtype, core_id=core, name=f"{w.name}.stage{stage}.{name}")
+                           for name, dims in w.shape.layer_weights(w.layers_per_program).items()}
+                if w.layer_data is not None:
+                    layers = w.layer_data[stage * w.layers_per_program:(stage + 1) * w.layers_per_program]
+                    for name, tensor in tensors.items():
+                        tensor.write(np.concatenate([layer[name] for layer in layers]))
+                per_core[core] = tensors
+            self.weights.append(per_core)
+        self.workspace = {core: {name: session.allocate(dims, dtype, core_id=core, name=f"{w.name}.{name}")
+                                 for name, dims in w.workspace_shapes().items()} for core in self.cores}
         self.runner = StageRunner(session, timing_only=not w.compute)
 
     def close(self) -> None:
@@ -116,38 +116,45 @@ class EncoderReplica(Replica):
 
     def _calls(self) -> list[tuple[Model, dict[int, dict[str, Tensor]]]]:
         w = self.workload
-        calls = []
-        for stage, role in enumerate(w.roles):
-            names = w.shape.workspace(*role)
-            bindings = {name: self.workspace[name] for name in names} | self.weights[stage]
-            calls.append((self.models[role], {self.core: bindings}))
-        return calls
+
+        def bindings(program: str, stage: int | None = None) -> dict[int, dict[str, Tensor]]:
+            return {core: {name: self.workspace[core][name] for name in w.shape.workspace(program)}
+                    | (self.weights[stage][core] if stage is not None else {}) for core in self.cores}
+
+        layers = [(self.models["layers"], bindings("layers", stage)) for stage in range(w.stages)]
+        return [(self.models["embed"], bindings("embed")), *layers, (self.models["pooler"], bindings("pooler"))]
 
     def request(self) -> RequestRecord:
         assert self.runner is not None, "load() first"
         if self.workload.compute:
-            self.workspace["embeddings"].write(self._random_embeddings(np.random.default_rng()))
+            rng = np.random.default_rng()
+            for core in self.cores:
+                self.workspace[core]["embeddings"].write(self._random_embeddings(rng))
         started = time.monotonic()
         results = self.runner.run(self._calls())
         return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
                              device_seconds=sum(r.device_latency for r in results),
-                             items=self.workload.shape.batch, executions=len(results))
+                             items=self.workload.shape.batch * len(self.cores), executions=len(results))
 
     def verify(self, seed: int = 1) -> tuple[float, float]:
-        """Run one request on known embeddings; returns (max |device - numpy|, max |numpy|) over the
-        hidden states and pooled outputs (compute mode)."""
+        """Run one request on known embeddings (different on each core); returns (max |device - numpy|,
+        max |numpy|) over every core's hidden states and pooled outputs (compute mode)."""
         w = self.workload
         if w.layer_data is None or self.runner is None:
             raise RuntimeError("verify() needs a compute-mode workload that is loaded")
-        embeddings = self._random_embeddings(np.random.default_rng(seed))
-        self.workspace["embeddings"].write(embeddings)
+        rng = np.random.default_rng(seed)
+        inputs = {core: self._random_embeddings(rng) for core in self.cores}
+        for core, embeddings in inputs.items():
+            self.workspace[core]["embeddings"].write(embeddings)
         self.runner.run(self._calls())
-        hidden, pooled = reference(w.shape, w.layer_data, w.constant_data, embeddings)
-        got = [self.workspace["hidden"].read().astype(np.float32), self.workspace["pooled"].read().astype(np.float32)]
-        error = max(float(np.max(np.abs(g - e))) for g, e in zip(got, (hidden, pooled)))
-        return error, max(float(np.max(np.abs(hidden))), float(np.max(np.abs(pooled))))
+        error = scale = 0.0
+        for core, embeddings in inputs.items():
+            expected = reference(w.shape, w.layer_data, w.constant_data, embeddings)
+            got = (self.workspace[core]["hidden"].read(), self.workspace[core]["pooled"].read())
+            error = max(error, *(float(np.max(np.abs(g.astype(np.float32) - e))) for g, e in zip(got, expected)))
+            scale = max(scale, *(float(np.max(np.abs(e))) for e in expected))
+        return error, scale
 
     def _random_embeddings(self, rng: np.random.Generator) -> np.ndarray:
         s = self.workload.shape
         return rng.standard_normal((s.tokens, s.arch.hidden)).astype(np.float32)
-

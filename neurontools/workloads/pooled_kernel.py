@@ -7,6 +7,10 @@ with it; PooledKernel does the same: tiles taken inside `operation()` go back to
 and a later request is served by the smallest free tile of the same buffer and dtype that is at least
 as large (as a view of it). The daemon tracks dependencies per region, so reuse only orders the
 operations that share a tile, as the hardware would.
+
+Tiles have one dtype for life, so a pool full of bfloat16 tiles cannot serve a float32 request:
+`sbuf_free_bytes`, which library.matmul sizes its resident operands by, keeps RESERVE_BYTES back for
+the other operations of the program.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 from neurontools.kernels.builder import DTypeLike, Kernel, Tensor, View, dtype_of
+
+RESERVE_BYTES = 32 * 1024  # per partition: the float32 tiles of attention scores and norm statistics
 
 
 class PooledKernel(Kernel):
@@ -34,6 +40,10 @@ class PooledKernel(Kernel):
         finally:
             self._free.extend(self._held)
             self._held = None
+
+    @property
+    def sbuf_free_bytes(self) -> int:
+        return max(0, Kernel.sbuf_free_bytes.fget(self) - RESERVE_BYTES)
 
     def sbuf(self, shape: Sequence[int], dtype: DTypeLike, name: str | None = None) -> View:  # type: ignore[override]
         code = dtype_of(dtype)

@@ -32,11 +32,14 @@ class WorkloadRun:
     workload: Workload
     tag: str
     rate: float | None = None               # requests per second over all replicas; None: back to back
+    limit: int | None = None                # requests per replica; None: until stopped
     records: list[RequestRecord] = field(default_factory=list)
     error: str | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    serving: threading.Event = field(default_factory=threading.Event)  # set: serve once loaded
     memory: dict[str, int] = field(default_factory=dict)  # HBM by category once loaded, from the daemon
+    verification: tuple[float, float] | None = None       # compute mode: (max |error|, max |numpy|)
     load_seconds: float = 0.0
     started: float | None = None
     stopped: float | None = None
@@ -56,36 +59,49 @@ class WorkloadRunner:
         self._loading = threading.Lock()
 
     def add(self, workload: Workload, *, tag: str | None = None, rate: float | None = None,
-            name: str | None = None) -> str:
-        """Register a workload under `name` (default: the workload's name, made unique)."""
+            limit: int | None = None, name: str | None = None) -> str:
+        """Register a workload under `name` (default: the workload's name, made unique). `limit` stops
+        each replica after that many requests."""
         name = name or workload.name
         base, n = name, 2
         while name in self.runs:
             name, n = f"{base}#{n}", n + 1
-        self.runs[name] = WorkloadRun(workload, tag or name, rate)
+        self.runs[name] = WorkloadRun(workload, tag or name, rate, limit)
         return name
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, serve: bool = True) -> None:
+        """Load the workload and serve requests; with serve=False it waits, loaded, for serve()."""
         run = self.runs[name]
         if run.running:
             return
         run.stop_event.clear()
+        if serve:
+            run.serving.set()
         run.thread = threading.Thread(target=self._serve, args=(name, run), name=f"workload-{name}", daemon=True)
         run.thread.start()
+
+    def serve(self, name: str) -> None:
+        self.runs[name].serving.set()
 
     def stop(self, name: str, timeout: float | None = None) -> None:
         run = self.runs[name]
         run.stop_event.set()
+        run.serving.set()
         if run.thread is not None:
             run.thread.join(timeout)
 
-    def start_all(self) -> None:
+    def start_all(self, *, serve: bool = True) -> None:
         for name in self.runs:
-            self.start(name)
+            self.start(name, serve=serve)
+
+    def serve_all(self) -> None:
+        for name in self.runs:
+            self.serve(name)
 
     def stop_all(self, timeout: float | None = None) -> None:
         for run in self.runs.values():
             run.stop_event.set()
+            run.serving.set()
         for name in self.runs:
             self.stop(name, timeout)
 
@@ -114,6 +130,8 @@ class WorkloadRunner:
                     replicas = [workload.replica(group) for group in workload.groups]
                     for replica in replicas:
                         replica.load(session)
+                    if workload.compute:
+                        run.verification = replicas[0].verify()
                     with Device(self.address) as device:
                         run.memory = _session_memory(device.snapshot(), session.session_id)
                 except BaseException:
@@ -121,6 +139,7 @@ class WorkloadRunner:
                     raise
                 run.load_seconds = time.monotonic() - loading
             run.loaded.set()
+            run.serving.wait()
             run.started = time.monotonic()
             try:
                 threads = [threading.Thread(target=self._loop, args=(run, replica, len(replicas), i),
@@ -142,7 +161,8 @@ class WorkloadRunner:
     def _loop(self, run: WorkloadRun, replica, replicas: int, index: int) -> None:
         interval = replicas / run.rate if run.rate else 0.0
         due = time.monotonic() + interval * index / replicas  # spread the replicas' arrivals
-        while not run.stop_event.is_set():
+        served = 0
+        while not run.stop_event.is_set() and (run.limit is None or served < run.limit):
             if interval:
                 if run.stop_event.wait(max(0.0, due - time.monotonic())):
                     break
@@ -156,6 +176,7 @@ class WorkloadRunner:
                 break
             with run.lock:
                 run.records.append(record)
+            served += 1
 
     def _fail(self, name: str, run: WorkloadRun, message: str) -> None:
         run.error = message

@@ -9,6 +9,8 @@ replica busy back to back: replicas x items per request / mean modeled time per 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from neurontools.workloads.runner import WorkloadRun, WorkloadRunner
@@ -29,7 +31,7 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
     with run.lock:
         records = list(run.records)
     unit = workload.unit
-    window = ((run.stopped or 0.0) - run.started) if run.started is not None and run.stopped else None
+    window = (run.stopped or time.monotonic()) - run.started if run.started is not None else None
     items = sum(r.items for r in records)
     device = [r.device_seconds for r in records]
     out: dict = {
@@ -46,6 +48,8 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
         "device_seconds": sum(device), "wall_seconds": sum(r.wall_seconds for r in records),
         "memory_bytes": dict(run.memory), "memory_bytes_total": sum(run.memory.values()),
     }
+    if run.verification is not None:
+        out["max_abs_error_vs_numpy"], out["max_abs_numpy"] = run.verification
     out["device_to_wall_ratio"] = out["device_seconds"] / out["wall_seconds"] if out["wall_seconds"] else None
     if workload.kind == "decoder":
         out["time_to_first_token_seconds"] = percentiles([r.first_item_seconds for r in records

@@ -27,42 +27,57 @@ def _buffers(k: Kernel, rows: int, shape: tuple[int, int], dtype: str | int) -> 
     return [k.sbuf(shape, dtype) for _ in range(min(2, -(-rows // P)))]
 
 
-def broadcast_row(k: Kernel, vector: View, width: int) -> Tensor:
-    """A [128, width] tile of the vector's dtype holding `vector` (width elements in HBM) on every
-    partition: ones[1, 128].T @ row[1, width] on the Tensor engine, the hardware's partition
-    broadcast (exact: each PSUM sum has one term)."""
-    row, ones = k.sbuf((1, width), vector.dtype), k.sbuf((1, P), vector.dtype)
-    wide = k.sbuf((P, width), vector.dtype)
-    acc = k.psum((P, min(width, N_MAX)))
-    k.load(row, vector)
-    k.memset(ones, 1.0)
-    for c0, c1 in chunks(width, N_MAX):
-        k.matmul(acc[:, 0:c1 - c0], ones, row[:, c0:c1])
-        k.tensor_copy(wide[:, c0:c1], acc[:, 0:c1 - c0])
-    return wide
+class _Broadcaster:
+    """Puts a row vector (in HBM) on every partition of a tile of its dtype: ones[1, 128].T @ row[1, n]
+    on the Tensor engine, the hardware's partition broadcast (exact: each PSUM sum has one term).
+    Its tiles are allocated once, for rows of up to `width` elements."""
+
+    def __init__(self, k: Kernel, width: int, dtype: int) -> None:
+        self._k = k
+        self.row, self.ones = k.sbuf((1, width), dtype), k.sbuf((1, P), dtype)
+        self.wide = k.sbuf((P, width), dtype)
+        self._acc = k.psum((P, min(width, N_MAX)))
+        k.memset(self.ones, 1.0)
+
+    def __call__(self, vector: View, width: int) -> View:
+        k = self._k
+        k.load(self.row[:, 0:width], vector)
+        for c0, c1 in chunks(width, N_MAX):
+            k.matmul(self._acc[:, 0:c1 - c0], self.ones, self.row[:, c0:c1])
+            k.tensor_copy(self.wide[:, c0:c1], self._acc[:, 0:c1 - c0])
+        return self.wide[:, 0:width]
+
+
+def broadcast_row(k: Kernel, vector: View, width: int) -> View:
+    """A [128, width] tile of the vector's dtype holding `vector` (width elements) on every partition."""
+    return _Broadcaster(k, width, vector.dtype)(vector, width)
 
 
 def bias_add(k: Kernel, out: Operand, x: Operand, *, bias: Operand | None = None,
              residual: Operand | None = None, function: str = "copy") -> None:
     """out[R, N] = function(x + bias) + residual, bias ([1, N] or [N]) broadcast over the rows; each
-    term optional. One pass over the rows in float32."""
+    term optional. One pass over the rows, in column chunks of up to COLUMNS; the engines compute in
+    float32 and the tiles keep x's dtype (so they can reuse the tiles of the matmuls around)."""
     out, x = _view(out), _view(x)
     rows, width = x.shape
+    n_max = min(width, COLUMNS)
+    broadcast = _Broadcaster(k, n_max, _view(bias).dtype) if bias is not None else None
+    data = _buffers(k, rows, (P, n_max), x.dtype)
+    extra = _buffers(k, rows, (P, n_max), x.dtype) if residual is not None else None
+    turn = 0
     for c0, c1 in chunks(width, COLUMNS):
         n = c1 - c0
-        wide = broadcast_row(k, _columns(_view(bias), c0, c1), n) if bias is not None else None
-        data = _buffers(k, rows, (P, n), "float32")
-        extra = _buffers(k, rows, (P, n), "float32") if residual is not None else None
-        for i, (r0, r1) in enumerate(chunks(rows, P)):
-            w = r1 - r0
-            t = data[i % len(data)][0:w]
+        wide = broadcast(_columns(_view(bias), c0, c1), n) if broadcast is not None else None
+        for r0, r1 in chunks(rows, P):
+            w, turn = r1 - r0, turn + 1
+            t = data[turn % len(data)][0:w, 0:n]
             k.load(t, x[r0:r1, c0:c1])
             if wide is not None:
                 k.tensor_tensor(t, t, wide[0:w], "add")
             if function != "copy":
                 k.activation(t, t, function)
             if extra is not None:
-                r = extra[i % len(extra)][0:w]
+                r = extra[turn % len(extra)][0:w, 0:n]
                 k.load(r, _view(residual)[r0:r1, c0:c1])
                 k.tensor_tensor(t, t, r, "add")
             k.store(out[r0:r1, c0:c1], t)
@@ -100,7 +115,7 @@ def layer_norm(k: Kernel, out: Operand, x: Operand, gamma: Operand, beta: Operan
     rows, d = x.shape
     gamma_b, beta_b = (broadcast_row(k, v, d) for v in (gamma, beta))
     slices = chunks(d, 512)
-    t, y = k.sbuf((P, d), x.dtype), k.sbuf((P, d), "float32")
+    t, y = k.sbuf((P, d), x.dtype), k.sbuf((P, d), out.dtype)
     stats = k.sbuf((P, 6 * len(slices)), "float32")
     moments, rstd, eps_tile = k.sbuf((P, 2), "float32"), k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
     k.memset(eps_tile, eps)
@@ -118,17 +133,20 @@ def layer_norm(k: Kernel, out: Operand, x: Operand, gamma: Operand, beta: Operan
 
 
 def swiglu(k: Kernel, out: Operand, gate_up: Operand) -> None:
-    """out[R, F] = silu(gate) * up, with gate_up = [gate | up] ([R, 2F], one matmul's output)."""
+    """out[R, F] = silu(gate) * up, with gate_up = [gate | up] ([R, 2F], one matmul's output); tiles of
+    gate_up's dtype."""
     out, gate_up = _view(out), _view(gate_up)
     rows, f = out.shape
     if gate_up.shape != (rows, 2 * f):
         raise KernelError(f"swiglu shapes: out {list(out.shape)}, gate_up {list(gate_up.shape)}; "
                           f"gate_up must be [{rows}, {2 * f}]")
+    n_max = min(f, COLUMNS)
+    gates, ups = _buffers(k, rows, (P, n_max), gate_up.dtype), _buffers(k, rows, (P, n_max), gate_up.dtype)
+    turn = 0
     for c0, c1 in chunks(f, COLUMNS):
-        gates, ups = _buffers(k, rows, (P, c1 - c0), "float32"), _buffers(k, rows, (P, c1 - c0), "float32")
-        for i, (r0, r1) in enumerate(chunks(rows, P)):
-            w = r1 - r0
-            g, u = gates[i % len(gates)][0:w], ups[i % len(ups)][0:w]
+        for r0, r1 in chunks(rows, P):
+            w, turn = r1 - r0, turn + 1
+            g, u = gates[turn % len(gates)][0:w, 0:c1 - c0], ups[turn % len(ups)][0:w, 0:c1 - c0]
             k.load(g, gate_up[r0:r1, c0:c1])
             k.load(u, gate_up[r0:r1, f + c0:f + c1])
             k.activation(g, g, "silu")

@@ -54,6 +54,10 @@ class Replica(abc.ABC):
     def request(self) -> RequestRecord:
         """Serve one request."""
 
+    @abc.abstractmethod
+    def verify(self, seed: int = 1) -> tuple[float, float]:
+        """Compute mode: one request on known inputs against numpy; (max |error|, max |expected|)."""
+
     def close(self) -> None:
         """Release client-side resources (the session owns the daemon-side ones)."""
 

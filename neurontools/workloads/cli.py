@@ -1,0 +1,182 @@
+"""neuron-workload: run model-shaped workloads on neurond and summarize them in JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from neurontools import addresses
+from neurontools.client import Device, NeuronError
+from neurontools.daemon import topology as topo
+from neurontools.workloads import catalog
+from neurontools.workloads.architectures import DECODERS, ENCODERS
+from neurontools.workloads.daemon_process import DaemonProcess
+from neurontools.workloads.runner import WorkloadRun, WorkloadRunner
+from neurontools.workloads.summary import summary
+
+DESCRIPTION = """\
+Run model-shaped workloads (BERT-style encoders data-parallel, decoder LLMs tensor-parallel) on a
+neurond, print progress on stderr and a JSON summary on stdout: latency percentiles, inferences or
+tokens per second, modeled device time next to wall time, HBM used by category.
+
+A WORKLOAD is a preset name with optional settings: NAME[:key=value,...], keys cores (a count or a
+list such as 0-3), tp, batch, seq_len, gen_len, dtype, layers_per_program, rate, tag. Several make a
+mix; each gets its own runtime session and cores.
+"""
+
+EPILOG = """\
+examples:
+  neuron-workload bert-base                              an embedded inf2.48xlarge, 10 s of BERT-base
+  neuron-workload --instance-type inf2.24xlarge --estimate llama-2-70b
+                                                         does it fit, and how fast would it run?
+  neuron-workload --address unix:///tmp/n.sock --duration 0 bert-large:cores=4,batch=8 llama-2-13b:tp=8
+  neuron-workload --compute llama-tiny:tp=2              compute mode, checked against numpy
+
+presets: {presets}
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuron-workload", description=DESCRIPTION,
+                                     epilog=EPILOG.format(presets=", ".join(catalog.presets())),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD")
+    where = parser.add_argument_group("daemon")
+    where.add_argument("--address", help=f"a running neurond (default ${addresses.ADDRESS_ENV}; without either, "
+                                         "a private neurond child process on a temporary socket)")
+    where.add_argument("--instance-type", help="the private daemon's instance type (default inf2.48xlarge); "
+                                               "only without --address")
+    shape = parser.add_argument_group("defaults for every workload")
+    shape.add_argument("--tp", type=int, help="tensor-parallel degree of decoders (default: the smallest that fits)")
+    shape.add_argument("--batch", type=int, default=1, help="sequences per request and core group (default 1)")
+    shape.add_argument("--seq-len", type=int, help="sequence length; a decoder's prompt length (default 128)")
+    shape.add_argument("--gen-len", type=int, default=32, help="tokens a decoder generates per request (default 32)")
+    shape.add_argument("--dtype", default="bfloat16", help="weights and activations (default bfloat16)")
+    shape.add_argument("--layers-per-program", type=int, help="layers per stage program (default: by size)")
+    shape.add_argument("--rate", type=float, help="requests per second per workload (default: back to back)")
+    shape.add_argument("--tag", help="process tag of the sessions (default: the workload's name)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--duration", type=float, default=10.0,
+                     help="seconds of serving after loading (default 10; 0: until SIGINT/SIGTERM)")
+    run.add_argument("--estimate", action="store_true",
+                     help="load, serve one request per replica, summarize: fit and modeled speed in seconds")
+    run.add_argument("--compute", action="store_true",
+                     help="compute mode: real data, checked against numpy (use small presets)")
+    run.add_argument("--progress-interval", type=float, default=2.0, metavar="SECONDS")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    return parser
+
+
+def list_presets() -> str:
+    lines = [f"{'preset':<12} {'kind':<8} {'parameters':>16}  shape"]
+    for a in ENCODERS.values():
+        lines.append(f"{a.name:<12} {'encoder':<8} {a.parameters():>16,}  {a.layers} layers, hidden {a.hidden}, "
+                     f"{a.heads} heads, MLP {a.intermediate}")
+    for d in DECODERS.values():
+        lines.append(f"{d.name:<12} {'decoder':<8} {d.parameters():>16,}  {d.layers} layers, hidden {d.hidden}, "
+                     f"{d.heads} heads ({d.kv_heads} KV), MLP {d.intermediate}, vocabulary {d.vocab}")
+    return "\n".join(lines) + "\n"
+
+
+def progress_line(elapsed: float, runner: WorkloadRunner) -> str:
+    parts = [f"{elapsed:6.1f} s"]
+    for name, run in runner.runs.items():
+        parts.append(f"{name}: {_state(run)}")
+    return "  ".join(parts)
+
+
+def _state(run: WorkloadRun) -> str:
+    if run.error:
+        return "failed"
+    if not run.loaded.is_set():
+        return "loading"
+    with run.lock:
+        records = list(run.records)
+    unit = run.workload.unit
+    if not records or run.started is None:
+        return "running"
+    items = sum(r.items for r in records)
+    rate = items / max(1e-9, time.monotonic() - run.started)
+    latency = sorted(r.wall_seconds for r in records)[len(records) // 2]
+    return f"{len(records)} requests, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        sys.stdout.write(list_presets())
+        return 0
+    if not args.workloads:
+        print("neuron-workload: name at least one WORKLOAD (--list shows the presets)", file=sys.stderr)
+        return 2
+    address = args.address or os.environ.get(addresses.ADDRESS_ENV)
+    if address and args.instance_type:
+        print("neuron-workload: --instance-type starts an embedded daemon; it does not go with --address",
+              file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if address:
+            return _run(args, address, stop)
+        instance_type = args.instance_type or topo.DEFAULT_INSTANCE_TYPE
+        topo.lookup(instance_type)  # an unknown type fails here, not inside the child
+        with DaemonProcess(instance_type) as daemon:
+            return _run(args, daemon.address, stop)
+    except (topo.UnknownInstanceType, catalog.SpecError, NeuronError, ValueError, RuntimeError) as exc:
+        print(f"neuron-workload: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args, address: str, stop: threading.Event) -> int:
+    defaults = catalog.Settings(tp=args.tp, batch=args.batch, seq_len=args.seq_len, gen_len=args.gen_len,
+                                dtype=args.dtype, layers_per_program=args.layers_per_program, rate=args.rate,
+                                tag=args.tag, compute=args.compute)
+    with Device(address) as device:
+        topology = device.topology()
+        placer = catalog.Placer(device.snapshot())
+    log = lambda text: print(f"neuron-workload: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
+    for text in args.workloads:
+        spec = catalog.parse_spec(text, defaults)
+        log(f"building {spec.preset} programs")
+        workload = catalog.build(spec, placer)
+        name = runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate, limit=1 if args.estimate else None)
+        log(f"{name} on NeuronCores {_ranges(workload.cores)}: {json.dumps(workload.describe())}")
+    started = time.monotonic()
+    runner.start_all(serve=False)  # load everything first: a model's compile holds up the daemon
+    while not stop.is_set() and not runner.wait_loaded(timeout=args.progress_interval):
+        log(progress_line(time.monotonic() - started, runner))
+    runner.serve_all()
+    serving = time.monotonic()
+    deadline = None if args.estimate or not args.duration else serving + args.duration
+    next_progress = time.monotonic() + args.progress_interval
+    while not stop.is_set() and any(run.running for run in runner.runs.values()):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        if now >= next_progress:
+            log(progress_line(now - started, runner))
+            next_progress += args.progress_interval
+        stop.wait(0.1)
+    runner.stop_all()
+    document = summary(runner, instance_type=topology.instance.instance_type, address=address,
+                       mode="compute" if args.compute else "timing-only",
+                       serving_seconds=round(time.monotonic() - serving, 3))
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 1 if any(run.error for run in runner.runs.values()) else 0
+
+
+def _ranges(cores: list[int]) -> str:
+    return f"{cores[0]}-{cores[-1]}" if len(cores) > 1 else str(cores[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
