@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load, serve one request per replica, summarize: fit and modeled speed in seconds")
     run.add_argument("--compute", action="store_true",
                      help="compute mode: real data, checked against numpy (use small presets)")
+    run.add_argument("--serve-while-loading", action="store_true",
+                     help="serve each workload as soon as it is loaded (by default serving starts once all are "
+                          "loaded: a model's compile holds up the daemon and would distort the others' figures)")
     run.add_argument("--progress-interval", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--list", action="store_true", help="list the presets and exit")
     return parser
@@ -150,7 +153,7 @@ def _run(args, address: str, stop: threading.Event) -> int:
         name = runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate, limit=1 if args.estimate else None)
         log(f"{name} on NeuronCores {_ranges(workload.cores)}: {json.dumps(workload.describe())}")
     started = time.monotonic()
-    runner.start_all(serve=False)  # load everything first: a model's compile holds up the daemon
+    runner.start_all(serve=args.serve_while_loading)
     while not stop.is_set() and not runner.wait_loaded(timeout=args.progress_interval):
         log(progress_line(time.monotonic() - started, runner))
     runner.serve_all()

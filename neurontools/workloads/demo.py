@@ -28,9 +28,9 @@ from neurontools.workloads.daemon_process import DaemonProcess
 
 # What runs where, per instance type: an encoder on some cores, tensor-parallel decoders on the rest.
 MIXES = {
-    "inf2.48xlarge": ["bert-large:cores=8,batch=4", "llama-2-13b:tp=8,batch=4,seq_len=256,gen_len=64",
-                      "opt-30b:tp=8,batch=2,seq_len=256,gen_len=64"],
-    "inf2.24xlarge": ["bert-large:cores=4,batch=4", "llama-2-13b:tp=8,batch=4,seq_len=256,gen_len=64"],
+    "inf2.48xlarge": ["bert-large:cores=8,batch=4", "llama-2-13b:tp=8,batch=4,gen_len=64",
+                      "opt-30b:tp=8,batch=2,gen_len=64"],
+    "inf2.24xlarge": ["bert-large:cores=4,batch=4", "llama-2-13b:tp=8,batch=4,gen_len=64"],
     "inf2.8xlarge": ["bert-base:cores=1,batch=4", "llama-2-7b:tp=1,cores=1,batch=2,gen_len=64"],
     "inf2.xlarge": ["bert-base:cores=1,batch=4", "llama-2-7b:tp=1,cores=1,batch=2,gen_len=64"],
 }
@@ -71,7 +71,7 @@ class Demo:
         with open(self.logs / "summary.json", "wb") as out, open(self.logs / "workloads.log", "wb") as err:
             self.workloads = subprocess.Popen(
                 [*_tool("neuron-workload", "neurontools.workloads.cli"), "--address", self.address,
-                 "--duration", "0", "--tag", "demo", *self.mix],
+                 "--duration", "0", "--serve-while-loading", *self.mix],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
 
     def stop(self) -> dict | None:

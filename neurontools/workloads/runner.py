@@ -90,6 +90,13 @@ class WorkloadRunner:
         if run.thread is not None:
             run.thread.join(timeout)
 
+    def wait(self, name: str, timeout: float | None = None) -> bool:
+        """Wait for a workload to end by itself (its request limit reached, or a failure); True if it did."""
+        run = self.runs[name]
+        if run.thread is not None:
+            run.thread.join(timeout)
+        return not run.running
+
     def start_all(self, *, serve: bool = True) -> None:
         for name in self.runs:
             self.start(name, serve=serve)

@@ -1,0 +1,161 @@
+"""Model-shaped workloads: compute mode against numpy, memory footprints against the architectures'
+arithmetic, what fits where, and the clear failure of what does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from neurontools.client import Device, Session
+from neurontools.daemon.embedded import running_daemon
+from neurontools.workloads.architectures import DECODERS, ENCODERS
+from neurontools.workloads.decoder import DecoderShape
+from neurontools.workloads.decoder_workload import DecoderWorkload
+from neurontools.workloads.encoder_workload import EncoderWorkload
+from neurontools.workloads.memory_plan import DoesNotFit
+from neurontools.workloads.runner import WorkloadRunner
+
+GIB = 1 << 30
+TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2}  # of the largest expected value
+
+
+def _verify(address: str, workload) -> tuple[float, float]:
+    with Session(address, visible_cores=",".join(map(str, workload.cores))) as session:
+        replica = workload.replica(workload.groups[0])
+        replica.load(session)
+        try:
+            return replica.verify()
+        finally:
+            replica.close()
+
+
+# -- compute mode ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_encoder_on_two_cores_matches_numpy(address, dtype):
+    workload = EncoderWorkload(ENCODERS["bert-tiny"], [0, 1], batch=2, seq_len=64, dtype=dtype, compute=True)
+    error, scale = _verify(address, workload)
+    assert error <= TOLERANCE[dtype] * scale, (error, scale)
+
+
+@pytest.mark.parametrize("preset, tp, dtype", [
+    ("llama-tiny", 2, "float32"),   # grouped-query attention, 2 KV heads over 2 cores
+    ("llama-tiny", 4, "float32"),   # more cores than KV heads: each core keeps its group's KV head
+    ("opt-tiny", 2, "float32"),     # LayerNorm, biases, ReLU MLP, learned positions, tied LM head
+    ("llama-tiny", 2, "bfloat16"),
+])
+def test_decoder_prefill_and_decode_steps_match_numpy(address, preset, tp, dtype):
+    workload = DecoderWorkload(DECODERS[preset], list(range(4, 4 + tp)), tp=tp, batch=2, prompt_len=12, gen_len=3,
+                               dtype=dtype, compute=True)
+    error, scale = _verify(address, workload)
+    assert error <= TOLERANCE[dtype] * scale, (error, scale)
+
+
+# -- shapes and memory -------------------------------------------------------------------------------
+
+def test_parameter_counts_are_the_published_ones():
+    assert ENCODERS["bert-base"].parameters() == 109_482_240      # bert-base-uncased
+    assert ENCODERS["bert-large"].parameters() == 335_141_888     # bert-large-uncased
+    assert DECODERS["llama-2-7b"].parameters() == 6_738_415_616
+    assert DECODERS["llama-2-13b"].parameters() == 13_015_864_320
+    assert DECODERS["llama-2-70b"].parameters() == 68_976_648_192
+    # OPT-30B: tables (50272 tokens + 2050 positions) x 7168, 48 layers of attention with biases
+    # 4 (7168^2 + 7168), fc1 7168 x 28672 + 28672, fc2 28672 x 7168 + 7168, two LayerNorms 4 x 7168,
+    # and the final LayerNorm 2 x 7168; the LM head is the token table.
+    layer = 4 * (7168**2 + 7168) + (7168 * 28672 + 28672) + (28672 * 7168 + 7168) + 4 * 7168
+    assert DECODERS["opt-30b"].parameters() == (50272 + 2050) * 7168 + 48 * layer + 2 * 7168 == 29_974_540_288
+    assert 174e9 < DECODERS["opt-175b"].parameters() < 176e9
+
+
+def _weight_elements(workload: DecoderWorkload) -> int:
+    """Weight elements the workload places over all its cores: stage tensors and head constants."""
+    s = workload.shape
+    per_core_layers = sum(r * c for r, c in s.layer_weights(workload.layers_per_program).values()) * workload.stages
+    per_core_head = sum(r * c for r, c in s.head_constants().values())
+    return s.tp * (per_core_layers + per_core_head)
+
+
+@pytest.mark.parametrize("preset, tp", [("llama-2-7b", 8), ("llama-2-13b", 8), ("llama-2-70b", 8),
+                                        ("opt-30b", 8), ("opt-66b", 8)])
+def test_sharded_weights_add_up_to_the_parameters_plus_replicated_norms(preset, tp):
+    arch = DECODERS[preset]
+    if arch.family == "opt":  # OPT's vocabulary (50272) and positions (2050) do not split in 8: padded rows
+        vocab_rows, position_rows = -(-50272 // tp) * tp, -(-2050 // tp) * tp
+        padding = (vocab_rows - arch.vocab + position_rows - arch.learned_positions) * arch.hidden
+    else:
+        padding = 0
+    workload = DecoderWorkload(arch, list(range(tp)), tp=tp)
+    # Every core keeps the whole hidden state, so it holds every norm weight (and OPT's biases of the
+    # row-parallel products, added after the all-reduce): (tp - 1) extra copies of those.
+    replicated = arch.layers * workload.shape.vector_rows * arch.hidden + (2 if arch.biases else 1) * arch.hidden
+    assert _weight_elements(workload) == arch.parameters() + (tp - 1) * replicated + padding
+
+
+def test_llama_2_7b_memory_plan_is_its_weights_kv_cache_and_the_daemon_overheads():
+    # tp=2, batch 4, 128 + 32 positions (one 256-position decode bucket): 6,738,415,616 parameters in
+    # bfloat16 plus 4096 x 2 norm weights replicated once; KV cache 2 (k, v) x 32 layers x 4 sequences x
+    # 256 positions x 4096 x 2 bytes.
+    workload = DecoderWorkload(DECODERS["llama-2-7b"], [0, 1], tp=2, batch=4, prompt_len=128, gen_len=32)
+    plan = workload.memory_plan()
+    weights = 2 * (6_738_415_616 + (32 * 2 + 1) * 4096)
+    kv_cache = 2 * 32 * 4 * 256 * 4096 * 2
+    tensors_and_constants = plan.per_category()["tensors"] + plan.per_category()["constants"]
+    staging = tensors_and_constants - weights - kv_cache  # workspaces and the daemon's per-model I/O staging
+    assert 0 < staging < 0.1 * weights
+    # the head's constants on each of the 2 cores: embed and lm_head shards (16000 of the 32000 tokens
+    # each) and the final norm
+    assert plan.per_category()["constants"] == 2 * (2 * 4096 * 16000 + 4096) * 2
+
+
+def test_plan_matches_what_the_daemon_accounts(address):
+    workload = DecoderWorkload(DECODERS["opt-tiny"], [8, 9], tp=2, batch=2, prompt_len=16, gen_len=4)
+    runner = WorkloadRunner(address)
+    name = runner.add(workload, limit=1)
+    runner.start(name)
+    assert runner.wait(name, timeout=60)
+    run = runner.runs[name]
+    assert run.error is None and len(run.records) == 1
+    assert run.memory == workload.memory_plan().per_category()
+
+
+def test_a_175b_decoder_in_bfloat16_fits_the_12_chips_of_an_inf2_48xlarge():
+    arch = DECODERS["opt-175b"]
+    # 4 layers per program: 4x fewer tensors to place than 1, and the daemon's I/O staging of each
+    # model's parameters (4 layers of weights for the prefill and for the decode model) still fits.
+    workload = DecoderWorkload(arch, list(range(24)), tp=24, batch=1, prompt_len=128, gen_len=32,
+                               layers_per_program=4)
+    plan = workload.memory_plan()
+    assert 2 * arch.parameters() / 1e9 > 349  # 350 GB of weights
+    assert plan.largest_device_need() < 32 * GIB
+    with running_daemon("inf2.48xlarge") as daemon, Device(daemon.address) as device:
+        plan.check(device.snapshot(), "opt-175b")  # does not raise
+        with Session(daemon.address) as session:
+            workload.replica(workload.groups[0]).allocate(session)  # every weight and KV tensor, no data
+            used = [d.memory_used_bytes for d in device.snapshot().devices]
+        assert len(used) == 12 and min(used) > 27 * GIB and max(used) < 32 * GIB
+        assert sum(d.materialized_bytes for d in device.snapshot().devices) < 64 << 20
+
+
+def test_the_175b_decoder_does_not_fit_an_inf2_24xlarge_and_says_by_how_much():
+    workload = DecoderWorkload(DECODERS["opt-175b"], list(range(12)), tp=12)
+    with running_daemon("inf2.24xlarge") as daemon, Device(daemon.address) as device:
+        with pytest.raises(DoesNotFit, match=r"needs \d+\.\d GiB per device .*, \d+\.\d GiB free \(short by "):
+            workload.memory_plan().check(device.snapshot(), "opt-175b")
+
+
+def test_a_model_too_big_for_its_cores_fails_at_load_with_the_shortfall_and_leaves_nothing(address):
+    runner = WorkloadRunner(address)
+    name = runner.add(DecoderWorkload(DECODERS["llama-2-70b"], [10, 11], tp=2))
+    runner.start(name)
+    assert runner.wait(name, timeout=60)
+    error = runner.runs[name].error
+    assert error is not None and "needs" in error and "GiB per device" not in error  # one device: "on"
+    assert "on neuron device 5" in error and "free" in error and "short by" in error
+    with Device(address) as device:
+        assert not device.snapshot().sessions
+
+
+def test_decode_buckets_cover_the_generation():
+    shape = DecoderShape(DECODERS["llama-2-7b"], 8, 1, 100, 200)
+    assert shape.capacity == 512
+    workload = DecoderWorkload(DECODERS["llama-2-7b"], list(range(8)), tp=8, prompt_len=100, gen_len=200)
+    assert workload.buckets == [128, 256, 512]
