@@ -13,7 +13,8 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon import cost_model as cm
 from neurontools.daemon import topology as topo
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
-from neurontools.daemon.collectives import CollectiveError, ModelCollectives, check_group, plan_model
+from neurontools.daemon.collectives import (CollectiveError, Links, ModelCollectives, algorithm, check_group,
+                                           event_cost, plan_model)
 from neurontools.daemon.faults import FaultTable
 from neurontools.daemon.program import ProgramError, compile_program
 from neurontools.daemon.telemetry import Telemetry
@@ -271,9 +272,8 @@ NCCOM_2_RANK_ALL_REDUCE = {1 << 10: 58e-6, 1 << 20: 68e-6, 4 << 20: 107e-6, 16 <
 
 
 def two_rank_all_reduce_s(size: int, cores=(0, 2)) -> float:
-    machine = topo.lookup("inf2.48xlarge")
-    from neurontools.daemon.collectives import Links, algorithm, event_cost
-    duration, _ = event_cost(Links(machine), algorithm(Links(machine), "all_reduce", cores, size // 4, 4))
+    links = Links(topo.lookup("inf2.48xlarge"))
+    duration, _ = event_cost(links, algorithm(links, "all_reduce", cores, size // 4, 4))
     return duration / 1e9
 
 

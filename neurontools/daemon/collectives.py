@@ -80,7 +80,7 @@ def _allowed_sizes(machine: topo.MachineSpec) -> tuple[int, ...] | None:
     return None
 
 
-def device_path(machine: topo.MachineSpec, devices: set[int]) -> list[int] | None:
+def _device_path(machine: topo.MachineSpec, devices: set[int]) -> list[int] | None:
     """The devices in consecutive order -- on a ring, possibly across its wrap-around (11, 0, 1) -- or
     None when they are not consecutive."""
     count = len(devices)
@@ -105,7 +105,7 @@ def check_group(machine: topo.MachineSpec, group: tuple[int, ...]) -> None:
         raise CollectiveError(f"{where}; {machine.instance_type} runs collectives over sets of "
                               f"{_listing(allowed, 'or')} ranks (group size rule)")
     devices = {machine.device_of_core(c) for c in group}
-    if device_path(machine, devices) is None:
+    if _device_path(machine, devices) is None:
         listed = sorted(devices)
         gap = next(d for d in range(listed[0], listed[-1]) if d not in devices)
         raise CollectiveError(
@@ -121,11 +121,10 @@ class Links:
 
     def __init__(self, machine: topo.MachineSpec) -> None:
         self.machine = machine
-        self.pairs = machine.links()
-        self._ids = {pair: i for i, pair in enumerate(self.pairs)}
+        self._ids = {pair: i for i, pair in enumerate(machine.links())}
         self._routes: dict[tuple[int, int], tuple[Hop, ...]] = {}
 
-    def hop(self, a: int, b: int) -> Hop:
+    def _hop(self, a: int, b: int) -> Hop:
         return (self._ids[(a, b)], 0) if a < b else (self._ids[(b, a)], 1)
 
     def route(self, a: int, b: int) -> tuple[Hop, ...]:
@@ -148,33 +147,11 @@ class Links:
             while path[-1] != a:
                 path.append(previous[path[-1]])
             path.reverse()
-            self._routes[key] = tuple(self.hop(x, y) for x, y in zip(path, path[1:]))
+            self._routes[key] = tuple(self._hop(x, y) for x, y in zip(path, path[1:]))
         return self._routes[key]
 
     def core_route(self, a: int, b: int) -> tuple[Hop, ...]:
         return self.route(self.machine.device_of_core(a), self.machine.device_of_core(b))
-
-
-def _cost(links: Links, steps: list[Step]) -> tuple[float, dict[Hop, int]]:
-    """Modeled time of the steps and the bytes each directed link carries over all of them."""
-    total_ns = 0.0
-    carried: collections.Counter[Hop] = collections.Counter()
-    for step in steps:
-        load: collections.Counter[Hop] = collections.Counter()
-        copies: collections.Counter[int] = collections.Counter()
-        hops = 1
-        for src, dst, nbytes in step:
-            route = links.core_route(src, dst)
-            if route:
-                for hop in route:
-                    load[hop] += nbytes
-                hops = max(hops, len(route))
-            else:  # same device: through its HBM
-                copies[links.machine.device_of_core(src)] += nbytes
-        total_ns += cost_model.collective_step_ns(max(load.values(), default=0), max(copies.values(), default=0),
-                                                  hops)
-        carried.update(load)
-    return total_ns, carried
 
 
 # -- algorithms ------------------------------------------------------------------------------------------
@@ -183,17 +160,17 @@ def _cost(links: Links, steps: list[Step]) -> tuple[float, dict[Hop, int]]:
 # all-reduce is both. Chunks are identified by the core they end at (reduce-scatter) or start from
 # (all-gather), so a ring and its reverse can share them.
 
-def split(total: int, parts: int) -> list[int]:
+def _split(total: int, parts: int) -> list[int]:
     """`total` elements in `parts` near-equal pieces, larger first (numpy.array_split's sizes)."""
     base, extra = divmod(total, parts)
     return [base + (i < extra) for i in range(parts)]
 
 
-def ring_order(machine: topo.MachineSpec, group: tuple[int, ...]) -> list[int]:
+def _ring_order(machine: topo.MachineSpec, group: tuple[int, ...]) -> list[int]:
     """The ranks along the ring the data takes: by device along the group's consecutive devices, then by
     core. A ring's wrap-around from the last device to the first takes the shortest route: a direct link
     on a full ring, back through the devices in between on a chain or a partial ring."""
-    path = device_path(machine, {machine.device_of_core(c) for c in group})  # check_group made sure
+    path = _device_path(machine, {machine.device_of_core(c) for c in group})  # check_group made sure
     position = {device: i for i, device in enumerate(path)}
     return sorted(group, key=lambda core: (position[machine.device_of_core(core)], core))
 
@@ -205,7 +182,7 @@ def _ring_steps(ring: list[int], chunk_bytes: dict[int, int], reduce: bool) -> l
             for s in range(r - 1)]
 
 
-def directions(links: Links, ring: list[int]) -> list[list[int]]:
+def _directions(links: Links, ring: list[int]) -> list[list[int]]:
     """The ring, and also its reverse when the reverse uses none of the ring's link directions (a ring
     closed by links: each carries half of every chunk, so both directions of every link work). On a chain
     or a partial ring the wrap-around already uses the reverse directions: one ring."""
@@ -218,18 +195,18 @@ def directions(links: Links, ring: list[int]) -> list[list[int]]:
 def _ring(links: Links, ring: list[int], chunks: dict[int, int], itemsize: int, *, reduce_scatter: bool,
           all_gather: bool) -> list[Step]:
     """A ring phase over `chunks` (elements, by core), in one or both directions."""
-    ways = directions(links, ring)
+    ways = _directions(links, ring)
     phases = []
     for way, order in enumerate(ways):
-        share = {core: split(n, len(ways))[way] * itemsize for core, n in chunks.items()}
+        share = {core: _split(n, len(ways))[way] * itemsize for core, n in chunks.items()}
         steps = _ring_steps(order, share, reduce=True) if reduce_scatter else []
         if all_gather:
             steps += _ring_steps(order, share, reduce=False)
         phases.append(steps)
-    return concurrently(phases)
+    return _concurrently(phases)
 
 
-def concurrently(phases: list[list[Step]]) -> list[Step]:
+def _concurrently(phases: list[list[Step]]) -> list[Step]:
     """Phases that run side by side, merged step by step."""
     return [[t for phase in phases if i < len(phase) for t in phase[i]] for i in range(max(map(len, phases)))]
 
@@ -258,23 +235,23 @@ def algorithm(links: Links, kind: str, group: tuple[int, ...], src_elements: int
         return [[(group[r], group[(r + shift) % ranks], src_elements * itemsize) for r in range(ranks)]]
 
     def phase(rings: list[tuple[list[int], dict[int, int]]], reduce_scatter: bool, all_gather: bool) -> list[Step]:
-        return concurrently([_ring(links, ring, chunks, itemsize, reduce_scatter=reduce_scatter,
+        return _concurrently([_ring(links, ring, chunks, itemsize, reduce_scatter=reduce_scatter,
                                    all_gather=all_gather) for ring, chunks in rings])
 
     rows = _torus_rows(links.machine, group)
     if rows is None:
-        ring = ring_order(links.machine, group)
+        ring = _ring_order(links.machine, group)
         if kind == "all_reduce":
-            chunks = dict(zip(ring, split(src_elements, ranks)))
+            chunks = dict(zip(ring, _split(src_elements, ranks)))
         else:  # every rank's block: all-gather sends its src, reduce-scatter leaves 1/R of it
             chunks = dict.fromkeys(ring, src_elements if kind == "all_gather" else src_elements // ranks)
         return phase([(ring, chunks)], kind != "all_gather", kind != "reduce_scatter")
     columns = [list(column) for column in zip(*rows)]
     width = len(rows[0])
     if kind == "all_reduce":
-        row_chunks = split(src_elements, width)  # row position p ends with chunk p of its row
+        row_chunks = _split(src_elements, width)  # row position p ends with chunk p of its row
         along_rows = [(row, dict(zip(row, row_chunks))) for row in rows]
-        along_columns = [(column, dict(zip(column, split(row_chunks[p], len(column)))))
+        along_columns = [(column, dict(zip(column, _split(row_chunks[p], len(column)))))
                          for p, column in enumerate(columns)]
         return phase(along_rows, True, False) + phase(along_columns, True, True) + phase(along_rows, False, True)
     if kind == "all_gather":
@@ -286,12 +263,27 @@ def algorithm(links: Links, kind: str, group: tuple[int, ...], src_elements: int
 
 
 def event_cost(links: Links, steps: list[Step]) -> tuple[float, dict[int, tuple[int, int]]]:
-    """An event's modeled duration and its bytes per link (a -> b, b -> a)."""
-    duration, carried = _cost(links, steps)
-    by_link: dict[int, list[int]] = {}
-    for (link, direction), nbytes in carried.items():
-        by_link.setdefault(link, [0, 0])[direction] += nbytes
-    return duration, {link: (pair[0], pair[1]) for link, pair in sorted(by_link.items())}
+    """The modeled time of an algorithm's steps (cost_model.collective_step_ns each) and the bytes each
+    link carries over all of them, by link id: (a -> b, b -> a)."""
+    total_ns = 0.0
+    carried: dict[int, list[int]] = {}
+    for step in steps:
+        load: collections.Counter[Hop] = collections.Counter()
+        copies: collections.Counter[int] = collections.Counter()
+        hops = 1
+        for src, dst, nbytes in step:
+            route = links.core_route(src, dst)
+            if route:
+                for hop in route:
+                    load[hop] += nbytes
+                hops = max(hops, len(route))
+            else:  # same device: through its HBM
+                copies[links.machine.device_of_core(src)] += nbytes
+        total_ns += cost_model.collective_step_ns(max(load.values(), default=0), max(copies.values(), default=0),
+                                                  hops)
+        for (link, direction), nbytes in load.items():
+            carried.setdefault(link, [0, 0])[direction] += nbytes
+    return total_ns, {link: (pair[0], pair[1]) for link, pair in sorted(carried.items())}
 
 
 # -- matching the ranks' instructions --------------------------------------------------------------------
