@@ -78,3 +78,49 @@ def test_cli(address):
     assert run("clear").stdout.startswith("cleared")
     bad = run("inject", "core-hang", "--core", "99")
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def _mlp(session, core):
+    model = session.load_model(f"mlp-{core}", {core: mlp_program(weights=np.ones((128, 256), np.float32))})
+    x = session.tensor_from(np.ones((128, 64), np.float32), core_id=core)
+    out = session.allocate((64, 256), "float32", core_id=core)
+    rowmax = session.allocate((64, 1), "float32", core_id=core)
+    return lambda **kw: model.execute(xT=x, out=out, rowmax=rowmax, check=False, **kw), out
+
+
+def test_a_hung_core_times_out_until_cleared(address):
+    with Session(address, visible_cores="12", exec_timeout=0.2) as session, Device(address) as device:
+        execute, _ = _mlp(session, 12)
+        fault = device.inject_fault("core_hang", core=12)
+        started = time.monotonic()
+        result = execute()
+        assert result.status == "timed_out" and "NeuronCore 12 hangs" in result.message
+        assert time.monotonic() - started >= 0.2  # it held the core for the timeout
+        device.clear_faults(fault.fault_id)
+        assert execute().status == "completed"
+        stats = next(s for s in device.snapshot().sessions if s.session_id == session.session_id).stats
+        assert stats.executions.timed_out == 1 and stats.errors.transient == 1
+
+
+def test_numerical_error_poisons_outputs(address):
+    with Session(address, visible_cores="13") as session, Device(address) as device:
+        execute, out = _mlp(session, 13)
+        device.inject_fault("numerical_error", core=13, duration=5)
+        result = execute()
+        assert result.status == "completed_with_num_err" and np.isnan(out.read()).any()
+        assert execute(timing_only=True).status == "completed_with_num_err"
+        device.clear_faults()
+        assert execute().status == "completed" and not np.isnan(out.read()).any()
+
+
+def test_uncorrected_ecc_fails_the_next_execution_on_each_core_of_the_device(address):
+    with Session(address, visible_cores="14-15") as session, Device(address) as device:
+        run14, _ = _mlp(session, 14)
+        run15, _ = _mlp(session, 15)
+        device.inject_fault("mem_ecc_uncorrected", device=7)
+        first = run14()
+        assert first.status == "completed_with_err" and "uncorrectable HBM ECC error on neuron device 7" in first.message
+        assert run15().status == "completed_with_err"
+        assert run14().status == "completed" and run15().status == "completed"
+        stats = next(s for s in device.snapshot().sessions if s.session_id == session.session_id).stats
+        assert stats.errors.hardware == 2

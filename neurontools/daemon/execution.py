@@ -55,8 +55,11 @@ class _Job:
 
     def abandon(self, why: str) -> None:
         """Parts that will not run release the parts waiting for them at a collective."""
+        self.fail_collectives(None, why)
+
+    def fail_collectives(self, status: int | None, why: str) -> None:
         if self.collectives is not None:
-            self.collectives.abort(None, why)
+            self.collectives.abort(status, why)
 
 
 class IncorrectInput(Exception):
@@ -197,9 +200,21 @@ class Executor:
         timeout = job.session.exec_timeout_ns
         # Ranks that meet at collectives wait for each other: they time out together, on the slowest.
         needed = job.model.collectives.device_time_ns if job.collectives is not None else modeled
+        faults = self.state.faults
         started = telemetry.start_busy(core)
         result: RunResult | None = None
         try:
+            hang = faults.core_hang(core)
+            if hang is not None:
+                _sleep_until(started + timeout)  # the hung core holds everything until the runtime gives up
+                job.fail_collectives(pb.TIMED_OUT, f"{hang.description} (injected fault)")
+                return (pb.TIMED_OUT, f"{hang.description} (injected fault): no completion within "
+                        f"NEURON_RT_EXEC_TIMEOUT ({timeout / 1e9:g} s)", None)
+            if faults.take_uncorrected(core):
+                device = self.state.machine.device_of_core(core)
+                message = f"uncorrectable HBM ECC error on neuron device {device} (injected fault)"
+                job.fail_collectives(pb.COMPLETED_WITH_ERR, message)
+                return (pb.COMPLETED_WITH_ERR, message, None)
             if needed > timeout:
                 # A hung or too-long kernel holds the core until the runtime gives up on it.
                 _sleep_until(started + timeout)
@@ -211,6 +226,12 @@ class Executor:
             except CollectiveFailure as failure:
                 return None if failure.status is None else (failure.status, failure.message, None)
             _sleep_until(started + max(modeled, time.monotonic_ns() - started))
+            numerical = faults.core_numerical(core)
+            if numerical is not None and part.outputs:
+                if not job.timing_only:
+                    _poison(part)
+                return (pb.COMPLETED_WITH_NUM_ERR, f"output {part.outputs[0]!r} contains NaN: "
+                        f"{numerical.description} (injected fault)", result)
             if result.nonfinite_outputs:
                 return (pb.COMPLETED_WITH_NUM_ERR, f"output {result.nonfinite_outputs[0]!r} contains NaN or Inf",
                         result)
@@ -235,6 +256,14 @@ class Executor:
         job.session.stats.record(response.status, kind, response.total_latency_ns, device_ns)
         if not job.future.done():
             job.future.set_result(response)
+
+
+def _poison(part: _Part) -> None:
+    """What a numerical fault leaves in the outputs: NaN where a float can hold it."""
+    for name in part.outputs:
+        array = part.hbm[name]
+        if array is not None and array.dtype.kind not in "iub":  # float16/32 and the ml_dtypes floats
+            array.reshape(-1)[0] = np.nan
 
 
 # Which outcome wins when subgraphs disagree: the most severe.
