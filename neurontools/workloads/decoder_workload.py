@@ -186,10 +186,10 @@ class DecoderReplica(Replica):
             tokens = np.random.default_rng().integers(0, s.arch.vocab, (s.batch, s.prompt_len)) if tokens is None else tokens
             positions = np.arange(s.prompt_len)[None].repeat(s.batch, 0)
             self._write_hidden("prefill", embed(s.arch, w.full, tokens, positions).reshape(-1, s.arch.hidden))
-        device = self._run(self._step_calls(self.prefill, "prefill"))
+        first_device = self._run(self._step_calls(self.prefill, "prefill"))
         first = time.monotonic() - started
         logits = [self._logits()] if w.compute else []
-        steps = []
+        steps, step_devices = [], []
         for position in w.decode_positions:
             step_started = time.monotonic()
             if w.compute:
@@ -197,7 +197,7 @@ class DecoderReplica(Replica):
                 self._write_hidden("decode", embed(s.arch, w.full, tokens[:, -1], np.full(s.batch, position)))
             model, temporary = self._decode_model(position)
             try:
-                device += self._run(self._step_calls(model, "decode"))
+                step_devices.append(self._run(self._step_calls(model, "decode")))
             finally:
                 if temporary:
                     model.unload()
@@ -206,9 +206,11 @@ class DecoderReplica(Replica):
             steps.append(time.monotonic() - step_started)
         if w.compute:
             tokens = np.concatenate([tokens, logits[-1].argmax(axis=1)[:, None]], axis=1)
-        record = RequestRecord(started=started, wall_seconds=time.monotonic() - started, device_seconds=device,
-                               items=s.batch * s.gen_len, executions=(1 + len(steps)) * (w.stages + 1),
-                               first_item_seconds=first, item_seconds=steps)
+        record = RequestRecord(started=started, wall_seconds=time.monotonic() - started,
+                               device_seconds=first_device + sum(step_devices), items=s.batch * s.gen_len,
+                               executions=(1 + len(steps)) * (w.stages + 1), first_item_seconds=first,
+                               first_item_device_seconds=first_device, item_seconds=steps,
+                               item_device_seconds=step_devices)
         return record, logits, tokens
 
     def request(self) -> RequestRecord:

@@ -27,9 +27,10 @@ from neurontools.daemon import topology as topo
 from neurontools.workloads.daemon_process import DaemonProcess
 
 # What runs where, per instance type: an encoder on some cores, tensor-parallel decoders on the rest.
+# Chosen to load quickly: the daemon compiles every subgraph of a model when it is loaded.
 MIXES = {
     "inf2.48xlarge": ["bert-large:cores=8,batch=4", "llama-2-13b:tp=8,batch=4,gen_len=64",
-                      "opt-30b:tp=8,batch=2,gen_len=64"],
+                      "llama-2-7b:tp=8,batch=8,gen_len=64"],
     "inf2.24xlarge": ["bert-large:cores=4,batch=4", "llama-2-13b:tp=8,batch=4,gen_len=64"],
     "inf2.8xlarge": ["bert-base:cores=1,batch=4", "llama-2-7b:tp=1,cores=1,batch=2,gen_len=64"],
     "inf2.xlarge": ["bert-base:cores=1,batch=4", "llama-2-7b:tp=1,cores=1,batch=2,gen_len=64"],

@@ -75,6 +75,8 @@ class WorkloadRunner:
         if run.running:
             return
         run.stop_event.clear()
+        run.loaded.clear()
+        run.error = None
         if serve:
             run.serving.set()
         run.thread = threading.Thread(target=self._serve, args=(name, run), name=f"workload-{name}", daemon=True)

@@ -54,7 +54,10 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
     if workload.kind == "decoder":
         out["time_to_first_token_seconds"] = percentiles([r.first_item_seconds for r in records
                                                           if r.first_item_seconds is not None])
+        out["device_time_to_first_token_seconds"] = percentiles([r.first_item_device_seconds for r in records
+                                                                 if r.first_item_device_seconds is not None])
         out["inter_token_latency_seconds"] = percentiles([s for r in records for s in r.item_seconds])
+        out["device_inter_token_latency_seconds"] = percentiles([s for r in records for s in r.item_device_seconds])
     return out
 
 

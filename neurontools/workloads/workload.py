@@ -36,8 +36,10 @@ class RequestRecord:
     device_seconds: float   # modeled NeuronCore-v2 time of its executions (per core, summed)
     items: int              # inferences (encoder) or generated tokens (decoder)
     executions: int
-    first_item_seconds: float | None = None        # decoder: time to first token (the prefill)
-    item_seconds: list[float] = field(default_factory=list)  # decoder: each decode step's wall time
+    first_item_seconds: float | None = None        # decoder: time to first token (the prefill), wall
+    first_item_device_seconds: float | None = None  # ... and modeled
+    item_seconds: list[float] = field(default_factory=list)         # decoder: each decode step, wall
+    item_device_seconds: list[float] = field(default_factory=list)  # ... and modeled
 
 
 class Replica(abc.ABC):

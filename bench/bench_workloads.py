@@ -1,0 +1,154 @@
+"""Workload presets: what the simulator predicts on each inf2 size, and what the daemon sustains.
+
+1. Modeled latency and throughput of each preset on inf2.xlarge, 8xlarge, 24xlarge and 48xlarge, from
+   `neuron-workload --estimate` (load, one request per replica, the modeled NeuronCore-v2 times of its
+   executions) against the real `neurond` of that size. Encoders run data-parallel on every core
+   (batch 1 per core, 128 tokens); decoders tensor-parallel over every core (batch 1, a 128-token
+   prompt, 32 generated tokens: decode steps in the 256-position bucket). One layer per program, so
+   every size runs the same programs (the cost model's dependency tracking is conservative over long
+   programs: 8 BERT layers in one program model 20 % slower per layer than one). A preset whose memory
+   plan does not fit the free HBM is reported as "does not fit" with the shortfall.
+2. The wall-clock rate neurond sustains in timing-only mode with all 24 cores of an inf2.48xlarge busy,
+   and its CPU: per mix, executions and requests per second, the cores' occupied fraction and modeled
+   device time per wall second, the daemon's CPU seconds per wall second and per execution, next to
+   the throughput the modeled device times would give (the reference: what the hardware would do).
+
+    .venv/bin/python bench/bench_workloads.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import common
+import psutil
+
+from neurontools.client import Device
+
+NEURON_WORKLOAD = str(Path(sys.executable).with_name("neuron-workload"))
+SIZES = {"inf2.xlarge": 2, "inf2.8xlarge": 2, "inf2.24xlarge": 12, "inf2.48xlarge": 24}  # cores
+ENCODERS = ["bert-base", "bert-large"]
+DECODERS = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "opt-30b", "opt-66b", "opt-175b"]
+BUSY_MIXES = {
+    "bert-base, 24 cores data-parallel, batch 1": ["bert-base:cores=24,batch=1"],
+    "bert-large, 24 cores data-parallel, batch 8": ["bert-large:cores=24,batch=8"],
+    "llama-2-70b, tp=24, batch 4": ["llama-2-70b:tp=24,batch=4,gen_len=64"],
+    "the demo's mix (bert-large, llama-2-13b, llama-2-7b)": ["bert-large:cores=8,batch=4",
+                                                             "llama-2-13b:tp=8,batch=4,gen_len=64",
+                                                             "llama-2-7b:tp=8,batch=8,gen_len=64"],
+}
+
+
+def estimate(address: str, spec: str) -> dict:
+    done = subprocess.run([NEURON_WORKLOAD, "--address", address, "--estimate", spec], capture_output=True,
+                          text=True, timeout=900)
+    if not done.stdout:
+        raise RuntimeError(f"neuron-workload {spec} printed no summary: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)["workloads"][0]
+
+
+def spec_for(preset: str, cores: int) -> str:
+    if preset in ENCODERS:
+        return f"{preset}:cores={cores},batch=1,seq_len=128,layers_per_program=1"
+    return f"{preset}:tp={cores},batch=1,seq_len=128,gen_len=32,layers_per_program=1"
+
+
+def cell(w: dict) -> str:
+    if w["status"] == "error":
+        return "does not fit" if "needs" in w["error"] else f"error: {w['error'][:60]}"
+    device = w["device_latency_seconds"]["p50"]
+    if w["kind"] == "encoder":
+        return f"{device * 1e3:.2f} ms, {w['modeled_inferences_per_second']:.0f} inf/s"
+    first = w["device_time_to_first_token_seconds"]["p50"]
+    token = w["device_inter_token_latency_seconds"]["p50"]
+    return f"TTFT {first * 1e3:.1f} ms, {token * 1e3:.1f} ms/token, {1 / token:.1f} tok/s"
+
+
+def preset_table(quick: bool) -> None:
+    sizes = {"inf2.48xlarge": 24} if quick else SIZES
+    presets = ["bert-base", "llama-2-7b"] if quick else ENCODERS + DECODERS
+    rows: dict[str, dict[str, str]] = {p: {} for p in presets}
+    for instance, cores in sizes.items():
+        with common.neurond_process(instance) as server:
+            for preset in presets:
+                started = time.monotonic()
+                w = estimate(server.address, spec_for(preset, cores))
+                rows[preset][instance] = cell(w)
+                tp = w["config"].get("tp")
+                print(f"{instance:<14} {preset:<12} {rows[preset][instance]}"
+                      + (f" (tp={tp})" if tp else "") + f"  [{time.monotonic() - started:.0f} s]", flush=True)
+    print("\n| preset | " + " | ".join(sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for preset, cells in rows.items():
+        print(f"| {preset} | " + " | ".join(cells.get(s, "") for s in sizes) + " |")
+
+
+def sustained(name: str, mix: list[str], seconds: float) -> None:
+    """Run `mix` on a fresh inf2.48xlarge neurond; measure `seconds` of serving once all are loaded."""
+    with common.neurond_process("inf2.48xlarge") as server:
+        daemon = psutil.Process(server.pid)
+        workload = subprocess.Popen([NEURON_WORKLOAD, "--address", server.address, "--duration", "0",
+                                     "--progress-interval", "0.5", *mix],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        serving = threading.Event()
+
+        def watch() -> None:
+            for line in workload.stderr:
+                if "loading" not in line and " s  " in line:  # a progress line once every workload serves
+                    serving.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        try:
+            if not serving.wait(600):
+                raise RuntimeError(f"{name}: the workloads never started serving")
+            time.sleep(2)  # past the first requests
+            with Device(server.address) as device:
+                before, cpu0, t0 = device.snapshot(), daemon.cpu_times(), time.monotonic()
+                time.sleep(seconds)
+                after, cpu1, t1 = device.snapshot(), daemon.cpu_times(), time.monotonic()
+        finally:
+            workload.terminate()
+            out, _ = workload.communicate(timeout=120)
+    summary = json.loads(out)
+    wall = (after.monotonic_ns - before.monotonic_ns) / 1e9
+    cores = len(after.cores)
+    parts = sum(a.executions - b.executions for a, b in zip(after.cores, before.cores))
+    occupied = sum(a.occupied_ns - b.occupied_ns for a, b in zip(after.cores, before.cores)) / 1e9 / wall / cores
+    modeled = sum(a.device_time_ns - b.device_time_ns for a, b in zip(after.cores, before.cores)) / 1e9 / wall / cores
+    requests = sum(_completed(s) for s in after.sessions) - sum(_completed(s) for s in before.sessions)
+    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (t1 - t0)
+    print(f"\n{name}: {seconds:g} s of serving, all {cores} cores")
+    print(f"  executions (requests to the daemon): {requests / wall:8.0f}/s   core executions (subgraphs): "
+          f"{parts / wall:8.0f}/s")
+    print(f"  cores occupied: {occupied:6.1%}   modeled device time per wall second per core: {modeled:6.1%}")
+    print(f"  neurond CPU: {cpu:5.2f} CPUs, {cpu / (requests / wall) * 1e6:7.0f} us per execution, "
+          f"{cpu / (parts / wall) * 1e6:6.0f} us per core execution")
+    for w in summary["workloads"]:
+        unit = w["kind"] == "decoder" and "tokens" or "inferences"
+        print(f"  {w['name']:<12} {w.get(f'{unit}_per_second') or 0:9.1f} {unit}/s wall, "
+              f"{w.get(f'modeled_{unit}_per_second') or 0:9.1f}/s modeled (the hardware), "
+              f"device/wall {w['device_to_wall_ratio'] or 0:.2f}")
+    print(f"result: sustained {name}: {requests / wall:.0f} executions/s, {parts / wall:.0f} core executions/s, "
+          f"cores occupied {occupied:.0%}, neurond {cpu:.2f} CPUs")
+
+
+def _completed(session) -> int:
+    return session.stats.executions.completed
+
+
+def main() -> None:
+    args = common.parse_args(__doc__)
+    print(f"host: {psutil.cpu_count()} CPUs, load average {psutil.getloadavg()[0]:.1f}\n")
+    preset_table(args.quick)
+    mixes = dict(list(BUSY_MIXES.items())[:1]) if args.quick else BUSY_MIXES
+    for name, mix in mixes.items():
+        sustained(name, mix, 5 if args.quick else 20)
+
+
+if __name__ == "__main__":
+    main()
