@@ -3,6 +3,7 @@ arithmetic, what fits where, and the clear failure of what does not."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from neurontools.client import Device, Session
@@ -29,6 +30,23 @@ def _verify(address: str, workload) -> tuple[float, float]:
 
 
 # -- compute mode ------------------------------------------------------------------------------------
+
+def test_weight_streaming_matmul_matches_numpy_across_chunk_edges(address):
+    from neurontools.workloads.pooled_kernel import PooledKernel
+    from neurontools.workloads.transformer_ops import weight_streaming_matmul
+    m, kk, n = 3, 300, 2600  # K not a multiple of 128, N two weight tiles and a ragged 512-column piece
+    rng = np.random.default_rng(0)
+    a, w = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
+    k = PooledKernel()
+    out = k.output("out", (m, n), "float32")
+    with k.operation():
+        weight_streaming_matmul(k, out, k.input("a", (m, kk), "float32"), k.constant("w", w))
+    with Session(address, visible_cores="12") as session:
+        model = session.load_model("wsm", k.program())
+        result = session.allocate((m, n), "float32")
+        model.execute(a=session.tensor_from(a), out=result)
+        np.testing.assert_allclose(result.read(), a @ w, rtol=2e-5, atol=2e-4)
+
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_encoder_on_two_cores_matches_numpy(address, dtype):

@@ -17,7 +17,7 @@ weights packed per layer as
 Per layer, with T tokens (B x prompt for the prefill, B for a decode step):
 
     normed  = norm1(hidden)                          rms_norm (GpSimd operator) | layer_norm
-    qkv     = normed @ w_in[:, qkv] (+ b)            library.matmul
+    qkv     = normed @ w_in[:, qkv] (+ b)            weight_streaming_matmul (<= 128 tokens) | library.matmul
     KV cache <- k, v                                 write_prompt_kv | append_kv
     attn    = attention of q over the cache          library.attention (causal) | decode_attention
     partial = attn @ Wo;  all-reduce(partial)
@@ -46,7 +46,7 @@ from neurontools.kernels import library
 from neurontools.workloads.architectures import DecoderArchitecture
 from neurontools.workloads.pooled_kernel import PooledKernel
 from neurontools.workloads.transformer_ops import (append_kv, bias_add, decode_attention, layer_norm, rms_norm,
-                                                    swiglu, write_prompt_kv)
+                                                    swiglu, weight_streaming_matmul, write_prompt_kv)
 from neurontools.workloads.weights import WeightMaker
 
 RMS_EPS = 1e-5        # Llama-2's
@@ -178,6 +178,10 @@ def build_stage(shape: DecoderShape, layers: int, *, context: int | None = None)
         else:
             op(rms_norm, out, x, vectors[index:index + 1], eps=RMS_EPS)
 
+    def project(out, x, weights) -> None:
+        """out = x @ weights; when the tokens fit on the partitions, the weights stream past them once."""
+        op(weight_streaming_matmul if tokens <= 128 else library.matmul, out, x, weights)
+
     def reduce_into_hidden(bias) -> None:
         if shape.tp > 1:
             library.all_reduce(k, partial, partial)
@@ -190,7 +194,7 @@ def build_stage(shape: DecoderShape, layers: int, *, context: int | None = None)
         k_cache, v_cache = cache["k_cache"][j * rows_kt:(j + 1) * rows_kt], cache["v_cache"][j * rows_v:(j + 1) * rows_v]
 
         norm(normed, hidden, vectors, 0)
-        op(library.matmul, qkv, normed, w_in[:, 0:shape.qkv_width])
+        project(qkv, normed, w_in[:, 0:shape.qkv_width])
         if b_in is not None:
             op(bias_add, qkv, qkv, bias=b_in[:, 0:shape.qkv_width])
         if context is None:
@@ -207,17 +211,16 @@ def build_stage(shape: DecoderShape, layers: int, *, context: int | None = None)
         else:
             op(append_kv, k_cache, v_cache, qkv[:, k_cols], qkv[:, v_cols], position=context - 1)
             op(decode_attention, attn, qkv[:, q_cols], k_cache, v_cache, kv_heads=kv, head_dim=dh, context=context)
-        op(library.matmul, partial, attn, w_out[0:hq * dh])
+        project(partial, attn, w_out[0:hq * dh])
         reduce_into_hidden(vectors[4:5] if arch.biases else None)
 
         norm(normed, hidden, vectors, 1)
+        project(io["mlp_in"], normed, w_in[:, shape.qkv_width:])
         if arch.gated_mlp:
-            op(library.matmul, io["mlp_in"], normed, w_in[:, shape.qkv_width:])
             op(swiglu, io["mlp"], io["mlp_in"])
         else:
-            op(library.matmul, io["mlp_in"], normed, w_in[:, shape.qkv_width:])
             op(bias_add, io["mlp"], io["mlp_in"], bias=b_in[:, shape.qkv_width:], function="relu")
-        op(library.matmul, partial, io["mlp"], w_out[hq * dh:])
+        project(partial, io["mlp"], w_out[hq * dh:])
         reduce_into_hidden(vectors[5:6] if arch.biases else None)
     step = shape.prompt_len if context is None else 1
     for b in range(shape.batch):
@@ -242,7 +245,7 @@ def build_head(shape: DecoderShape, constants: Mapping[str, np.ndarray] | None =
         else:
             rms_norm(k, normed, last, norm, eps=RMS_EPS)
     with k.operation():
-        library.matmul(k, logits, normed, const["lm_head"])
+        weight_streaming_matmul(k, logits, normed, const["lm_head"])
     return k.program()
 
 

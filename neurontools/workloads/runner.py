@@ -132,7 +132,8 @@ class WorkloadRunner:
             with self._loading:
                 loading = time.monotonic()
                 with Device(self.address) as device:
-                    workload.memory_plan().check(device.snapshot(), f"{name} ({workload.describe()['model']})")
+                    model = workload.describe()["model"]
+                    workload.memory_plan().check(device.snapshot(), name if name == model else f"{name} ({model})")
                 session = Session(self.address, visible_cores=_core_list(workload.cores), tag=run.tag,
                                   exec_timeout=120).open()
                 try:

@@ -154,6 +154,52 @@ def swiglu(k: Kernel, out: Operand, gate_up: Operand) -> None:
             k.store(out[r0:r1, c0:c1], g)
 
 
+WEIGHT_COLUMNS = 2048  # columns of a streamed weight tile: 4 KiB per partition in bfloat16, near DMA peak
+
+
+def weight_streaming_matmul(k: Kernel, out: Operand, a: Operand, w: Operand) -> None:
+    """out[M, N] = a[M, K] @ w[K, N] for M <= 128 rows (the tokens of a decode step).
+
+    a.T stays in SBUF (K/128 transposes, once) and the weights stream past it once, 128 rows by 2048
+    columns per DMA, into up to four PSUM accumulators of 512 columns. library.matmul keeps whole-K
+    weight panels resident, which does not fit SBUF for K in the thousands; it then reloads and
+    re-transposes the small operand for every block of the weights."""
+    out, a, w = _view(out), _view(a), _view(w)
+    m, kk = a.shape
+    n = w.shape[1]
+    if m > P or w.shape[0] != kk or out.shape != (m, n):
+        raise KernelError(f"weight_streaming_matmul shapes: a {list(a.shape)} (at most {P} rows), "
+                          f"w {list(w.shape)}, out {list(out.shape)}")
+    k_chunks = chunks(kk, P)
+    width = min(n, WEIGHT_COLUMNS)
+    rows = k.sbuf((m, kk), a.dtype)
+    a_t = k.sbuf((P, len(k_chunks) * m), w.dtype)
+    staging = k.psum((P, m))
+    k.load(rows, a)
+    for i, (k0, k1) in enumerate(k_chunks):
+        k.transpose(staging[0:k1 - k0], rows[:, k0:k1])
+        k.tensor_copy(a_t[0:k1 - k0, i * m:(i + 1) * m], staging[0:k1 - k0])
+    panels = [k.sbuf((P, width), w.dtype) for _ in range(3)]
+    accs = [k.psum((m, min(width, N_MAX))) for _ in range(-(-width // N_MAX))]
+    results = [k.sbuf((m, width), out.dtype) for _ in range(2)]
+    turn = 0
+    for g, (n0, n1) in enumerate(chunks(n, WEIGHT_COLUMNS)):
+        pieces = chunks(n1 - n0, N_MAX)
+        for i, (k0, k1) in enumerate(k_chunks):
+            panel = panels[turn % len(panels)][0:k1 - k0, 0:n1 - n0]
+            turn += 1
+            k.load(panel, w[k0:k1, n0:n1])
+            for j, (s0, s1) in enumerate(pieces):
+                k.matmul(accs[j][:, 0:s1 - s0], a_t[0:k1 - k0, i * m:(i + 1) * m], panel[:, s0:s1], accumulate=i > 0)
+        result = results[g % 2][:, 0:n1 - n0]
+        for j, (s0, s1) in enumerate(pieces):  # evacuate on the Scalar and Vector engines in turn
+            if j % 2:
+                k.tensor_copy(result[:, s0:s1], accs[j][:, 0:s1 - s0])
+            else:
+                k.activation(result[:, s0:s1], accs[j][:, 0:s1 - s0], "copy")
+        k.store(out[:, n0:n1], result)
+
+
 # -- the KV cache ------------------------------------------------------------------------------------
 #
 # Per layer and core: keys stored transposed, kT [B * kv_heads * head_dim, C], so a (batch, kv head)
