@@ -124,3 +124,57 @@ def test_uncorrected_ecc_fails_the_next_execution_on_each_core_of_the_device(add
         assert run14().status == "completed" and run15().status == "completed"
         stats = next(s for s in device.snapshot().sessions if s.session_id == session.session_id).stats
         assert stats.errors.hardware == 2
+
+
+def _sample(text: str, family: str, **labels: str) -> float:
+    """The value of the one series of `family` whose labels include `labels`."""
+    matches = [line for line in text.splitlines() if line.startswith(family + "{")
+               and all(f'{k}="{v}"' in line for k, v in labels.items())]
+    assert len(matches) == 1, (family, labels, matches)
+    return float(matches[0].rsplit(" ", 1)[1])
+
+
+def test_every_fault_reaches_neuron_monitor_and_prometheus(address):
+    from prometheus_client import generate_latest
+
+    from neurontools.monitor.collector import Collector
+    from neurontools.monitor.config import default_config
+    from neurontools.monitor.prometheus import PrometheusMapping, metrics_registry
+
+    clock = [0.0]
+    with Session(address, visible_cores="16", tag="faulty", exec_timeout=0.1) as session, \
+            Device(address) as device:
+        collector = Collector(default_config(), device.snapshot, clock=lambda: clock[0])
+        execute, _ = _mlp(session, 16)
+        collector.collect()  # the baseline
+        device.inject_fault("mem_ecc_corrected", device=8, count=3)
+        device.inject_fault("mem_ecc_uncorrected", device=8)
+        assert execute().status == "completed_with_err"
+        fault = device.inject_fault("numerical_error", core=16)
+        assert execute().status == "completed_with_num_err"
+        device.clear_faults(fault.fault_id)
+        fault = device.inject_fault("core_hang", core=16)
+        assert execute().status == "timed_out"
+        device.clear_faults(fault.fault_id)
+        assert execute().status == "completed"
+        clock[0] += 5.0
+        report = collector.collect()
+
+    hw = report.system_data.neuron_hw_counters.neuron_devices[8]
+    assert (hw.mem_ecc_corrected, hw.mem_ecc_uncorrected) == (3, 1)
+    runtime = next(r for r in report.neuron_runtime_data if r.neuron_runtime_tag == "faulty")
+    summary = runtime.report.execution_stats.execution_summary
+    errors = runtime.report.execution_stats.error_summary
+    assert (summary.completed, summary.completed_with_err, summary.completed_with_num_err, summary.timed_out) \
+        == (1, 1, 1, 1)
+    assert (errors.hardware, errors.numerical, errors.transient) == (1, 1, 1)
+
+    mapping = PrometheusMapping()
+    mapping.update(report)
+    text = generate_latest(metrics_registry(mapping, client_metrics=False)).decode()
+    assert _sample(text, "hardware_ecc_events_total", event_type="mem_ecc_corrected", neuron_device_index="8") == 3
+    assert _sample(text, "hardware_ecc_events_total", event_type="mem_ecc_uncorrected", neuron_device_index="8") == 1
+    for status in ("completed_with_err", "completed_with_num_err", "timed_out"):
+        assert _sample(text, "execution_status_total", runtime_tag="faulty", status_type=status) == 1
+    for kind in ("hardware", "numerical", "transient"):
+        assert _sample(text, "execution_errors_total", runtime_tag="faulty", error_type=kind) == 1

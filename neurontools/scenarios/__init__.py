@@ -1,0 +1,1 @@
+"""Scenarios: workloads and injected faults on a timeline (neuron-scenario)."""

@@ -1,0 +1,80 @@
+"""Playing a scenario against a daemon: workloads start and stop, faults are injected, on time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.client import Device
+from neurontools.scenarios.scenario_file import FaultEntry, Scenario
+from neurontools.workloads import catalog
+from neurontools.workloads.runner import WorkloadRunner
+from neurontools.workloads.summary import workload_summary
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    order: int  # at the same time: stops, then starts, then faults
+    action: str  # "start", "stop", "fault"
+    target: str | FaultEntry
+
+
+def events(scenario: Scenario, names: list[str]) -> list[Event]:
+    out = []
+    for name, entry in zip(names, scenario.workloads):
+        out.append(Event(entry.start, 1, "start", name))
+        if entry.stop is not None:
+            out.append(Event(entry.stop, 0, "stop", name))
+    out.extend(Event(fault.at, 2, "fault", fault) for fault in scenario.faults)
+    return sorted(out, key=lambda e: (e.at, e.order))
+
+
+def play(scenario: Scenario, address: str, stop: threading.Event,
+         log: Callable[[str], None] = lambda _: None) -> dict:
+    """Run the scenario to its end (or until `stop` is set); returns what happened."""
+    with Device(address) as device:
+        placer = catalog.Placer(device.snapshot())
+        runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
+        names = []
+        for entry in scenario.workloads:
+            spec = catalog.parse_spec(entry.spec, catalog.Settings())
+            workload = catalog.build(spec, placer)
+            names.append(runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate))
+        timeline = events(scenario, names)
+        injected: list[dict] = []
+        lasting: list[int] = []
+        started = time.monotonic()
+        try:
+            for event in timeline:
+                if stop.wait(max(0.0, started + event.at - time.monotonic())):
+                    break
+                if event.action == "start":
+                    runner.start(event.target)
+                    log(f"t={event.at:g}s start {event.target}")
+                elif event.action == "stop":
+                    runner.stop(event.target)
+                    log(f"t={event.at:g}s stop {event.target}")
+                else:
+                    fault = _inject(device, event.target)
+                    if fault.kind in (pb.CORE_HANG, pb.NUMERICAL_ERROR, pb.LINK_DOWN) and not fault.duration_ns:
+                        lasting.append(fault.fault_id)
+                    injected.append({"at": event.at, "fault_id": fault.fault_id,
+                                     "kind": event.target.kind, "description": fault.description})
+                    log(f"t={event.at:g}s fault {fault.fault_id}: {fault.description}")
+            stop.wait(max(0.0, started + scenario.duration - time.monotonic()))
+        finally:
+            runner.stop_all()
+            for fault_id in lasting:  # what the scenario left in force ends with it
+                device.clear_faults(fault_id)
+        return {"scenario": scenario.name, "seconds": round(time.monotonic() - started, 3),
+                "completed": not stop.is_set(), "faults": injected,
+                "workloads": [workload_summary(name, runner.runs[name]) for name in names]}
+
+
+def _inject(device: Device, fault: FaultEntry) -> pb.Fault:
+    return device.inject_fault(fault.kind, device=fault.device, core=fault.core, link=fault.link,
+                               count=fault.count, duration=fault.duration)
