@@ -27,7 +27,7 @@ import numpy as np
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Model, Session, Tensor
-from neurontools.demo import gelu, mlp_program
+from neurontools.kernels.examples import gelu, mlp_program
 
 INSTANCE_TYPE = "inf2.48xlarge"
 CORES = 4

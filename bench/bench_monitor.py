@@ -61,7 +61,7 @@ EVERY_GROUP_EACH_SECOND = {
 def run_workload(address: str) -> None:
     """One application per core, each executing on its core until SIGTERM."""
     from neurontools.client import Session
-    from neurontools.demo import mlp_program
+    from neurontools.kernels.examples import mlp_program
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

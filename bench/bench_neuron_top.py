@@ -51,7 +51,7 @@ def _layout() -> list[tuple[str, str]]:
 
 def run_workload(address: str) -> None:
     from neurontools.client import Session
-    from neurontools.demo import mlp_program
+    from neurontools.kernels.examples import mlp_program
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -39,7 +39,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
 from neurontools.daemon.embedded import running_daemon
 from neurontools.daemon.hbm_allocator import format_bytes
-from neurontools.demo import mlp_program
+from neurontools.kernels.examples import mlp_program
 
 INSTANCE_TYPE = "inf2.48xlarge"
 WANTED_SESSIONS, MODELS = 50, 100

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.demo import mlp_program
+from neurontools.kernels.examples import mlp_program
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1

@@ -15,7 +15,7 @@ from neurontools import addresses
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import (AccessDenied, Device, ExecutionError, InvalidRequest, NotFoundError,
                                 OutOfResources, Session, Tensor)
-from neurontools.demo import gelu, mlp_program
+from neurontools.kernels.examples import gelu, mlp_program
 from neurontools.latency_histogram import difference, percentiles
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import AccessDenied, Device, InvalidRequest, Session
-from neurontools.demo import mlp_program
+from neurontools.kernels.examples import mlp_program
 
 
 def test_ecc_events_are_counted_per_device(address):

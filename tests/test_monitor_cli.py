@@ -24,7 +24,7 @@ from neurontools.daemon import topology as topo
 from neurontools.daemon.embedded import EmbeddedDaemon
 from neurontools.daemon.instance_info import resolve_identity
 from neurontools.daemon.server import ServerOptions
-from neurontools.demo import mlp_program
+from neurontools.kernels.examples import mlp_program
 from neurontools.monitor.cli import USAGE, Options, UsageError, main, parse_options
 from neurontools.monitor.report_json import dumps_report, loads_report
 

@@ -212,7 +212,7 @@ def busy_workload(address):
     import numpy as np
 
     from neurontools.client import Session
-    from neurontools.demo import mlp_program
+    from neurontools.kernels.examples import mlp_program
 
     with Session(address, visible_cores="4-5", tag="served", command="pytest workload") as session:
         model = session.load_model("mlp", {4: mlp_program(weights=np.ones((128, 256), np.float32), repeat=2000)})

@@ -111,7 +111,7 @@ def run(coroutine) -> None:
 def _application(address: str, cores: str, tag: str, repeat: int, pause: float, stop: threading.Event,
                  ready: threading.Barrier, misbehave: bool) -> None:
     from neurontools.client import Session
-    from neurontools.demo import mlp_program
+    from neurontools.kernels.examples import mlp_program
 
     with Session(address, visible_cores=cores, tag=tag, command=f"python serve.py --tag {tag}") as session:
         work = []
