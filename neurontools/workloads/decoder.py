@@ -46,7 +46,8 @@ from neurontools.kernels import library
 from neurontools.workloads.architectures import DecoderArchitecture
 from neurontools.workloads.pooled_kernel import PooledKernel
 from neurontools.workloads.transformer_ops import (append_kv, bias_add, decode_attention, layer_norm, rms_norm,
-                                                    swiglu, weight_streaming_matmul, write_prompt_kv)
+                                                    streams_weights, swiglu, weight_streaming_matmul,
+                                                    write_prompt_kv)
 from neurontools.workloads.weights import WeightMaker
 
 RMS_EPS = 1e-5        # Llama-2's
@@ -180,7 +181,8 @@ def build_stage(shape: DecoderShape, layers: int, *, context: int | None = None)
 
     def project(out, x, weights) -> None:
         """out = x @ weights; when the tokens fit on the partitions, the weights stream past them once."""
-        op(weight_streaming_matmul if tokens <= 128 else library.matmul, out, x, weights)
+        streamed = streams_weights(tokens, weights.shape[0], weights.dtype)
+        op(weight_streaming_matmul if streamed else library.matmul, out, x, weights)
 
     def reduce_into_hidden(bias) -> None:
         if shape.tp > 1:
@@ -245,7 +247,8 @@ def build_head(shape: DecoderShape, constants: Mapping[str, np.ndarray] | None =
         else:
             rms_norm(k, normed, last, norm, eps=RMS_EPS)
     with k.operation():
-        weight_streaming_matmul(k, logits, normed, const["lm_head"])
+        streamed = streams_weights(shape.batch, arch.hidden, normed.dtype)
+        (weight_streaming_matmul if streamed else library.matmul)(k, logits, normed, const["lm_head"])
     return k.program()
 
 

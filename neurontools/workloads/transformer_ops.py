@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from neurontools import dtypes
 from neurontools.kernels.builder import Kernel, KernelError, Operand, Tensor, View
 from neurontools.kernels.library import chunks
 
@@ -155,6 +156,13 @@ def swiglu(k: Kernel, out: Operand, gate_up: Operand) -> None:
 
 
 WEIGHT_COLUMNS = 2048  # columns of a streamed weight tile: 4 KiB per partition in bfloat16, near DMA peak
+RESIDENT_ROWS_BYTES = 32 * 1024  # per partition, for the transposed rows weight_streaming_matmul keeps
+
+
+def streams_weights(rows: int, kk: int, dtype: int) -> bool:
+    """Whether weight_streaming_matmul suits a product of `rows` rows with K = kk: the rows fit on the
+    partitions and their transpose fits its share of SBUF."""
+    return rows <= P and -(-kk // P) * rows * dtypes.itemsize(dtype) <= RESIDENT_ROWS_BYTES
 
 
 def weight_streaming_matmul(k: Kernel, out: Operand, a: Operand, w: Operand) -> None:
@@ -172,13 +180,15 @@ def weight_streaming_matmul(k: Kernel, out: Operand, a: Operand, w: Operand) -> 
                           f"w {list(w.shape)}, out {list(out.shape)}")
     k_chunks = chunks(kk, P)
     width = min(n, WEIGHT_COLUMNS)
-    rows = k.sbuf((m, kk), a.dtype)
+    rows = k.sbuf((m, min(kk, WEIGHT_COLUMNS)), a.dtype)
     a_t = k.sbuf((P, len(k_chunks) * m), w.dtype)
     staging = k.psum((P, m))
-    k.load(rows, a)
-    for i, (k0, k1) in enumerate(k_chunks):
-        k.transpose(staging[0:k1 - k0], rows[:, k0:k1])
-        k.tensor_copy(a_t[0:k1 - k0, i * m:(i + 1) * m], staging[0:k1 - k0])
+    for c0, c1 in chunks(kk, WEIGHT_COLUMNS):
+        k.load(rows[:, 0:c1 - c0], a[:, c0:c1])
+        for k0, k1 in chunks(c1 - c0, P):
+            i = (c0 + k0) // P
+            k.transpose(staging[0:k1 - k0], rows[:, k0:k1])
+            k.tensor_copy(a_t[0:k1 - k0, i * m:(i + 1) * m], staging[0:k1 - k0])
     panels = [k.sbuf((P, width), w.dtype) for _ in range(3)]
     accs = [k.psum((m, min(width, N_MAX))) for _ in range(-(-width // N_MAX))]
     results = [k.sbuf((m, width), out.dtype) for _ in range(2)]
