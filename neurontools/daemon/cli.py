@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# One BLAS thread per call: the daemon already runs one worker thread per NeuronCore, and BLAS's own
+# threads fighting them for the host's CPUs made compute-mode executions up to 8x slower (see
+# docs/performance.md). Set before numpy loads OpenBLAS; an explicit setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402  (after the BLAS setting on purpose)
 import asyncio
 import logging
 import signal

@@ -38,6 +38,7 @@ class SnapshotBuilder:
         self.state = state
         self.started_unix_ns = time.time_ns()
         self.memory = _MemoryMessages(state.ledger)
+        self._model_messages: dict[int, pb.ModelInfo] = {}
 
     def build(self, observers: list[tuple[int, str]]) -> pb.Snapshot:
         state = self.state
@@ -101,11 +102,24 @@ class SnapshotBuilder:
             session.stats.fill(info.stats)
 
     def _models(self, snap: pb.Snapshot, state: RuntimeState) -> None:
+        # A model's identity and memory are fixed from load to unload: build its message once and
+        # copy it (in C) into each snapshot; only the running flag and the count change.
+        cache = self._model_messages
+        for model_id in [m for m in cache if m not in state.models]:
+            del cache[model_id]
         for model in state.models.values():
-            info = snap.models.add(model_id=model.model_id, uuid=model.uuid, name=model.name,
-                                   session_id=model.session_id, is_running=model.running > 0,
-                                   executions=model.executions)
-            for sg in model.subgraphs:
-                subgraph = info.subgraphs.add(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
-                self.memory.fill(subgraph.device_memory, ("model_core", model.model_id, sg.core_id))
-                self.memory.fill(subgraph.host_memory, ("model_host", model.model_id, sg.core_id))
+            prototype = cache.get(model.model_id)
+            if prototype is None:
+                prototype = cache[model.model_id] = self._model_message(model)
+            info = snap.models.add()
+            info.CopyFrom(prototype)
+            info.is_running = model.running > 0
+            info.executions = model.executions
+
+    def _model_message(self, model) -> pb.ModelInfo:
+        info = pb.ModelInfo(model_id=model.model_id, uuid=model.uuid, name=model.name, session_id=model.session_id)
+        for sg in model.subgraphs:
+            subgraph = info.subgraphs.add(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
+            self.memory.fill(subgraph.device_memory, ("model_core", model.model_id, sg.core_id))
+            self.memory.fill(subgraph.host_memory, ("model_host", model.model_id, sg.core_id))
+        return info
