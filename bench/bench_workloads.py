@@ -29,8 +29,12 @@ import common
 import psutil
 
 from neurontools.client import Device
+from neurontools.daemon.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
+from neurontools.workloads.architectures import DECODERS as DECODER_SHAPES
+from neurontools.workloads.architectures import ENCODERS as ENCODER_SHAPES
 
 NEURON_WORKLOAD = str(Path(sys.executable).with_name("neuron-workload"))
+PEAK_FLOPS = 2 * 128 * 128 * TENSOR_CLOCK_HZ  # a 128 x 128 bfloat16 systolic array, one MAC per cycle: 91.75 TFLOPS
 SIZES = {"inf2.xlarge": 2, "inf2.8xlarge": 2, "inf2.24xlarge": 12, "inf2.48xlarge": 24}  # cores
 ENCODERS = ["bert-base", "bert-large"]
 DECODERS = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "opt-30b", "opt-66b", "opt-175b"]
@@ -58,15 +62,30 @@ def spec_for(preset: str, cores: int) -> str:
     return f"{preset}:tp={cores},batch=1,seq_len=128,gen_len=32,layers_per_program=1"
 
 
+def bound(w: dict) -> float:
+    """The reference: an encoder request at the Tensor engine's peak (2 FLOPs per weight and token, plus
+    attention's two products), a decode step at HBM bandwidth (every weight read once per token)."""
+    config = w["config"]
+    if w["kind"] == "encoder":
+        a = ENCODER_SHAPES[config["model"]]
+        tokens = config["batch"] * config["seq_len"]
+        flops = a.layers * (2 * tokens * a.layer_parameters() + 4 * tokens * config["seq_len"] * a.hidden)
+        return flops / PEAK_FLOPS
+    a = DECODER_SHAPES[config["model"]]
+    return 2 * a.parameters() / config["tp"] / HBM_BYTES_PER_S_PER_CORE
+
+
 def cell(w: dict) -> str:
     if w["status"] == "error":
         return "does not fit" if "needs" in w["error"] else f"error: {w['error'][:60]}"
     device = w["device_latency_seconds"]["p50"]
     if w["kind"] == "encoder":
-        return f"{device * 1e3:.2f} ms, {w['modeled_inferences_per_second']:.0f} inf/s"
+        return (f"{device * 1e3:.2f} ms ({device / bound(w):.1f}x bound), "
+                f"{w['modeled_inferences_per_second']:.0f} inf/s")
     first = w["device_time_to_first_token_seconds"]["p50"]
     token = w["device_inter_token_latency_seconds"]["p50"]
-    return f"TTFT {first * 1e3:.1f} ms, {token * 1e3:.1f} ms/token, {1 / token:.1f} tok/s"
+    return (f"TTFT {first * 1e3:.1f} ms, {token * 1e3:.1f} ms/token ({token / bound(w):.1f}x bound), "
+            f"{1 / token:.1f} tok/s")
 
 
 def preset_table(quick: bool) -> None:
