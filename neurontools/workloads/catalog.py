@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.topology import CORES_PER_DEVICE
-from neurontools.workloads.architectures import DECODERS, ENCODERS
+from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchitecture
 from neurontools.workloads.decoder import DecoderShape
+from neurontools.workloads.decoder_workload import DecoderWorkload
+from neurontools.workloads.encoder_workload import EncoderWorkload
 from neurontools.workloads.workload import Workload
 
 TP_DEGREES = (1, 2, 4, 8, 12, 16, 24, 32)
@@ -155,11 +157,9 @@ def quick_bytes_per_core(shape: DecoderShape) -> int:
 def build(spec: Spec, placer: Placer) -> Workload:
     s = spec.settings
     if spec.preset in ENCODERS:
-        from neurontools.workloads.encoder_workload import EncoderWorkload
         cores = _cores(s, placer, ENCODER_CORES)
         return EncoderWorkload(ENCODERS[spec.preset], cores, batch=s.batch, seq_len=s.seq_len or 128,
                                dtype=s.dtype, compute=s.compute, layers_per_program=s.layers_per_program)
-    from neurontools.workloads.decoder_workload import DecoderWorkload
     arch = DECODERS[spec.preset]
     prompt = s.seq_len or 128
     tp = s.tp or choose_tp(arch, s, prompt, placer)
@@ -168,7 +168,7 @@ def build(spec: Spec, placer: Placer) -> Workload:
                            dtype=s.dtype, compute=s.compute, layers_per_program=s.layers_per_program)
 
 
-def choose_tp(arch, settings: Settings, prompt: int, placer: Placer) -> int:
+def choose_tp(arch: DecoderArchitecture, settings: Settings, prompt: int, placer: Placer) -> int:
     """The smallest tensor-parallel degree that fits; the largest the machine has if none does (its
     load then fails with the shortfall)."""
     usable = [tp for tp in TP_DEGREES if tp <= placer.core_count - len(placer.taken)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from neurontools.client import ExecutionResult, Model, Session, Tensor
@@ -111,11 +111,13 @@ class StageRunner:
                       if timing_only else None)
 
     def run(self, calls: Sequence[tuple[Model, Mapping[int, Mapping[str, Tensor]]]]) -> list[ExecutionResult]:
-        execute: Callable[[tuple], ExecutionResult] = lambda call: self.session.execute(
-            call[0], {}, core_bindings=call[1], timing_only=self.timing_only)
         if self._pool is None:
-            return [execute(call) for call in calls]
-        return list(self._pool.map(execute, calls))
+            return [self._execute(call) for call in calls]
+        return list(self._pool.map(self._execute, calls))
+
+    def _execute(self, call: tuple[Model, Mapping[int, Mapping[str, Tensor]]]) -> ExecutionResult:
+        model, bindings = call
+        return self.session.execute(model, {}, core_bindings=bindings, timing_only=self.timing_only)
 
     def close(self) -> None:
         if self._pool is not None:
