@@ -96,6 +96,12 @@ class LoadedModel:
         return next((sg for sg in self.subgraphs if sg.core_id == core_id), None)
 
 
+@dataclass(frozen=True)
+class PreparedModel:
+    programs: list[CompiledProgram]  # one per subgraph, in request order
+    collectives: ModelCollectives | None
+
+
 @dataclass(eq=False)
 class Session:
     session_id: int
@@ -342,7 +348,9 @@ class RuntimeState:
 
     # -- models -----------------------------------------------------------------------------------
 
-    def load_model(self, session: Session, request: pb.LoadModelRequest) -> LoadedModel:
+    def prepare_model(self, session: Session, request: pb.LoadModelRequest) -> "PreparedModel":
+        """Validate and compile a model's subgraphs. Touches no shared state, so it runs off the event
+        loop: a large model's compile must not stall every other client."""
         _check_text("name", request.name, MAX_NAME_LENGTH)
         if not request.subgraphs:
             raise InvalidArgument("a model needs at least one subgraph (a program and the core it runs on)")
@@ -350,18 +358,32 @@ class RuntimeState:
         if len(set(cores)) != len(cores):
             raise InvalidArgument("two subgraphs name the same core; a model has one subgraph per core")
         compiled = []
+        by_bytes: dict[bytes, CompiledProgram] = {}  # data-parallel models repeat one program per core
         for index, sg in enumerate(request.subgraphs):
             self._check_core(session, sg.core_id)
-            try:
-                compiled.append(compile_program(sg.program))
-            except ProgramError as exc:
-                raise InvalidArgument(f"subgraph {index} (NeuronCore {sg.core_id}): {exc}") from None
+            key = sg.program.SerializeToString(deterministic=True)
+            if key not in by_bytes:
+                try:
+                    by_bytes[key] = compile_program(sg.program)
+                except ProgramError as exc:
+                    raise InvalidArgument(f"subgraph {index} (NeuronCore {sg.core_id}): {exc}") from None
+            compiled.append(by_bytes[key])
         try:
             collectives = plan_model(self.machine, list(zip(cores, compiled)))
         except CollectiveError as exc:
             raise InvalidArgument(f"model {request.name!r}: {exc}") from None
         if collectives is not None:
             compiled = [collectives.programs[core] for core in cores]  # timed among their peers
+        return PreparedModel(compiled, collectives)
+
+    def load_model(self, session: Session, request: pb.LoadModelRequest,
+                   prepared: "PreparedModel | None" = None) -> LoadedModel:
+        """Place a (prepared) model's memory and register it; runs on the event loop."""
+        prepared = prepared or self.prepare_model(session, request)
+        if session.closed_reason is not None:
+            raise Unauthenticated(f"the session closed while the model was compiling ({session.closed_reason})")
+        cores = [sg.core_id for sg in request.subgraphs]
+        compiled, collectives = prepared.programs, prepared.collectives
         with self.lock:
             model = LoadedModel(next(self._model_ids), uuid.uuid4().hex, request.name, session.session_id, [],
                                 collectives=collectives)

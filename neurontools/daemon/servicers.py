@@ -274,7 +274,9 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
 
     @_handler
     async def LoadModel(self, request, context):
-        model = self.state.load_model(self._session(context), request)
+        session = self._session(context)
+        prepared = await asyncio.to_thread(self.state.prepare_model, session, request)
+        model = self.state.load_model(session, request, prepared)
         return pb.ModelInfo(model_id=model.model_id, uuid=model.uuid, name=model.name,
                             session_id=model.session_id,
                             subgraphs=[pb.Subgraph(name=sg.name, core_id=sg.core_id, device_index=sg.device_index)
