@@ -64,7 +64,8 @@ def test_no_daemon_exits_1_with_one_logrus_line_on_stderr_and_nothing_on_stdout(
         lines = result.stderr.decode().splitlines()
         assert len(lines) == 1, lines
         assert re.fullmatch(r'FATA\[\d{4}\] Failed to discover neuron devices {13}error="cannot reach neurond at '
-                            + re.escape(absent) + r": start it with 'neurond'.*\"", lines[0]), lines[0]
+                            + re.escape(absent) + r": there is no socket " + re.escape(absent[len("unix://"):])
+                            + r"; start it with 'neurond'.*\"", lines[0]), lines[0]
 
 
 def test_default_table_from_a_live_daemon_equals_the_real_capture(address: str) -> None:

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from neurontools import __version__, addresses
+from neurontools import __version__, addresses, connection_options
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT
 from neurontools.daemon.instance_info import ConfigFileError, load_config, resolve_identity
@@ -97,10 +97,11 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     instance = resolve_identity(machine.instance_type, overrides)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("neurond: --tls-cert and --tls-key go together")
-    token = _read(args.token_file, "token file")
+    # The same rules as the clients': a token file others can read is refused, with the chmod to run.
+    token = connection_options.read_token_file(args.token_file) if args.token_file else None
     return ServerOptions(
         machine=machine, instance=instance, address=addresses.normalize(args.address),
-        listen=args.listen, token=token.decode().strip() if token else None, insecure=args.insecure,
+        listen=args.listen, token=token, insecure=args.insecure,
         tls_cert=_read(args.tls_cert, "TLS certificate"), tls_key=_read(args.tls_key, "TLS key"),
         max_in_flight=args.max_in_flight)
 

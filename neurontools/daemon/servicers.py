@@ -19,8 +19,8 @@ import grpc
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
-from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
-                                       Unauthenticated)
+from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                                       RequestError, Unauthenticated)
 from neurontools.daemon.execution import Executor
 from neurontools.daemon.registration import Malformed
 from neurontools.daemon.runtime_state import RuntimeState, Session
@@ -53,11 +53,16 @@ class Access:
     def check(self, context: grpc.aio.ServicerContext) -> None:
         if self.token is None or context.peer().startswith("unix:"):
             return
-        header = _metadata(context, "authorization") or ""
+        header = _metadata(context, "authorization")
+        if not header:
+            raise Unauthenticated("no token sent: this daemon asks TCP clients for its token; give the file "
+                                  "holding it with --token-file or $NEURON_DAEMON_TOKEN_FILE (Python: token=)")
         scheme, _, supplied = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.token.encode()):
-            raise Unauthenticated("this daemon listens on TCP with a token: send 'authorization: Bearer "
-                                  "<token>' (the client's token= argument or $NEURON_DAEMON_TOKEN)")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated(f"the authorization header must be 'Bearer <token>', not {scheme[:20]!r}")
+        if not hmac.compare_digest(supplied.encode(), self.token.encode()):
+            raise Unauthenticated("wrong token: the token sent does not match this daemon's (its --token-file); "
+                                  "check the client's --token-file or $NEURON_DAEMON_TOKEN_FILE")
 
 
 def _check_decoded(request) -> None:
@@ -324,7 +329,11 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def ClearFaults(self, request, context):
         self._operator_only(context)
-        return pb.ClearFaultsResponse(cleared=self.state.faults.clear(request.fault_id))
+        cleared = self.state.faults.clear(request.fault_id)
+        if request.fault_id and not cleared:
+            raise NotFound(f"no lasting fault {request.fault_id} is in force (it expired, was cleared, or never "
+                           "existed); 'neuron-fault list' shows those that are")
+        return pb.ClearFaultsResponse(cleared=cleared)
 
     @_handler
     async def ListFaults(self, request, context):

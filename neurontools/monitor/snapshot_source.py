@@ -11,6 +11,7 @@ import logging
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, NeuronError
+from neurontools.connection_options import DaemonEndpoint
 
 log = logging.getLogger("neuron-monitor")
 
@@ -19,7 +20,7 @@ class DaemonSnapshots:
     """A callable returning a fresh pb.Snapshot, or raising NeuronError (daemon unreachable,
     timeout); the next call after an error connects anew. Called from one thread at a time."""
 
-    def __init__(self, address: str | None, timeout: float) -> None:
+    def __init__(self, address: str | DaemonEndpoint | None, timeout: float) -> None:
         self._address = address
         self._timeout = timeout
         self._device: Device | None = None
