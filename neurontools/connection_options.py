@@ -92,6 +92,11 @@ def resolve(address: str | DaemonEndpoint | None = None, *, token: str | None = 
         return address
     environ = os.environ
     target = addresses.normalize(address)
+    if addresses.is_unix(target):
+        try:
+            addresses.check_socket_path_length(addresses.unix_socket_path(target))
+        except addresses.SocketPathError as exc:
+            raise ConnectionOptionError(str(exc)) from None
     if token is None:
         if token_file:
             token = read_token_file(token_file)

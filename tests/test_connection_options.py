@@ -113,11 +113,11 @@ def test_the_ca_applies_to_tcp_only(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_neurond_refuses_a_token_file_others_can_read(tmp_path):
+def test_neurond_refuses_a_token_file_others_can_read(tmp_path, socket_dir):
     token_file = tmp_path / "token"
     token_file.write_text("secret\n")
     token_file.chmod(0o644)
-    result = _run(["neurontools.daemon.cli"], "--address", f"unix://{tmp_path}/n.sock", "--listen",
+    result = _run(["neurontools.daemon.cli"], "--address", f"unix://{socket_dir}/n.sock", "--listen",
                   f"127.0.0.1:{_free_port()}", "--token-file", str(token_file), timeout=30)
     assert result.returncode == 2 and f"chmod 600 {token_file}" in result.stderr
 
@@ -192,7 +192,7 @@ def test_neuron_workload_runs_on_a_tls_daemon(remote):
 
 # -- what failed --------------------------------------------------------------------------------
 
-def test_errors_say_what_failed(remote, tmp_path):
+def test_errors_say_what_failed(remote, socket_dir):
     def failure(address, **kwargs) -> str:
         with Device(address, timeout=3, **kwargs) as device, pytest.raises((DaemonUnavailable, AccessDenied)) as e:
             device.snapshot()
@@ -209,7 +209,7 @@ def test_errors_say_what_failed(remote, tmp_path):
     assert failure(f"127.0.0.1:{_free_port()}").endswith("nothing is listening there (connection refused); start "
                                                          "it with 'neurond' (or point --address or "
                                                          "$NEURON_DAEMON_ADDRESS at a running one)")
-    assert f"there is no socket {tmp_path}/absent.sock" in failure(f"unix://{tmp_path}/absent.sock")
+    assert f"there is no socket {socket_dir}/absent.sock" in failure(f"unix://{socket_dir}/absent.sock")
     with Device(remote["tls"], token=TOKEN, root_certificates=ca) as device:  # and right, it works
         assert device.topology().instance.instance_type == "inf2.xlarge"
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.addresses import unix_socket_path
+from neurontools.addresses import check_socket_path, unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
 from neurontools.daemon.registration import add_service
@@ -99,15 +99,19 @@ class DaemonServer:
                  f" and tcp {self.options.listen}" if self.options.listen else "")
 
     def _bind_unix(self, server: grpc.aio.Server) -> None:
+        check_socket_path(self.socket_path)  # short enough, in a directory that exists
         path = Path(self.socket_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
+        if path.is_socket():
             # A socket left by a daemon that died; a live one would have answered the CLI's probe.
             path.unlink()
+        elif path.exists() or path.is_symlink():
+            raise OSError(f"{path} exists and is not a socket; neurond will not replace it: remove it or choose "
+                          "another --address")
         # The socket is created 0600 from the start: no window where others could connect.
         old = os.umask(0o177)
         try:
-            if not server.add_insecure_port(self.options.address):
+            # "unix:PATH": gRPC counts the "//" of "unix:///PATH" against the 107-byte limit when binding.
+            if not server.add_insecure_port(f"unix:{self.socket_path}"):
                 raise OSError(f"cannot listen on {self.options.address}")
         finally:
             os.umask(old)
