@@ -73,6 +73,9 @@ def test_refuses_a_second_daemon_on_the_same_socket(socket_address):
     (["--listen", "127.0.0.1:0"], "--token-file"),
     (["--topology-file", "/nonexistent.json"], "cannot read topology file"),
     (["--instance-id", "bogus"], "instance_id"),
+    (["--socket-mode", "0666"], "others nothing"),
+    (["--socket-mode", "0400"], "give the owner read and write"),
+    (["--socket-mode", "rw"], "not an octal mode"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(args, message, socket_address):
     result = subprocess.run([*NEUROND, "--address", socket_address, *args], capture_output=True, text=True,

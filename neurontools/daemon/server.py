@@ -41,6 +41,7 @@ class ServerOptions:
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    socket_mode: int = 0o600          # of the Unix socket; 0660 lets its group in
 
 
 class DaemonServer:
@@ -107,8 +108,8 @@ class DaemonServer:
         elif path.exists() or path.is_symlink():
             raise OSError(f"{path} exists and is not a socket; neurond will not replace it: remove it or choose "
                           "another --address")
-        # The socket is created 0600 from the start: no window where others could connect.
-        old = os.umask(0o177)
+        # The socket is created with its mode from the start: no window where others could connect.
+        old = os.umask(0o777 & ~self.options.socket_mode)
         try:
             # "unix:PATH": gRPC counts the "//" of "unix:///PATH" against the 107-byte limit when binding.
             if not server.add_insecure_port(f"unix:{self.socket_path}"):
