@@ -39,7 +39,7 @@ def play(scenario: Scenario, address: str | DaemonEndpoint, stop: threading.Even
          log: Callable[[str], None] = lambda _: None) -> dict:
     """Run the scenario to its end (or until `stop` is set); returns what happened."""
     with Device(address) as device:
-        placer = catalog.Placer(device.snapshot())
+        placer = catalog.Placer.for_this_process(device.snapshot())
         runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
         names = []
         for entry in scenario.workloads:

@@ -144,7 +144,7 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
                                 tag=args.tag, compute=args.compute)
     with Device(address) as device:
         topology = device.topology()
-        placer = catalog.Placer(device.snapshot())
+        placer = catalog.Placer.for_this_process(device.snapshot())
     log = lambda text: print(f"neuron-workload: {text}", file=sys.stderr, flush=True)  # noqa: E731
     runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
     for text in args.workloads:
