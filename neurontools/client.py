@@ -168,6 +168,7 @@ class Device:
         self._conn = _Connection(address, token, timeout, root_certificates)
         self._device = pb_grpc.NeuronDeviceStub(self._conn.channel)
         self._admin = pb_grpc.NeuronAdminStub(self._conn.channel)
+        self._observation: grpc.Future | None = None  # the Observe stream, while observing
 
     @property
     def address(self) -> str:
@@ -191,6 +192,13 @@ class Device:
         finally:
             call.cancel()
 
+    def observe(self) -> None:
+        """Be listed among the daemon's observers (what neuron-ls -a shows) until close(), as a tool
+        that watches is: neuron-top and neuron-monitor call it. Reopened if the daemon restarted."""
+        if self._observation is None or self._observation.done():
+            # Nothing is ever read from it: the open stream is the presence.
+            self._observation = self._device.Observe(pb.ObserveRequest(), metadata=self._conn.metadata)
+
     def end_session(self, session_id: int, reason: str = "") -> None:
         """End another process's runtime session (operator action; refused to sessions)."""
         self._conn.unary(self._admin.EndSession, pb.EndSessionRequest(session_id=session_id, reason=reason))
@@ -211,6 +219,9 @@ class Device:
         return list(self._conn.unary(self._admin.ListFaults, pb.ListFaultsRequest()).faults)
 
     def close(self) -> None:
+        if self._observation is not None:
+            self._observation.cancel()
+            self._observation = None
         self._conn.close()
 
     def __enter__(self) -> "Device":
@@ -399,6 +410,13 @@ class Session:
 
     def close(self) -> None:
         if self._stream is not None:
+            if self.closed_reason is None:
+                # Say goodbye, so that the daemon can tell a close from a lost connection.
+                try:
+                    self._runtime.CloseSession(pb.CloseSessionRequest(), metadata=self._conn.metadata,
+                                               timeout=min(self._conn.timeout, 5.0))
+                except grpc.RpcError:
+                    pass  # gone or closed already; cancelling the stream releases it all the same
             self._stream.cancel()
             self._stream = None
         self._conn.close()

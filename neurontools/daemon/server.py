@@ -130,6 +130,7 @@ class DaemonServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         for session_id in list(self.runtime.closing):
             self.runtime.end_session(session_id, "daemon shutting down")
+        self.device.stop_observing()
         await asyncio.sleep(0.05)  # let the closing events reach the clients
         await self.server.stop(grace)
         self.server = None

@@ -35,6 +35,8 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 2 << 20  # stays well inside the default 4 MiB gRPC message limit
 MIN_WATCH_INTERVAL_NS = 10_000_000
 MAX_WATCH_QUEUE = 64
+CLOSED_BY_CLIENT = "closed by the client"
+CONNECTION_LOST = "connection lost (the client exited, was killed or lost its connection)"
 
 
 def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
@@ -138,6 +140,12 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
         self.snapshots = snapshots
         self.observers = observers
         self.access = access
+        self._stopping: asyncio.Event | None = None  # set when the daemon stops: Observe streams end
+
+    def stop_observing(self) -> None:
+        """End every Observe stream now, so that they do not hold up the server's stop."""
+        if self._stopping is not None:
+            self._stopping.set()
 
     @_handler
     async def GetTopology(self, request, context):
@@ -148,6 +156,18 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
         token = self.observers.enter(context)
         try:
             return self.snapshots.build(self.observers.current())
+        finally:
+            self.observers.leave(token)
+
+    @_stream_handler
+    async def Observe(self, request, context):
+        """Lists the caller as an observer until it goes away (neuron-top, neuron-monitor)."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        token = self.observers.enter(context)
+        try:
+            yield pb.ObserveEvent()  # listed from now on
+            await self._stopping.wait()  # or cancelled: the caller cancels, exits or loses its connection
         finally:
             self.observers.leave(token)
 
@@ -213,7 +233,9 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         self.closing[session.session_id] = closing
         log.info("session %d opened: pid %d tag %s cores %s", session.session_id, session.pid, session.tag,
                  session.core_ids)
-        reason = "client closed the session"
+        # Unless the client says goodbye (CloseSession) or the daemon ends it, the stream ending means
+        # the client exited, was killed or lost its connection.
+        reason = CONNECTION_LOST
         try:
             yield pb.SessionEvent(opened=pb.SessionOpened(
                 session_id=session.session_id, session_key=session.key, core_ids=session.core_ids,
@@ -224,7 +246,13 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
             # Reached on normal end, on client cancel and on a dropped connection alike.
             del self.closing[session.session_id]
             self.state.close_session(session, reason)
-            log.info("session %d closed: %s", session.session_id, reason)
+            log.info("session %d closed: %s; resources released", session.session_id, reason)
+
+    @_handler
+    async def CloseSession(self, request, context):
+        session = self._session(context)
+        self.end_session(session.session_id, CLOSED_BY_CLIENT)
+        return pb.CloseSessionResponse()
 
     @_handler
     async def AllocateTensor(self, request, context):

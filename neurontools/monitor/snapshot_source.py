@@ -30,6 +30,7 @@ class DaemonSnapshots:
             self._device = Device(self._address, timeout=self._timeout)
             log.info("connecting to neurond at %s", self._device.address)
         try:
+            self._device.observe()  # listed by neuron-ls -a for as long as we watch, as the real tools
             return self._device.snapshot()
         except NeuronError:
             self.close()
