@@ -16,7 +16,7 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
+
+from neurontools.addresses import temporary_socket_directory  # noqa: E402  (after the path set-up)
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -115,9 +117,19 @@ def _wait_serving(process: subprocess.Popen, address: str) -> None:
 
 
 @contextlib.contextmanager
+def _socket_directory(prefix: str) -> Iterator[str]:
+    """A temporary directory whose socket paths fit the kernel's limit whatever $TMPDIR is."""
+    tmp = temporary_socket_directory(prefix)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def neurond_process(instance_type: str = "inf2.48xlarge", env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """The real neurond CLI in its own process on a temporary Unix socket; `env` adds variables."""
-    with tempfile.TemporaryDirectory(prefix="bench-neurond-") as tmp:
+    with _socket_directory("bench-neurond-") as tmp:
         address = f"unix://{tmp}/neurond.sock"
         command = [sys.executable, "-m", "neurontools.daemon.cli", "--instance-type", instance_type,
                    "--address", address, "--log-level", "warning"]
@@ -128,7 +140,7 @@ def neurond_process(instance_type: str = "inf2.48xlarge", env: Mapping[str, str]
 @contextlib.contextmanager
 def echo_process() -> Iterator[Server]:
     """The bare reference: a grpc.aio server whose one unary method returns its request bytes."""
-    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
+    with _socket_directory("bench-echo-") as tmp:
         address = f"unix://{tmp}/echo.sock"
         command = [sys.executable, str(Path(__file__).resolve()), "echo-server", address]
         with _child_server(command, address, Path(tmp) / "echo.log") as server:

@@ -20,9 +20,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import grpc
+# gRPC's core logs a failed TLS handshake on stderr at INFO, next to the NeuronError that says what
+# failed and how to fix it; keep its warnings and errors only, unless the user chose otherwise.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from neurontools import addresses
+import grpc  # noqa: E402  (after the verbosity setting on purpose)
+
+from neurontools import addresses, connection_options
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
 
@@ -97,9 +101,7 @@ def _translate(error: grpc.RpcError, address: str) -> NeuronError:
     code = error.code()
     details = error.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
-        return DaemonUnavailable(
-            f"cannot reach neurond at {address}: start it with 'neurond' (or point "
-            f"${addresses.ADDRESS_ENV} at a running one)", code)
+        return DaemonUnavailable(connection_options.unreachable_message(address, details), code)
     return _ERRORS.get(code, NeuronError)(details or f"neurond answered {code.name}", code)
 
 
@@ -125,24 +127,28 @@ def _command_line() -> str:
 # -------------------------------------------------------------------------------------------------
 
 class _Connection:
-    """A channel plus the metadata every call carries (who we are, the token, the session)."""
+    """A channel plus the metadata every call carries (who we are, the token, the session).
 
-    def __init__(self, address: str | None, token: str | None, timeout: float,
-                 root_certificates: bytes | None = None) -> None:
-        self.address = addresses.normalize(address)
+    `address` is a DaemonEndpoint (what the tools pass) or an address (None: the default); the
+    token and CA not given come from the environment (neurontools.connection_options).
+    """
+
+    def __init__(self, address: "str | connection_options.DaemonEndpoint | None", token: str | None,
+                 timeout: float, root_certificates: bytes | None = None) -> None:
+        endpoint = connection_options.resolve(address, token=token, root_certificates=root_certificates)
+        self.address = endpoint.address
         self.timeout = timeout
         options = [("grpc.max_receive_message_length", 64 << 20),
                    ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
-        if root_certificates is not None:
-            self.channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(root_certificates),
+        if endpoint.uses_tls:
+            self.channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(endpoint.root_certificates),
                                                options)
         else:
             self.channel = grpc.insecure_channel(self.address, options)
-        token = token or os.environ.get(addresses.TOKEN_ENV)
         self.metadata: list[tuple[str, str]] = [("neuron-client-pid", str(os.getpid())),
                                                 ("neuron-client-command-bin", _tool_command_line()[:4096].encode())]
-        if token:
-            self.metadata.append(("authorization", f"Bearer {token}"))
+        if endpoint.token:
+            self.metadata.append(("authorization", f"Bearer {endpoint.token}"))
 
     def unary(self, method, request, timeout: float | None = None):
         try:
@@ -157,11 +163,12 @@ class _Connection:
 class Device:
     """Read-only access to the machine: topology, snapshots, watch streams, operator actions."""
 
-    def __init__(self, address: str | None = None, *, timeout: float = 5.0, token: str | None = None,
-                 root_certificates: bytes | None = None) -> None:
+    def __init__(self, address: "str | connection_options.DaemonEndpoint | None" = None, *, timeout: float = 5.0,
+                 token: str | None = None, root_certificates: bytes | None = None) -> None:
         self._conn = _Connection(address, token, timeout, root_certificates)
         self._device = pb_grpc.NeuronDeviceStub(self._conn.channel)
         self._admin = pb_grpc.NeuronAdminStub(self._conn.channel)
+        self._observation: grpc.Future | None = None  # the Observe stream, while observing
 
     @property
     def address(self) -> str:
@@ -185,6 +192,13 @@ class Device:
         finally:
             call.cancel()
 
+    def observe(self) -> None:
+        """Be listed among the daemon's observers (what neuron-ls -a shows) until close(), as a tool
+        that watches is: neuron-top and neuron-monitor call it. Reopened if the daemon restarted."""
+        if self._observation is None or self._observation.done():
+            # Nothing is ever read from it: the open stream is the presence.
+            self._observation = self._device.Observe(pb.ObserveRequest(), metadata=self._conn.metadata)
+
     def end_session(self, session_id: int, reason: str = "") -> None:
         """End another process's runtime session (operator action; refused to sessions)."""
         self._conn.unary(self._admin.EndSession, pb.EndSessionRequest(session_id=session_id, reason=reason))
@@ -205,6 +219,9 @@ class Device:
         return list(self._conn.unary(self._admin.ListFaults, pb.ListFaultsRequest()).faults)
 
     def close(self) -> None:
+        if self._observation is not None:
+            self._observation.cancel()
+            self._observation = None
         self._conn.close()
 
     def __enter__(self) -> "Device":
@@ -340,7 +357,8 @@ class Session:
     NEURON_RT_NUM_CORES, NEURON_PROCESS_TAG and NEURON_RT_EXEC_TIMEOUT (seconds).
     """
 
-    def __init__(self, address: str | None = None, *, visible_cores: str | None = None, num_cores: int | None = None,
+    def __init__(self, address: "str | connection_options.DaemonEndpoint | None" = None, *,
+                 visible_cores: str | None = None, num_cores: int | None = None,
                  tag: str | None = None, pid: int | None = None, command: str | None = None,
                  runtime_version: str = RUNTIME_VERSION, exec_timeout: float | None = None,
                  timeout: float = 30.0, token: str | None = None,
@@ -392,6 +410,13 @@ class Session:
 
     def close(self) -> None:
         if self._stream is not None:
+            if self.closed_reason is None:
+                # Say goodbye, so that the daemon can tell a close from a lost connection.
+                try:
+                    self._runtime.CloseSession(pb.CloseSessionRequest(), metadata=self._conn.metadata,
+                                               timeout=min(self._conn.timeout, 5.0))
+                except grpc.RpcError:
+                    pass  # gone or closed already; cancelling the stream releases it all the same
             self._stream.cancel()
             self._stream = None
         self._conn.close()

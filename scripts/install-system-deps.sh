@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests and benches run for real: a Prometheus server
 # (with promtool, for the alert-rule checks) and prometheus-node-exporter (the scrape-latency
-# reference), tmux for neuron-top's end-to-end test and openssl for the TLS test's certificate.
+# reference), tmux for neuron-top's end-to-end test, openssl for the TLS test's certificate and systemd
+# for systemd-analyze, which checks deploy/systemd/neurond.service.
 # Safe to run again: it does nothing when everything is there, and runs `apt-get update`
 # once, only when something has to be installed. Without root it says what to run and skips.
 set -euo pipefail
 
-packages=(prometheus prometheus-node-exporter tmux openssl)
+packages=(prometheus prometheus-node-exporter tmux openssl systemd)
 
 missing=()
 for package in "${packages[@]}"; do

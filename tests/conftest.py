@@ -1,5 +1,9 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
+from neurontools.addresses import temporary_socket_directory
 from neurontools.daemon.embedded import running_daemon
 
 
@@ -13,3 +17,12 @@ def daemon():
 @pytest.fixture
 def address(daemon):
     return daemon.address
+
+
+@pytest.fixture
+def socket_dir():
+    """A private directory for Unix sockets: their paths fit the kernel's 107-byte limit whatever
+    $TMPDIR is (pytest's tmp_path under a long $TMPDIR would not)."""
+    path = Path(temporary_socket_directory("nt-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

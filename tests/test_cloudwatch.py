@@ -212,6 +212,42 @@ def test_an_instance_without_metadata_has_no_empty_dimensions():
         assert "InstanceId" not in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
 
 
+def test_more_than_100_metrics_take_several_directives():
+    """Many execution_summary keys (newer tools add statuses) make one document hold 250 metrics."""
+    def many_statuses(data: dict) -> None:
+        summary = data["neuron_runtime_data"][0]["report"]["execution_stats"]["execution_summary"]
+        summary.update({f"status_{index}": index for index in range(250)})
+
+    runtime_line = next(line for line in emf_lines(report(many_statuses), namespace="NS", timestamp_ms=1)
+                        if '"RuntimeTag"' in line and '"NeuronCore"' not in line)
+    document = valid_emf(runtime_line)  # the schema allows at most 100 metrics per directive
+    directives = document["_aws"]["CloudWatchMetrics"]
+    names = [metric["Name"] for directive in directives for metric in directive["Metrics"]]
+    assert len(names) == len(set(names)) > 250 and len(directives) == -(-len(names) // 100)
+    assert {"ExecutionsStatus0", "ExecutionsStatus249"} <= set(names)
+    assert all(directive["Dimensions"] == directives[0]["Dimensions"] for directive in directives)
+    assert document["ExecutionsStatus249"] == 249
+
+
+def test_dimension_values_are_cut_to_1024_ascii_characters():
+    long_tag = "t" * 5000
+
+    def tagged(data: dict) -> None:
+        data["neuron_runtime_data"][0]["neuron_runtime_tag"] = long_tag
+        second = copy.deepcopy(data["neuron_runtime_data"][0])
+        second.update(neuron_runtime_tag="模型\n1", pid=second["pid"] + 1)
+        data["neuron_runtime_data"].append(second)
+
+    documents = [valid_emf(line) for line in emf_lines(report(tagged), namespace="NS", timestamp_ms=1)]
+    tags = {document["RuntimeTag"] for document in documents if "RuntimeTag" in document}
+    assert tags == {"t" * 1024, "\\u6a21\\u578b\\n1"}  # escaped as Python writes them: still tells them apart
+    client = RecordingClient()
+    put_metric_data(client, "NS", metric_documents(report(tagged)), datetime(2026, 1, 1, tzinfo=timezone.utc))
+    values = {dimension["Value"] for call in client.calls for entry in call["MetricData"]
+              for dimension in entry["Dimensions"] if dimension["Name"] == "RuntimeTag"}
+    assert values == tags
+
+
 class RecordingClient:
     def __init__(self) -> None:
         self.calls: list[dict] = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.client import AccessDenied, Device, InvalidRequest, Session
+from neurontools.client import AccessDenied, Device, InvalidRequest, NotFoundError, Session
 from neurontools.kernels.examples import mlp_program
 
 
@@ -78,6 +78,22 @@ def test_cli(address):
     assert run("clear").stdout.startswith("cleared")
     bad = run("inject", "core-hang", "--core", "99")
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_cli_names_an_unknown_flag_and_refuses_to_clear_an_unknown_fault(address):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "neurontools.daemon.fault_cli", "--address", address, *args],
+                              capture_output=True, text=True, timeout=30)
+    for args in (["--bogus"], ["list", "--bogus"], ["--bogus", "list"]):
+        bogus = run(*args)
+        assert bogus.returncode == 2 and "unrecognized arguments: --bogus" in bogus.stderr, (args, bogus.stderr)
+    missing = run()
+    assert missing.returncode == 2 and "a command is required: inject, list or clear" in missing.stderr
+    unknown = run("clear", "12345")
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert "no lasting fault 12345 is in force" in unknown.stderr and "neuron-fault list" in unknown.stderr
+    with Device(address) as device, pytest.raises(NotFoundError, match="no lasting fault 12345"):
+        device.clear_faults(12345)
 
 
 def _mlp(session, core):

@@ -898,7 +898,7 @@ def _send_raw(harness: Harness, session: OpenedSession, service: str, method, pa
         stream = call(payloads[0], metadata=metadata, timeout=CALL_TIMEOUT)
         if method.name == "ReadTensor":
             return list(stream), None
-        try:  # OpenSession and Watch run until cancelled: take the first message
+        try:  # OpenSession, Watch and Observe run until cancelled: take the first message
             first = next(stream)
         finally:
             stream.cancel()

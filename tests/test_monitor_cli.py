@@ -254,10 +254,10 @@ def test_a_closed_pipe_ends_the_monitor_quietly(address):
     assert loads_report(result.stdout).neuron_hardware_info.neuron_device_count == 12
 
 
-def test_the_stream_survives_a_daemon_restart_on_the_same_socket(tmp_path):
+def test_the_stream_survives_a_daemon_restart_on_the_same_socket(tmp_path, socket_dir):
     machine = topo.lookup("inf2.xlarge")
     options = ServerOptions(machine=machine, instance=resolve_identity(machine.instance_type, {}),
-                            address=f"unix://{tmp_path / 'neurond.sock'}")
+                            address=f"unix://{socket_dir / 'neurond.sock'}")
     daemon = EmbeddedDaemon(options).start()
     monitor = Monitor(options.address, {"period": "200ms", "neuron_runtimes": [
         {"metrics": [{"type": "execution_stats"}]}], "system_metrics": [{"type": "neuron_hw_counters"}]},

@@ -57,14 +57,15 @@ def test_unknown_flag_prints_the_error_and_usage_on_stdout_and_exits_1() -> None
     assert result.stdout.decode() == "unknown flag `bogus'\n\n" + USAGE
 
 
-def test_no_daemon_exits_1_with_one_logrus_line_on_stderr_and_nothing_on_stdout(tmp_path: Path) -> None:
-    absent = f"unix://{tmp_path}/neurond.sock"
+def test_no_daemon_exits_1_with_one_logrus_line_on_stderr_and_nothing_on_stdout(socket_dir: Path) -> None:
+    absent = f"unix://{socket_dir}/neurond.sock"
     for result in (neuron_ls("--address", absent), neuron_ls(env={"NEURON_DAEMON_ADDRESS": absent})):
         assert result.returncode == 1 and result.stdout == b""
         lines = result.stderr.decode().splitlines()
         assert len(lines) == 1, lines
         assert re.fullmatch(r'FATA\[\d{4}\] Failed to discover neuron devices {13}error="cannot reach neurond at '
-                            + re.escape(absent) + r": start it with 'neurond'.*\"", lines[0]), lines[0]
+                            + re.escape(absent) + r": there is no socket " + re.escape(absent[len("unix://"):])
+                            + r"; start it with 'neurond'.*\"", lines[0]), lines[0]
 
 
 def test_default_table_from_a_live_daemon_equals_the_real_capture(address: str) -> None:

@@ -126,8 +126,8 @@ def test_an_unknown_argument_prints_the_usage_and_leaves_the_terminal_alone() ->
         assert _exited(screen).groups() == ("2", "same")
 
 
-def test_no_daemon_shows_a_banner_instead_of_a_traceback(tmp_path: Path) -> None:
-    address = f"unix://{tmp_path}/nobody.sock"
+def test_no_daemon_shows_a_banner_instead_of_a_traceback(socket_dir: Path) -> None:
+    address = f"unix://{socket_dir}/nobody.sock"
     with terminal(f"{NEURON_TOP} --address {address}") as term:
         screen = term.wait_for(lambda s: "cannot reach neurond" in s)
         assert "Traceback" not in screen and "retrying in" in screen

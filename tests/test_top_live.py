@@ -37,8 +37,8 @@ def daemon_at(address: str, instance_type: str = "inf2.24xlarge") -> Iterator[Em
         daemon.stop()
 
 
-def test_live_frames_carry_the_report_and_the_snapshot_add_on(tmp_path: Path) -> None:
-    address = f"unix://{tmp_path}/neurond.sock"
+def test_live_frames_carry_the_report_and_the_snapshot_add_on(socket_dir: Path) -> None:
+    address = f"unix://{socket_dir}/neurond.sock"
     with daemon_at(address) as daemon, applications(daemon.address, [("1", "busy-app", 3000, 0.0)]):
         source = LiveSource(address, INTERVAL)
         source.read()  # first contact: a period of a few milliseconds
@@ -59,8 +59,8 @@ def test_live_frames_carry_the_report_and_the_snapshot_add_on(tmp_path: Path) ->
         source.close()
 
 
-def test_source_raises_unavailable_while_the_daemon_is_down_and_recovers(tmp_path: Path) -> None:
-    address = f"unix://{tmp_path}/neurond.sock"
+def test_source_raises_unavailable_while_the_daemon_is_down_and_recovers(socket_dir: Path) -> None:
+    address = f"unix://{socket_dir}/neurond.sock"
     source = LiveSource(address, INTERVAL, timeout=1.0)
     with pytest.raises(SourceUnavailable, match="cannot reach neurond"):
         source.read()
@@ -73,9 +73,9 @@ def test_source_raises_unavailable_while_the_daemon_is_down_and_recovers(tmp_pat
     source.close()
 
 
-def test_app_shows_a_banner_while_the_daemon_is_away_and_reconnects(tmp_path: Path, monkeypatch) -> None:
+def test_app_shows_a_banner_while_the_daemon_is_away_and_reconnects(socket_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr("neurontools.top.app.MAX_RETRY_SECONDS", 0.2)
-    address = f"unix://{tmp_path}/neurond.sock"
+    address = f"unix://{socket_dir}/neurond.sock"
 
     async def body():
         source = LiveSource(address, INTERVAL, timeout=1.0)
@@ -97,8 +97,8 @@ def test_app_shows_a_banner_while_the_daemon_is_away_and_reconnects(tmp_path: Pa
     run(body())
 
 
-def test_ending_a_session_from_the_process_view_releases_it(tmp_path: Path) -> None:
-    address = f"unix://{tmp_path}/neurond.sock"
+def test_ending_a_session_from_the_process_view_releases_it(socket_dir: Path) -> None:
+    address = f"unix://{socket_dir}/neurond.sock"
 
     async def body(session: Session):
         source = LiveSource(address, INTERVAL)

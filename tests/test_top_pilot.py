@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -263,6 +264,21 @@ def test_cores_view_follows_the_selected_core_and_a_click_selects_one() -> None:
     run(body())
 
 
+def test_history_rows_end_with_the_value_they_chart_whatever_tab_is_selected() -> None:
+    """The sparkline is every application's utilization of the core; the figure after it is that
+    series' latest point, also when a tab shows one application elsewhere (bert-15 runs on core 15)."""
+    async def body():
+        async with started(size=(80, 24)) as (app, pilot):
+            await pilot.press("c")
+            everyone = next(line for line in screen_text(app).splitlines() if line.startswith("ND0 NC0 "))
+            assert re.match(r"ND0 NC0 +▂+ +24\.1% ", everyone), everyone  # the "all" tab: the same figure
+            await pilot.press("2")  # the bert-15 tab
+            await pilot.pause()
+            row = next(line for line in screen_text(app).splitlines() if line.startswith("ND0 NC0 "))
+            assert re.match(r"ND0 NC0 +▂+ +24\.1% ", row), row  # not bert-15's 0.0% on core 0
+    run(body())
+
+
 def test_views_without_snapshot_data_say_why() -> None:
     async def body():
         async with started(source=ListSource(fixed_frames(with_extras=False))) as (app, pilot):
@@ -283,6 +299,19 @@ def test_T_cycles_themes() -> None:
 
 
 # --- processes ---------------------------------------------------------------------------------
+
+
+def test_an_empty_process_table_at_80x24_shows_no_stray_glyph() -> None:
+    idle = [Frame(frame.report.model_copy(update={"neuron_runtime_data": []}), None) for frame in ONE_FRAME]
+    async def body():
+        async with started(size=(80, 24), source=ListSource(idle)) as (app, pilot):
+            await pilot.press("p")
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+            header = next(index for index, line in enumerate(lines) if line.lstrip().startswith("PID"))
+            body_lines = lines[header + 1:-2]  # down to the tab bar and the key line
+            assert body_lines and all(line.strip() == "" for line in body_lines), body_lines
+    run(body())
 
 
 def test_process_view_sorts_by_key_and_by_header_click_and_filters() -> None:

@@ -63,3 +63,27 @@ def test_unknown_presets_and_bad_settings_are_usage_errors():
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and done.stdout == ""
         assert "neuron-workload:" in done.stderr
+
+
+def test_the_runtimes_core_variables_place_the_workloads(address):
+    """NEURON_RT_VISIBLE_CORES / NEURON_RT_NUM_CORES limit neuron-workload as they limit any Neuron
+    process (the daemon's rules): placement stays within them, and a core outside is an error."""
+    import os
+
+    def run(env: dict, *specs: str) -> subprocess.CompletedProcess:
+        return subprocess.run([NEURON_WORKLOAD, "--address", address, "--estimate", *specs], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, **env})
+
+    visible = run({"NEURON_RT_VISIBLE_CORES": "6-7"}, "bert-tiny:cores=1", "bert-tiny:cores=1")
+    assert visible.returncode == 0, visible.stderr
+    assert [w["cores"] for w in json.loads(visible.stdout)["workloads"]] == [[6], [7]]
+    counted = run({"NEURON_RT_NUM_CORES": "2"}, "bert-tiny")  # the first free run of 2: cores 0-1
+    assert counted.returncode == 0, counted.stderr
+    assert [w["cores"] for w in json.loads(counted.stdout)["workloads"]] == [[0, 1]]
+    outside = run({"NEURON_RT_VISIBLE_CORES": "6-7"}, "bert-tiny:cores=2-3")
+    assert outside.returncode == 2
+    assert "NeuronCore 2 is not visible to this process (NEURON_RT_VISIBLE_CORES=6-7)" in outside.stderr
+    too_many = run({"NEURON_RT_VISIBLE_CORES": "6"}, "bert-tiny:cores=2")
+    assert too_many.returncode == 2 and "within NEURON_RT_VISIBLE_CORES=6" in too_many.stderr
+    malformed = run({"NEURON_RT_VISIBLE_CORES": "6-x"}, "bert-tiny")
+    assert malformed.returncode == 2 and "NEURON_RT_VISIBLE_CORES='6-x' is malformed" in malformed.stderr

@@ -1051,6 +1051,14 @@ class WatchFrame(_message.Message):
     missed_frames: int
     def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., missed_frames: _Optional[int] = ...) -> None: ...
 
+class ObserveRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ObserveEvent(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class OpenSessionRequest(_message.Message):
     __slots__ = ("pid", "command", "runtime_version", "tag", "visible_cores", "num_cores", "exec_timeout_ns")
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -1266,6 +1274,14 @@ class ExecuteResponse(_message.Message):
     engines: _containers.RepeatedCompositeFieldContainer[EngineTime]
     error_kind: ErrorKind
     def __init__(self, status: _Optional[_Union[ExecutionStatus, str]] = ..., device_latency_ns: _Optional[int] = ..., total_latency_ns: _Optional[int] = ..., message: _Optional[str] = ..., flops: _Optional[int] = ..., engines: _Optional[_Iterable[_Union[EngineTime, _Mapping]]] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id", "reason")

@@ -49,6 +49,11 @@ class NeuronDeviceStub:
                 request_serializer=neurontools_dot_v1_dot_neurond__pb2.WatchRequest.SerializeToString,
                 response_deserializer=neurontools_dot_v1_dot_neurond__pb2.WatchFrame.FromString,
                 _registered_method=True)
+        self.Observe = channel.unary_stream(
+                '/neurontools.v1.NeuronDevice/Observe',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.FromString,
+                _registered_method=True)
 
 
 class NeuronDeviceServicer:
@@ -72,6 +77,17 @@ class NeuronDeviceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Observe(self, request, context):
+        """Held open by a tool that watches without a session (neuron-top, neuron-monitor): while the
+        stream lives, the caller is listed among the snapshots' observers (neuron-ls -a), as the real
+        tools are listed while they hold the device open. The daemon sends one event once the caller
+        is listed, then nothing; the stream ends when the caller cancels it, exits or loses its
+        connection, or the daemon stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeuronDeviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +105,11 @@ def add_NeuronDeviceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=neurontools_dot_v1_dot_neurond__pb2.WatchRequest.FromString,
                     response_serializer=neurontools_dot_v1_dot_neurond__pb2.WatchFrame.SerializeToString,
+            ),
+            'Observe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +203,33 @@ class NeuronDevice:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Observe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/neurontools.v1.NeuronDevice/Observe',
+            neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NeuronRuntimeStub:
     """Missing associated documentation comment in .proto file."""
@@ -196,6 +244,11 @@ class NeuronRuntimeStub:
                 '/neurontools.v1.NeuronRuntime/OpenSession',
                 request_serializer=neurontools_dot_v1_dot_neurond__pb2.OpenSessionRequest.SerializeToString,
                 response_deserializer=neurontools_dot_v1_dot_neurond__pb2.SessionEvent.FromString,
+                _registered_method=True)
+        self.CloseSession = channel.unary_unary(
+                '/neurontools.v1.NeuronRuntime/CloseSession',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
         self.AllocateTensor = channel.unary_unary(
                 '/neurontools.v1.NeuronRuntime/AllocateTensor',
@@ -245,6 +298,14 @@ class NeuronRuntimeServicer:
     def OpenSession(self, request, context):
         """Opens a runtime session and keeps it for as long as this stream lives: when the client
         process dies or its connection drops, its cores, tensors and models are released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseSession(self, request, context):
+        """Ends the caller's session (named by its session key) on purpose: its stream gets a closing
+        event and everything it holds is released. A stream that ends without this call was lost.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,6 +366,11 @@ def add_NeuronRuntimeServicer_to_server(servicer, server):
                     servicer.OpenSession,
                     request_deserializer=neurontools_dot_v1_dot_neurond__pb2.OpenSessionRequest.FromString,
                     response_serializer=neurontools_dot_v1_dot_neurond__pb2.SessionEvent.SerializeToString,
+            ),
+            'CloseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSession,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.CloseSessionRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.CloseSessionResponse.SerializeToString,
             ),
             'AllocateTensor': grpc.unary_unary_rpc_method_handler(
                     servicer.AllocateTensor,
@@ -374,6 +440,33 @@ class NeuronRuntime:
             '/neurontools.v1.NeuronRuntime/OpenSession',
             neurontools_dot_v1_dot_neurond__pb2.OpenSessionRequest.SerializeToString,
             neurontools_dot_v1_dot_neurond__pb2.SessionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronRuntime/CloseSession',
+            neurontools_dot_v1_dot_neurond__pb2.CloseSessionRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.CloseSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

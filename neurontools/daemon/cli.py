@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from neurontools import __version__, addresses
+from neurontools import __version__, addresses, connection_options
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT
 from neurontools.daemon.instance_info import ConfigFileError, load_config, resolve_identity
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         machine.add_argument(f"--{field}", help=f"{field.replace('-', ' ')} reported as instance info")
     serving = parser.add_argument_group("serving")
     serving.add_argument("--address", help="Unix socket to serve, unix:///path (default above)")
+    serving.add_argument("--socket-mode", type=_socket_mode, default=0o600, metavar="MODE",
+                         help="permissions of the Unix socket (default 0600: this user only; 0660 lets the "
+                              "socket's group in, e.g. under systemd, see deploy/systemd/)")
     serving.add_argument("--listen", metavar="HOST:PORT", help="also serve TCP (needs --token-file or --insecure)")
     serving.add_argument("--token-file", help="file holding the bearer token TCP clients must send")
     serving.add_argument("--insecure", action="store_true", help="serve TCP without a token")
@@ -68,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"neurond {__version__}")
     return parser
+
+
+def _socket_mode(text: str) -> int:
+    """0600 or 0660 (or 0620...): the owner can always connect; others never (use a group)."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0600 or 0660") from None
+    if mode & ~0o660 or mode & 0o600 != 0o600:
+        raise argparse.ArgumentTypeError(
+            f"{text}: the socket is the daemon's access control: give the owner read and write (0600), the group "
+            "at most that (0660), others nothing; let users in through the socket's group")
+    return mode
 
 
 def _read(path: str | None, what: str) -> bytes | None:
@@ -97,12 +113,13 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     instance = resolve_identity(machine.instance_type, overrides)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("neurond: --tls-cert and --tls-key go together")
-    token = _read(args.token_file, "token file")
+    # The same rules as the clients': a token file others can read is refused, with the chmod to run.
+    token = connection_options.read_token_file(args.token_file) if args.token_file else None
     return ServerOptions(
         machine=machine, instance=instance, address=addresses.normalize(args.address),
-        listen=args.listen, token=token.decode().strip() if token else None, insecure=args.insecure,
+        listen=args.listen, token=token, insecure=args.insecure,
         tls_cert=_read(args.tls_cert, "TLS certificate"), tls_key=_read(args.tls_key, "TLS key"),
-        max_in_flight=args.max_in_flight)
+        max_in_flight=args.max_in_flight, socket_mode=args.socket_mode)
 
 
 def _already_serving(address: str) -> bool:
@@ -135,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         if not addresses.is_unix(options.address):
             raise SystemExit(f"neurond: --address must be a Unix socket (unix:///path); use --listen for TCP")
+        addresses.check_socket_path(addresses.unix_socket_path(options.address))
         if _already_serving(options.address):
             raise SystemExit(f"neurond: another daemon already serves {options.address}; stop it or pick "
                              "another --address")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from neurontools.addresses import temporary_socket_directory
 from neurontools.daemon import topology as topo
 from neurontools.daemon.instance_info import resolve_identity
 from neurontools.daemon.server import DaemonServer, ServerOptions
@@ -48,7 +50,9 @@ def running_daemon(instance_type: str = topo.DEFAULT_INSTANCE_TYPE, *, instance_
     machine = machine or topo.lookup(instance_type)
     overrides = {"instance_id": instance_id} if instance_id else {}
     instance = resolve_identity(machine.instance_type, overrides)
-    with tempfile.TemporaryDirectory(prefix="neurond-", dir=socket_dir) as tmp:
+    # A short socket path whatever $TMPDIR is (the kernel's limit is 107 bytes).
+    tmp = tempfile.mkdtemp(prefix="neurond-", dir=socket_dir) if socket_dir else temporary_socket_directory()
+    try:
         address = f"unix://{Path(tmp) / 'neurond.sock'}"
         daemon = EmbeddedDaemon(ServerOptions(machine=machine, instance=instance, address=address, **options))
         daemon.start()
@@ -56,3 +60,5 @@ def running_daemon(instance_type: str = topo.DEFAULT_INSTANCE_TYPE, *, instance_
             yield daemon
         finally:
             daemon.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from neurontools import connection_options
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, NeuronError
 
@@ -15,8 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuron-fault", description="Inject the failures real fleets see into a running neurond, to test "
         "dashboards and alert rules. Faults show up in neuron-monitor, its exporters and neuron-top.")
-    parser.add_argument("--address", help="the daemon (default: $NEURON_DAEMON_ADDRESS or the default socket)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    connection_options.add_arguments(parser)
+    # Not required here: argparse would report a missing command before an unknown flag (main checks).
+    commands = parser.add_subparsers(dest="command", metavar="{inject,list,clear}")
     inject = commands.add_parser("inject", help="inject a fault")
     inject.add_argument("kind", choices=KINDS)
     inject.add_argument("--device", type=int, default=0, help="device index (ECC events, device-reset)")
@@ -31,10 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; exits 2 naming the first thing wrong: an unknown flag, then a missing command."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("a command is required: inject, list or clear")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        with Device(args.address) as device:
+        with Device(connection_options.from_arguments(args)) as device:
             if args.command == "inject":
                 fault = device.inject_fault(args.kind, device=args.device, core=args.core, link=args.link,
                                             count=args.count, duration=args.duration)
@@ -44,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{fault.fault_id}\t{pb.FaultKind.Name(fault.kind).lower()}\t{fault.description}")
             else:
                 print(f"cleared {device.clear_faults(args.fault_id)} fault(s)")
-    except NeuronError as exc:
+    except (NeuronError, connection_options.ConnectionOptionError) as exc:  # a clear of an unknown id too
         print(f"neuron-fault: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.addresses import unix_socket_path
+from neurontools.addresses import check_socket_path, unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
 from neurontools.daemon.registration import add_service
@@ -41,6 +41,7 @@ class ServerOptions:
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    socket_mode: int = 0o600          # of the Unix socket; 0660 lets its group in
 
 
 class DaemonServer:
@@ -99,15 +100,19 @@ class DaemonServer:
                  f" and tcp {self.options.listen}" if self.options.listen else "")
 
     def _bind_unix(self, server: grpc.aio.Server) -> None:
+        check_socket_path(self.socket_path)  # short enough, in a directory that exists
         path = Path(self.socket_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
+        if path.is_socket():
             # A socket left by a daemon that died; a live one would have answered the CLI's probe.
             path.unlink()
-        # The socket is created 0600 from the start: no window where others could connect.
-        old = os.umask(0o177)
+        elif path.exists() or path.is_symlink():
+            raise OSError(f"{path} exists and is not a socket; neurond will not replace it: remove it or choose "
+                          "another --address")
+        # The socket is created with its mode from the start: no window where others could connect.
+        old = os.umask(0o777 & ~self.options.socket_mode)
         try:
-            if not server.add_insecure_port(self.options.address):
+            # "unix:PATH": gRPC counts the "//" of "unix:///PATH" against the 107-byte limit when binding.
+            if not server.add_insecure_port(f"unix:{self.socket_path}"):
                 raise OSError(f"cannot listen on {self.options.address}")
         finally:
             os.umask(old)
@@ -125,6 +130,7 @@ class DaemonServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         for session_id in list(self.runtime.closing):
             self.runtime.end_session(session_id, "daemon shutting down")
+        self.device.stop_observing()
         await asyncio.sleep(0.05)  # let the closing events reach the clients
         await self.server.stop(grace)
         self.server = None

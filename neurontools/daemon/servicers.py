@@ -19,8 +19,8 @@ import grpc
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
-from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
-                                       Unauthenticated)
+from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                                       RequestError, Unauthenticated)
 from neurontools.daemon.execution import Executor
 from neurontools.daemon.registration import Malformed
 from neurontools.daemon.runtime_state import RuntimeState, Session
@@ -35,6 +35,8 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 2 << 20  # stays well inside the default 4 MiB gRPC message limit
 MIN_WATCH_INTERVAL_NS = 10_000_000
 MAX_WATCH_QUEUE = 64
+CLOSED_BY_CLIENT = "closed by the client"
+CONNECTION_LOST = "connection lost (the client exited, was killed or lost its connection)"
 
 
 def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
@@ -53,11 +55,16 @@ class Access:
     def check(self, context: grpc.aio.ServicerContext) -> None:
         if self.token is None or context.peer().startswith("unix:"):
             return
-        header = _metadata(context, "authorization") or ""
+        header = _metadata(context, "authorization")
+        if not header:
+            raise Unauthenticated("no token sent: this daemon asks TCP clients for its token; give the file "
+                                  "holding it with --token-file or $NEURON_DAEMON_TOKEN_FILE (Python: token=)")
         scheme, _, supplied = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.token.encode()):
-            raise Unauthenticated("this daemon listens on TCP with a token: send 'authorization: Bearer "
-                                  "<token>' (the client's token= argument or $NEURON_DAEMON_TOKEN)")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated(f"the authorization header must be 'Bearer <token>', not {scheme[:20]!r}")
+        if not hmac.compare_digest(supplied.encode(), self.token.encode()):
+            raise Unauthenticated("wrong token: the token sent does not match this daemon's (its --token-file); "
+                                  "check the client's --token-file or $NEURON_DAEMON_TOKEN_FILE")
 
 
 def _check_decoded(request) -> None:
@@ -133,6 +140,12 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
         self.snapshots = snapshots
         self.observers = observers
         self.access = access
+        self._stopping: asyncio.Event | None = None  # set when the daemon stops: Observe streams end
+
+    def stop_observing(self) -> None:
+        """End every Observe stream now, so that they do not hold up the server's stop."""
+        if self._stopping is not None:
+            self._stopping.set()
 
     @_handler
     async def GetTopology(self, request, context):
@@ -143,6 +156,18 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
         token = self.observers.enter(context)
         try:
             return self.snapshots.build(self.observers.current())
+        finally:
+            self.observers.leave(token)
+
+    @_stream_handler
+    async def Observe(self, request, context):
+        """Lists the caller as an observer until it goes away (neuron-top, neuron-monitor)."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        token = self.observers.enter(context)
+        try:
+            yield pb.ObserveEvent()  # listed from now on
+            await self._stopping.wait()  # or cancelled: the caller cancels, exits or loses its connection
         finally:
             self.observers.leave(token)
 
@@ -208,7 +233,9 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         self.closing[session.session_id] = closing
         log.info("session %d opened: pid %d tag %s cores %s", session.session_id, session.pid, session.tag,
                  session.core_ids)
-        reason = "client closed the session"
+        # Unless the client says goodbye (CloseSession) or the daemon ends it, the stream ending means
+        # the client exited, was killed or lost its connection.
+        reason = CONNECTION_LOST
         try:
             yield pb.SessionEvent(opened=pb.SessionOpened(
                 session_id=session.session_id, session_key=session.key, core_ids=session.core_ids,
@@ -219,7 +246,13 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
             # Reached on normal end, on client cancel and on a dropped connection alike.
             del self.closing[session.session_id]
             self.state.close_session(session, reason)
-            log.info("session %d closed: %s", session.session_id, reason)
+            log.info("session %d closed: %s; resources released", session.session_id, reason)
+
+    @_handler
+    async def CloseSession(self, request, context):
+        session = self._session(context)
+        self.end_session(session.session_id, CLOSED_BY_CLIENT)
+        return pb.CloseSessionResponse()
 
     @_handler
     async def AllocateTensor(self, request, context):
@@ -324,7 +357,11 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def ClearFaults(self, request, context):
         self._operator_only(context)
-        return pb.ClearFaultsResponse(cleared=self.state.faults.clear(request.fault_id))
+        cleared = self.state.faults.clear(request.fault_id)
+        if request.fault_id and not cleared:
+            raise NotFound(f"no lasting fault {request.fault_id} is in force (it expired, was cleared, or never "
+                           "existed); 'neuron-fault list' shows those that are")
+        return pb.ClearFaultsResponse(cleared=cleared)
 
     @_handler
     async def ListFaults(self, request, context):

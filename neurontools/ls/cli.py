@@ -58,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here, not at the top: grpc and protobuf are most of neuron-ls's start-up time,
     # and --help, --version and flag errors do not need them.
+    from neurontools import connection_options
     from neurontools.client import Device, NeuronError
 
     try:
-        with Device(address=options.address, timeout=SNAPSHOT_TIMEOUT_SECONDS) as device:
+        endpoint = connection_options.resolve(options.address, token_file=options.token_file,
+                                              ca_file=options.ca_file)
+        with Device(endpoint, timeout=SNAPSHOT_TIMEOUT_SECONDS) as device:
             snapshot = device.snapshot()
-    except NeuronError as error:  # unreachable daemon (says how to start one), refused token, ...
+    except (NeuronError, connection_options.ConnectionOptionError) as error:
+        # what failed: nothing listening, TLS handshake, missing or wrong token, unsafe token file...
         _write(fatal_line("Failed to discover neuron devices", str(error), time.monotonic() - _STARTED),
                sys.stderr)
         return 1

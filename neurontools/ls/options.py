@@ -1,10 +1,11 @@
-"""The neuron-ls command line, parsed and reported the way Go's jessevdk/go-flags does it.
-
-Short flags combine (`-aw`), `--address` takes `=value` or the next argument, `--` ends the flags.
-Errors use go-flags wording; the caller prints them with the usage on stdout and exits 1.
+"""The neuron-ls command line, parsed and reported the way Go's jessevdk/go-flags does it
+(neurontools.go_flags). Errors use go-flags wording; the caller prints them with the usage on
+stdout and exits 1. The connection flags are every tool's (neurontools.connection_options).
 """
 
 from __future__ import annotations
+
+from neurontools.go_flags import Flag, UsageError, parse
 
 USAGE = """\
 Usage:
@@ -20,19 +21,21 @@ Application Options:
   -j, --json-output     Output in JSON format.
       --address=        Address of the neurond daemon: unix:///path or host:port
                         [$NEURON_DAEMON_ADDRESS]
+      --token-file=     File holding the token a TCP daemon asks for
+                        [$NEURON_DAEMON_TOKEN_FILE]
+      --ca-file=        CA certificate of a TLS daemon (PEM)
+                        [$NEURON_DAEMON_CA_FILE]
       --version         Print the neuron-ls version and exit.
 
 Help Options:
   -h, --help            Show this help message
 """
 
-_SWITCHES = {"w": "wide", "a": "show_all_procs", "t": "topology", "j": "json_output", "h": "help"}
-_LONG_SWITCHES = {"wide": "wide", "show-all-procs": "show_all_procs", "topology": "topology",
-                  "json-output": "json_output", "help": "help", "version": "version"}
+_FLAGS = (Flag("wide", "w"), Flag("show-all-procs", "a"), Flag("topology", "t"), Flag("json-output", "j"),
+          Flag("address", takes_value=True), Flag("token-file", takes_value=True), Flag("ca-file", takes_value=True),
+          Flag("version"), Flag("help", "h"))
 
-
-class UsageError(ValueError):
-    pass
+__all__ = ["USAGE", "Options", "UsageError", "parse_options"]
 
 
 class Options:
@@ -44,37 +47,13 @@ class Options:
     json_output: bool = False
     help: bool = False
     version: bool = False
-    address: str | None = None  # None: $NEURON_DAEMON_ADDRESS, else the default socket
+    address: str | None = None     # None: $NEURON_DAEMON_ADDRESS, else the default socket
+    token_file: str | None = None  # None: $NEURON_DAEMON_TOKEN_FILE or $NEURON_DAEMON_TOKEN
+    ca_file: str | None = None     # None: $NEURON_DAEMON_CA_FILE
 
 
 def parse_options(argv: list[str]) -> Options:
     options = Options()
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            rest = list(args)
-            if rest:
-                raise UsageError(f"unexpected argument `{rest[0]}'")
-            break
-        if arg.startswith("--"):
-            name, has_value, value = arg[2:].partition("=")
-            if name == "address":
-                if not has_value:
-                    value = next(args, None)
-                    if value is None:
-                        raise UsageError("expected argument for flag `--address'")
-                options.address = value
-            elif name in _LONG_SWITCHES:
-                if has_value:
-                    raise UsageError(f"bool flag `--{name}' cannot have an argument")
-                setattr(options, _LONG_SWITCHES[name], True)
-            else:
-                raise UsageError(f"unknown flag `{name}'")
-        elif arg.startswith("-") and len(arg) > 1:
-            for letter in arg[1:]:
-                if letter not in _SWITCHES:
-                    raise UsageError(f"unknown flag `{letter}'")
-                setattr(options, _SWITCHES[letter], True)
-        else:
-            raise UsageError(f"unexpected argument `{arg}'")
+    for name, value in parse(argv, _FLAGS).items():
+        setattr(options, name.replace("-", "_"), value)
     return options

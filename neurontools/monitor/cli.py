@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from neurontools import __version__
+from neurontools.go_flags import Flag, UsageError, parse
 from neurontools.monitor.config import ConfigError, MonitorConfig, default_config, load_config
 
 if TYPE_CHECKING:
+    from neurontools.connection_options import DaemonEndpoint
     from neurontools.monitor.report import Report
 
 # The go-flags help of the real tool (reference §3.1), plus our --address and --version, and the
@@ -38,6 +40,10 @@ Application Options:
   -c, --config-file=               Path to configuration file
       --address=                   Address of the neurond daemon: unix:///path or host:port
                                    [$NEURON_DAEMON_ADDRESS]
+      --token-file=                File holding the token a TCP daemon asks for
+                                   [$NEURON_DAEMON_TOKEN_FILE]
+      --ca-file=                   CA certificate of a TLS daemon (PEM)
+                                   [$NEURON_DAEMON_CA_FILE]
       --version                    Print the neuron-monitor version and exit.
 
 Prometheus Options:
@@ -52,25 +58,22 @@ Help Options:
   -h, --help                       Show this help message
 """
 
-_VALUE_FLAGS = {"verbose": "--verbose", "config-file": "-c, --config-file", "address": "--address",
-                "prometheus-port": "--prometheus-port", "prometheus-listen-address": "--prometheus-listen-address",
-                "prometheus-stale-after": "--prometheus-stale-after"}
-_SHORT_VALUE_FLAGS = {"c": "config-file"}
-_SWITCHES = {"help": "help", "version": "version", "prometheus-lean": "prometheus-lean"}
-_SHORT_SWITCHES = {"h": "help"}
+_FLAGS = (Flag("verbose", takes_value=True), Flag("config-file", "c", takes_value=True),
+          Flag("address", takes_value=True), Flag("token-file", takes_value=True), Flag("ca-file", takes_value=True),
+          Flag("version"), Flag("help", "h"),
+          Flag("prometheus-port", takes_value=True), Flag("prometheus-listen-address", takes_value=True),
+          Flag("prometheus-lean"), Flag("prometheus-stale-after", takes_value=True))
 _LOG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 MAX_SNAPSHOT_TIMEOUT_SECONDS = 5.0
-
-
-class UsageError(ValueError):
-    pass
 
 
 @dataclass
 class Options:
     verbose: int = 0
     config_file: str | None = None
-    address: str | None = None  # None: $NEURON_DAEMON_ADDRESS, else the default socket
+    address: str | None = None     # None: $NEURON_DAEMON_ADDRESS, else the default socket
+    token_file: str | None = None  # None: $NEURON_DAEMON_TOKEN_FILE or $NEURON_DAEMON_TOKEN
+    ca_file: str | None = None     # None: $NEURON_DAEMON_CA_FILE
     help: bool = False
     version: bool = False
     prometheus_port: int | None = None  # None: no /metrics
@@ -81,39 +84,11 @@ class Options:
 
 def parse_options(argv: list[str]) -> Options:
     """Flags as Go's go-flags reads them: `--flag=value` or `--flag value`, `-cFILE` or `-c FILE`."""
-    values: dict[str, str] = {}
-    switches: set[str] = set()
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            rest = list(args)
-            if rest:
-                raise UsageError(f"unexpected argument `{rest[0]}'")
-            break
-        if arg.startswith("--"):
-            name, has_value, value = arg[2:].partition("=")
-            if name in _SWITCHES:
-                if has_value:
-                    raise UsageError(f"bool flag `--{name}' cannot have an argument")
-                switches.add(_SWITCHES[name])
-            elif name in _VALUE_FLAGS:
-                values[name] = value if has_value else _next_value(args, name)
-            else:
-                raise UsageError(f"unknown flag `{name}'")
-        elif arg.startswith("-") and len(arg) > 1:
-            letters = arg[1:]
-            for position, letter in enumerate(letters):
-                if letter in _SHORT_SWITCHES:
-                    switches.add(_SHORT_SWITCHES[letter])
-                elif letter in _SHORT_VALUE_FLAGS:
-                    name = _SHORT_VALUE_FLAGS[letter]
-                    values[name] = letters[position + 1:] or _next_value(args, name)
-                    break
-                else:
-                    raise UsageError(f"unknown flag `{letter}'")
-        else:
-            raise UsageError(f"unexpected argument `{arg}'")
+    parsed = parse(argv, _FLAGS)
+    values = {name: value for name, value in parsed.items() if isinstance(value, str)}
+    switches = {name for name, value in parsed.items() if value is True}
     options = Options(config_file=values.get("config-file"), address=values.get("address"),
+                      token_file=values.get("token-file"), ca_file=values.get("ca-file"),
                       help="help" in switches, version="version" in switches,
                       prometheus_lean="prometheus-lean" in switches)
     if "verbose" in values:
@@ -154,13 +129,6 @@ def _read_prometheus_options(values: dict[str, str], switches: set[str], options
             raise UsageError("invalid argument for flag `--prometheus-stale-after': "
                              "must be a positive number of seconds, or inf")
         options.prometheus_stale_after = seconds
-
-
-def _next_value(args, name: str) -> str:
-    value = next(args, None)
-    if value is None:
-        raise UsageError(f"expected argument for flag `{_VALUE_FLAGS[name]}'")
-    return value
 
 
 _STARTED_WALL = time.time()
@@ -205,7 +173,8 @@ def _shortest_period(config: MonitorConfig) -> float:
     return min(periods)
 
 
-def run(config: MonitorConfig, address: str | None, on_report: Callable[[Report], None] | None = None) -> int:
+def run(config: MonitorConfig, address: str | DaemonEndpoint | None,
+        on_report: Callable[[Report], None] | None = None) -> int:
     """Write reports to stdout until stopped; returns the exit status. `on_report` receives each
     report once its line is written (the built-in Prometheus exporter's `update`)."""
     # Imported here: grpc is most of the start-up time, and --help does not need it.
@@ -265,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"neuron-monitor: invalid configuration: {error}\n")
         return 1
+    from neurontools import connection_options
+    try:
+        endpoint = connection_options.resolve(options.address, token_file=options.token_file,
+                                              ca_file=options.ca_file)
+    except connection_options.ConnectionOptionError as error:
+        sys.stderr.write(f"neuron-monitor: {error}\n")
+        return 1
     if options.prometheus_port is None:
-        return run(config, options.address)
+        return run(config, endpoint)
     from neurontools.monitor.prometheus import PrometheusExporter  # prometheus_client only when asked
 
     where = f"{options.prometheus_listen_address}:{options.prometheus_port}"
@@ -279,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("neuron-monitor").info(
         "serving Prometheus metrics on %s:%d", options.prometheus_listen_address, exporter.port)
     try:
-        return run(config, options.address, exporter.update)
+        return run(config, endpoint, exporter.update)
     finally:
         exporter.close()
 

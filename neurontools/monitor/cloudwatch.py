@@ -37,6 +37,7 @@ log = logging.getLogger("neuron-monitor-cloudwatch")
 
 DEFAULT_NAMESPACE = "NeuronMonitor"
 MAX_METRICS_PER_DIRECTIVE = 100  # EMF: a MetricDirective holds at most 100 MetricDefinitions
+MAX_DIMENSION_VALUE_CHARS = 1024  # CloudWatch: a dimension value has 1-1024 ASCII characters, no controls
 MAX_METRIC_DATA_PER_CALL = 1000  # PutMetricData: at most 1000 metrics per request
 # CloudWatch namespaces: 1-255 of these characters, and "AWS/" is AWS's own.
 _NAMESPACE = re.compile(r"[0-9A-Za-z.\-_/#: ]{1,255}")
@@ -56,19 +57,23 @@ class MetricDocument:
     dimensions: dict[str, str]
     metrics: list[tuple[str, str, float]] = field(default_factory=list)  # (name, unit, value)
 
+    def __post_init__(self) -> None:
+        self.dimensions = {name: dimension_value(value) for name, value in self.dimensions.items()}
+
     def add(self, name: str, unit: str, value: float) -> None:
         self.metrics.append((name, unit, value))
 
     def emf(self, namespace: str, timestamp_ms: int) -> dict[str, Any]:
-        """This document in Embedded Metric Format: metadata under `_aws`, values at the top level."""
+        """This document in Embedded Metric Format: metadata under `_aws`, values at the top level.
+        More than 100 metrics take several directives over the same dimensions, as EMF requires."""
+        definitions = [{"Name": name, "Unit": unit} for name, unit, _ in self.metrics]
         return {
             "_aws": {
                 "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": namespace,
-                    "Dimensions": [list(self.dimensions)],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in self.metrics],
-                }],
+                "CloudWatchMetrics": [
+                    {"Namespace": namespace, "Dimensions": [list(self.dimensions)],
+                     "Metrics": definitions[start:start + MAX_METRICS_PER_DIRECTIVE]}
+                    for start in range(0, len(definitions), MAX_METRICS_PER_DIRECTIVE)],
             },
             **self.dimensions,
             **{name: value for name, _, value in self.metrics},
@@ -79,6 +84,13 @@ class MetricDocument:
         dimensions = [{"Name": name, "Value": value} for name, value in self.dimensions.items()]
         return [{"MetricName": name, "Dimensions": dimensions, "Timestamp": timestamp, "Value": value, "Unit": unit}
                 for name, unit, value in self.metrics]
+
+
+def dimension_value(text: str) -> str:
+    """`text` as CloudWatch accepts a dimension value: non-ASCII and control characters escaped
+    (`\\u6a21`, `\\n`), then cut to 1,024 characters. A NEURON_PROCESS_TAG may be anything."""
+    value = text if text.isascii() and text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return value[:MAX_DIMENSION_VALUE_CHARS]
 
 
 def _dimensions(**values: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import logging
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, NeuronError
+from neurontools.connection_options import DaemonEndpoint
 
 log = logging.getLogger("neuron-monitor")
 
@@ -19,7 +20,7 @@ class DaemonSnapshots:
     """A callable returning a fresh pb.Snapshot, or raising NeuronError (daemon unreachable,
     timeout); the next call after an error connects anew. Called from one thread at a time."""
 
-    def __init__(self, address: str | None, timeout: float) -> None:
+    def __init__(self, address: str | DaemonEndpoint | None, timeout: float) -> None:
         self._address = address
         self._timeout = timeout
         self._device: Device | None = None
@@ -29,6 +30,7 @@ class DaemonSnapshots:
             self._device = Device(self._address, timeout=self._timeout)
             log.info("connecting to neurond at %s", self._device.address)
         try:
+            self._device.observe()  # listed by neuron-ls -a for as long as we watch, as the real tools
             return self._device.snapshot()
         except NeuronError:
             self.close()

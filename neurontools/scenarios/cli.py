@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from neurontools import addresses
+from neurontools import addresses, connection_options
 from neurontools.client import NeuronError
 from neurontools.scenarios.scenario_file import ScenarioFileError, load_scenario
 from neurontools.scenarios.timeline import play
@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout")
     run.add_argument("file")
-    run.add_argument("--address", help="a running daemon (default: start a private one of the scenario's "
-                                       "instance_type, unless $NEURON_DAEMON_ADDRESS is set)")
+    connection_options.add_arguments(run, address_help="a running daemon (default: start a private one of the "
+                                                       "scenario's instance_type, unless $NEURON_DAEMON_ADDRESS is set)")
     return parser
 
 
@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         def log(text: str) -> None:
             print(f"neuron-scenario: {text}", file=sys.stderr, flush=True)
 
-        address = args.address or os.environ.get(addresses.ADDRESS_ENV)
-        if address:
-            result = play(scenario, address, stop, log)
+        if args.address or os.environ.get(addresses.ADDRESS_ENV):
+            result = play(scenario, connection_options.from_arguments(args), stop, log)
         else:
             with DaemonProcess(scenario.instance_type) as daemon:
                 log(f"neurond ({scenario.instance_type}) on {daemon.address}")
@@ -59,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0 if all(w["status"] != "error" for w in result["workloads"]) else 1
-    except (ScenarioFileError, catalog.SpecError, NeuronError, RuntimeError) as exc:
+    except (ScenarioFileError, catalog.SpecError, NeuronError, RuntimeError,
+            connection_options.ConnectionOptionError) as exc:
         print(f"neuron-scenario: {exc}", file=sys.stderr)
         return 2
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.client import Device
+from neurontools.client import Device, NotFoundError
+from neurontools.connection_options import DaemonEndpoint
 from neurontools.scenarios.scenario_file import FaultEntry, Scenario
 from neurontools.workloads import catalog
 from neurontools.workloads.runner import WorkloadRunner
@@ -33,11 +35,11 @@ def events(scenario: Scenario, names: list[str]) -> list[Event]:
     return sorted(out, key=lambda e: (e.at, e.order))
 
 
-def play(scenario: Scenario, address: str, stop: threading.Event,
+def play(scenario: Scenario, address: str | DaemonEndpoint, stop: threading.Event,
          log: Callable[[str], None] = lambda _: None) -> dict:
     """Run the scenario to its end (or until `stop` is set); returns what happened."""
     with Device(address) as device:
-        placer = catalog.Placer(device.snapshot())
+        placer = catalog.Placer.for_this_process(device.snapshot())
         runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
         names = []
         for entry in scenario.workloads:
@@ -69,7 +71,8 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
         finally:
             runner.stop_all()
             for fault_id in lasting:  # what the scenario left in force ends with it
-                device.clear_faults(fault_id)
+                with contextlib.suppress(NotFoundError):  # an operator cleared it already
+                    device.clear_faults(fault_id)
         return {"scenario": scenario.name, "seconds": round(time.monotonic() - started, 3),
                 "completed": not stop.is_set(), "faults": injected,
                 "workloads": [workload_summary(name, runner.runs[name]) for name in names]}

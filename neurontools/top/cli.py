@@ -11,8 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from neurontools import __version__
-from neurontools.addresses import ADDRESS_ENV
+from neurontools import __version__, connection_options
 
 MIN_INTERVAL_SECONDS = 0.1
 
@@ -35,8 +34,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Keys: q quits, ? lists every key. Examples: neuron-top; neuron-monitor | neuron-top --stdin; "
                "neuron-top --replay run.ndjson")
     parser.add_argument("--version", action="version", version=f"neuron-top {__version__}")
-    parser.add_argument("--address", help=f"neurond address, unix:///path or host:port (default: ${ADDRESS_ENV}, "
-                                          "else the default socket)")
+    connection_options.add_arguments(parser)
     parser.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
                         help="refresh interval of the live view (default: 1)")
     source = parser.add_mutually_exclusive_group()
@@ -69,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
+    try:
+        endpoint = connection_options.from_arguments(args)
+    except connection_options.ConnectionOptionError as error:
+        print(f"neuron-top: {error}", file=sys.stderr)
+        return 2
+
     from neurontools.top.app import NeuronTopApp
     from neurontools.top.sources.frame import FrameSource
 
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         source = ReplaySource(args.replay, default_period=args.interval)
     else:
         from neurontools.top.sources.live import LiveSource
-        source = LiveSource(args.address, args.interval)
+        source = LiveSource(endpoint, args.interval)
 
     app = NeuronTopApp(source, readonly=args.readonly)
     if args.theme:

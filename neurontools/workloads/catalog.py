@@ -2,7 +2,8 @@
 
 A spec is a preset name and optional key=value settings that override the command line's defaults:
 cores (a count, or a list such as 0-3 or 4,5), tp, batch, seq_len (the prompt length of a decoder),
-gen_len, dtype, layers_per_program, rate, tag. Cores are taken in order from those no session holds
+gen_len, dtype, layers_per_program, rate, tag. Cores are taken in order from those the process may use
+(NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES, as for any Neuron process), no session holds
 and no earlier workload of the mix took; groups of two or more cores start on a device boundary,
 since collectives need whole consecutive devices. A decoder without a tp gets the smallest degree
 whose weights, KV cache and workspace fit in the free HBM.
@@ -10,10 +11,14 @@ whose weights, KV cache and workspace fit in the free HBM.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
+from neurontools.daemon.core_selection import parse_visible_cores, select_cores
+from neurontools.daemon.errors import RequestError
 from neurontools.daemon.topology import CORES_PER_DEVICE
 from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchitecture
 from neurontools.workloads.decoder import DecoderShape
@@ -82,11 +87,36 @@ def parse_spec(text: str, defaults: Settings) -> Spec:
 class Placer:
     """Hands out free cores of a machine, in order."""
 
-    def __init__(self, snapshot: pb.Snapshot) -> None:
+    def __init__(self, snapshot: pb.Snapshot, visible: list[int] | None = None, limit: str = "") -> None:
         self.snapshot = snapshot
         self.core_count = len(snapshot.cores)
         self.taken = {c.core_id for c in snapshot.cores if c.owner_session_id}
         self.free_bytes = {d.device_index: sum(s.free_bytes for s in d.stacks) for d in snapshot.devices}
+        # Cores this process may not use are never handed out (they count as taken).
+        self.visible = set(range(self.core_count)) if visible is None else set(visible)
+        self.limit = limit  # what set them, for messages: "NEURON_RT_VISIBLE_CORES=0-3"
+        self.taken |= set(range(self.core_count)) - self.visible
+
+    @classmethod
+    def for_this_process(cls, snapshot: pb.Snapshot, environ: Mapping[str, str] = os.environ) -> "Placer":
+        """A placer limited, as every Neuron process is, by NEURON_RT_VISIBLE_CORES (those cores) or
+        NEURON_RT_NUM_CORES (the first free contiguous run of that many), read with the daemon's own
+        rules; the process's sessions then share those cores."""
+        visible = environ.get("NEURON_RT_VISIBLE_CORES", "").strip()
+        count = environ.get("NEURON_RT_NUM_CORES", "").strip()
+        if not visible and not count:
+            return cls(snapshot)
+        owners = {c.core_id: f"session {c.owner_session_id}" for c in snapshot.cores if c.owner_session_id}
+        try:
+            if visible:  # precedence over a count, as in the runtime
+                return cls(snapshot, parse_visible_cores(visible, len(snapshot.cores)),
+                           f"NEURON_RT_VISIBLE_CORES={visible}")
+            if not count.isdigit() or int(count) == 0:
+                raise SpecError(f"NEURON_RT_NUM_CORES={count!r}: give a number of cores, such as 4")
+            return cls(snapshot, select_cores("", int(count), len(snapshot.cores), owners),
+                       f"NEURON_RT_NUM_CORES={count}")
+        except RequestError as exc:  # the daemon's message: malformed list, no free run, ...
+            raise SpecError(str(exc)) from None
 
     def take(self, count: int) -> list[int]:
         step = CORES_PER_DEVICE if count > 1 else 1
@@ -97,12 +127,18 @@ class Placer:
                 return cores
         free = self.core_count - len(self.taken)
         raise SpecError(f"no {count} consecutive free NeuronCores{' on whole devices' if step > 1 else ''} "
-                        f"({free} of {self.core_count} free)")
+                        f"({free} of {self.core_count} free{self._within()})")
+
+    def _within(self) -> str:
+        return f" within {self.limit}" if self.limit else ""
 
     def claim(self, text: str) -> list[int]:
         cores = _core_list(text)
         if max(cores) >= self.core_count:
             raise SpecError(f"cores {text}: this machine has NeuronCores 0-{self.core_count - 1}")
+        hidden = set(cores) - self.visible
+        if hidden:
+            raise SpecError(f"cores {text}: NeuronCore {min(hidden)} is not visible to this process ({self.limit})")
         busy = self.taken.intersection(cores)
         if busy:
             raise SpecError(f"cores {text}: NeuronCore {min(busy)} is already in use")

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from neurontools import addresses
+from neurontools import addresses, connection_options
 from neurontools.client import Device, NeuronError
 from neurontools.daemon import topology as topo
 from neurontools.workloads import catalog
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD")
     where = parser.add_argument_group("daemon")
-    where.add_argument("--address", help=f"a running neurond (default ${addresses.ADDRESS_ENV}; without either, "
-                                         "a private neurond child process on a temporary socket)")
+    connection_options.add_arguments(where, address_help=f"a running neurond (default ${addresses.ADDRESS_ENV}; "
+                                     "without either, a private neurond child process on a temporary socket)")
     where.add_argument("--instance-type", help="the private daemon's instance type (default inf2.48xlarge); "
                                                "only without --address")
     shape = parser.add_argument_group("defaults for every workload")
@@ -127,23 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         if address:
-            return _run(args, address, stop)
+            return _run(args, connection_options.from_arguments(args), stop)
         instance_type = args.instance_type or topo.DEFAULT_INSTANCE_TYPE
         topo.lookup(instance_type)  # an unknown type fails here, not inside the child
         with DaemonProcess(instance_type) as daemon:
             return _run(args, daemon.address, stop)
     except (topo.UnknownInstanceType, catalog.SpecError, NeuronError, ValueError, RuntimeError) as exc:
+        # ValueError includes connection_options.ConnectionOptionError (an unsafe token file, ...)
         print(f"neuron-workload: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(args, address: str, stop: threading.Event) -> int:
+def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading.Event) -> int:
     defaults = catalog.Settings(tp=args.tp, batch=args.batch, seq_len=args.seq_len, gen_len=args.gen_len,
                                 dtype=args.dtype, layers_per_program=args.layers_per_program, rate=args.rate,
                                 tag=args.tag, compute=args.compute)
     with Device(address) as device:
         topology = device.topology()
-        placer = catalog.Placer(device.snapshot())
+        placer = catalog.Placer.for_this_process(device.snapshot())
     log = lambda text: print(f"neuron-workload: {text}", file=sys.stderr, flush=True)  # noqa: E731
     runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
     for text in args.workloads:
@@ -169,7 +170,7 @@ def _run(args, address: str, stop: threading.Event) -> int:
             next_progress += args.progress_interval
         stop.wait(0.1)
     runner.stop_all()
-    document = summary(runner, instance_type=topology.instance.instance_type, address=address,
+    document = summary(runner, instance_type=topology.instance.instance_type, address=str(address),
                        mode="compute" if args.compute else "timing-only",
                        serving_seconds=round(time.monotonic() - serving, 3))
     json.dump(document, sys.stdout, indent=2)

@@ -12,10 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from neurontools.addresses import temporary_socket_directory
 from neurontools.client import DaemonUnavailable, Device
 
 READY_TIMEOUT = 60.0
@@ -26,7 +26,7 @@ class DaemonProcess:
     def __init__(self, instance_type: str, *, log_path: str | Path | None = None) -> None:
         self.instance_type = instance_type
         self.log_path = Path(log_path) if log_path else None
-        self.directory = Path(tempfile.mkdtemp(prefix="neurond-"))
+        self.directory = Path(temporary_socket_directory())  # short whatever $TMPDIR is
         self.socket = self.directory / "neurond.sock"
         self.address = f"unix://{self.socket}"
         self.process: subprocess.Popen | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from neurontools import addresses
+from neurontools import connection_options
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, NeuronError
 from neurontools.monitor.collector import Collector
@@ -33,9 +33,9 @@ def every_group_every(interval: float) -> MonitorConfig:
 class LiveSource:
     can_end_sessions = True
 
-    def __init__(self, address: str | None, interval: float = 1.0,
+    def __init__(self, address: str | connection_options.DaemonEndpoint | None, interval: float = 1.0,
                  timeout: float = SNAPSHOT_TIMEOUT_SECONDS) -> None:
-        self.address = addresses.normalize(address)
+        self.address = connection_options.resolve(address)
         self.description = f"neurond at {self.address}"
         self._timeout = timeout
         self._snapshots = DaemonSnapshots(self.address, timeout)

@@ -73,8 +73,10 @@ class CoreHistoryGrid(Widget):
                 x0 = column * column_width
                 line.append(" " * (x0 - line.cell_len))
                 cell = Text(f"ND{core.device} NC{core.local}".ljust(LABEL_WIDTH))
-                cell.append(sparkline(self.history.series(core_history_key(core.core_id)), spark_width), spark_style)
-                cell.append(f"{core.utilization:6.1f}%")
+                series = self.history.series(core_history_key(core.core_id))
+                cell.append(sparkline(series, spark_width), spark_style)
+                # the latest point of the series drawn (every application), not the selected tab's share
+                cell.append(f"{series[-1] if series else core.utilization:6.1f}%")
                 if core.core_id == self.selected_core:
                     cell.stylize(selected_style)
                 line.append_text(cell)

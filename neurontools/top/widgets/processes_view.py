@@ -14,6 +14,12 @@ from neurontools.top.widgets.table_sync import Cell, sync_rows
 
 
 class ProcessTable(DataTable):
+    # The table fills its view, so a scrollbar sits at the view's edge, never under the header; an
+    # empty table has nothing to scroll to, so it shows no scrollbar at all.
+    DEFAULT_CSS = """
+    ProcessTable { height: 1fr; }
+    ProcessTable.-empty { overflow-x: hidden; overflow-y: hidden; }
+    """
     BINDINGS = [
         Binding("s", "app.sort_next", "sort by next column", show=False),
         Binding("r", "app.sort_reverse", "reverse sort", show=False),
@@ -58,6 +64,7 @@ class ProcessesView(Vertical):
         self.rows = process_table.arrange(self._all, self.sort_by, self.descending, self.needle)
         self._shown = sync_rows(self.table, COLUMN_KEYS, [(r.app.key, process_table.cells(r)) for r in self.rows],
                                 self._shown)
+        self.table.set_class(not self.rows, "-empty")
 
     def _label_columns(self) -> None:
         for column in COLUMNS:
