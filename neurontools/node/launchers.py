@@ -173,12 +173,12 @@ def uninstall(prefix: Path = DEFAULT_PREFIX) -> UninstallResult:
         else:
             kept.append(path)
     if not kept:
+        manifest.path.unlink(missing_ok=True)
         for directory in reversed(manifest.created_dirs):
             try:
                 Path(directory).rmdir()  # only when empty: never what others put there
             except OSError:
                 pass
-        manifest.path.unlink(missing_ok=True)
     else:
         manifest.save()
     return UninstallResult(removed, kept)
