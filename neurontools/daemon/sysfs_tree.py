@@ -84,13 +84,13 @@ class SysfsTree:
 
     def __init__(self, root: SysfsRoot, reader: NodeReader, clock=time.time) -> None:
         self.root = root.path
+        self._root = str(root.path)  # string paths: pathlib was most of a refresh's cost
         self.reader = reader
         self.clock = clock
-        self.staging = self.root / STAGING
         self._names = itertools.count()
         self._written: dict[str, tuple[str, tuple[int, int, int]]] = {}  # rel path -> (text, stat key)
         self._views: dict[str, _CounterView] = {}
-        self._dirs: set[Path] = set()
+        self._dirs: set[str] = set()
         self._device_names: list[str] = []
         self.refreshes = 0
 
@@ -102,12 +102,15 @@ class SysfsTree:
             view = self._views.get(rel)
             if view is None:
                 view = self._views[rel] = _CounterView()
-            for name in ("total", "present", "peak") if counter.is_memory else ("total", "present"):
-                if self._written_by_someone(f"{DEVICES_DIR}/{rel}/{name}"):
+            base = f"{DEVICES_DIR}/{rel}"
+            names = ("total", "present", "peak") if counter.is_memory else ("total", "present")
+            touched = {name: self._written_by_someone(f"{base}/{name}") for name in names}
+            for name in names:
+                if touched[name]:
                     view.clear(name, counter)
                     log.info("sysfs: %s/%s cleared by a write", rel, name)
             for name, number in view.update(counter).items():
-                self._publish(f"{DEVICES_DIR}/{rel}/{name}", str(number), COUNTER_MODE)
+                self._publish(f"{base}/{name}", str(number), COUNTER_MODE, touched[name])
         devices = sorted({rel.split("/", 1)[0] for rel in values.texts})
         if devices != self._device_names:
             self._links(devices)
@@ -127,13 +130,13 @@ class SysfsTree:
 
     def _symlink(self, rel: str, target: str) -> None:
         path = self.root / rel
-        self._ensure_dir(path.parent)
+        self._ensure_dir(str(path.parent))
         if not path.is_symlink():
             os.symlink(target, path)
 
-    def _ensure_dir(self, directory: Path) -> None:
+    def _ensure_dir(self, directory: str) -> None:
         if directory not in self._dirs:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+            os.makedirs(directory, mode=0o755, exist_ok=True)
             self._dirs.add(directory)
 
     def _written_by_someone(self, rel: str) -> bool:
@@ -142,22 +145,24 @@ class SysfsTree:
         if record is None:
             return False
         try:
-            st = os.stat(self.root / rel)
+            st = os.stat(f"{self._root}/{rel}")
         except FileNotFoundError:
             return True
         return (st.st_ino, st.st_mtime_ns, st.st_size) != record[1]
 
-    def _publish(self, rel: str, text: str, mode: int) -> None:
+    def _publish(self, rel: str, text: str, mode: int, touched: bool | None = None) -> None:
+        """Write `text` unless the file already holds it; `touched`: whether someone wrote it since
+        we did (checked here when the caller has not)."""
         record = self._written.get(rel)
         if record is not None and record[0] == text:
-            if not self._written_by_someone(rel):
+            if not (self._written_by_someone(rel) if touched is None else touched):
                 return
             if mode == READ_ONLY_MODE:
                 log.warning("sysfs: %s is read-only (as on the driver); restored the value a root write "
                             "replaced", rel)
-        path = self.root / rel
-        self._ensure_dir(path.parent)
-        staged = self.staging / f"{next(self._names)}"
+        path = f"{self._root}/{rel}"
+        self._ensure_dir(os.path.dirname(path))
+        staged = f"{self._root}/{STAGING}/{next(self._names)}"
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             os.write(fd, f"{text}\n".encode())
