@@ -36,7 +36,7 @@ HOST_CATEGORIES = ("application_memory", "constants", "dma_buffers", "dma_rings"
 STATUS_NAMES = ("success", "execute_completed_with_error", "execute_completed_with_num_error", "timeout",
                 "exec_bad_input", "execute_failed_to_queue")
 ADDITIONS = (
-    {"neuronN/stats/power/utilization"}
+    {"neuronN/stats/power/utilization", "neuronN/reset"}
     | {f"neuronN/stats/hardware/{n}/{f}" for n in ("mem_ecc_uncorrected", "sram_ecc_uncorrected")
        for f in ("present", "total")}
     | {f"neuronN/stats/memory_usage/host_mem/{c}/{f}" for c in HOST_CATEGORIES for f in ("peak", "present", "total")}
@@ -95,7 +95,7 @@ def test_tree_matches_the_real_inf2_xlarge_listing(xlarge):
     assert sorted(dirs) == sorted(d for d in real_dirs if not d.endswith("/power"))
     assert files == (real_files - DOCUMENTED_ABSENT) | ADDITIONS
     docs = DOCS.read_text()
-    for absent in (*DOCUMENTED_ABSENT, "power/", "uevent", "reset", "mem_ecc_repairable_uncorrected"):
+    for absent in (*DOCUMENTED_ABSENT, "power/", "uevent", "mem_ecc_repairable_uncorrected"):
         assert absent.removeprefix("neuronN/") in docs, f"docs/sysfs.md must say why {absent} is absent"
 
 
@@ -251,6 +251,22 @@ def test_ecc_counters_follow_injected_faults(xlarge):
     tree.refresh()
     assert number(root, "neuron0/stats/hardware/sram_ecc_uncorrected/total") == 3
     assert number(root, "neuron0/stats/hardware/mem_ecc_uncorrected/total") == 0
+
+
+def test_writing_reset_resets_the_device(xlarge):
+    daemon, root, tree = xlarge
+    base = root / "devices/virtual/neuron_device/neuron0"
+    assert oct((base / "reset").stat().st_mode & 0o777) == oct(0o200)
+    # reference §6.3: echo 1 | sudo tee /sys/devices/virtual/neuron_device/neuron0/reset
+    subprocess.run(["tee", str(base / "reset")], input="1\n", text=True, check=True, capture_output=True)
+    tree.refresh()
+    assert Device(daemon.address).snapshot().devices[0].resets == 1
+    tree.refresh()  # the count shows at the refresh after the reset
+    for core in (0, 1):
+        assert number(root, f"neuron0/neuron_core{core}/stats/other_info/reset_req_count/total") == 1
+        assert number(root, f"neuron0/neuron_core{core}/stats/other_info/reset_fail_count/total") == 0
+    tree.refresh()
+    assert Device(daemon.address).snapshot().devices[0].resets == 1  # one write, one reset
 
 
 def test_files_are_replaced_atomically_and_modes_match_the_driver(xlarge):

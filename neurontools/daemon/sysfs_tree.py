@@ -24,9 +24,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.runtime_state import RuntimeState
 from neurontools.daemon.snapshot import SnapshotBuilder
 from neurontools.daemon.sysfs_root import STAGING, SysfsRoot
@@ -40,6 +42,7 @@ DEVICES_DIR = "devices/virtual/neuron_device"
 CLASS_DIR = "class/neuron_device"
 READ_ONLY_MODE = 0o444
 COUNTER_MODE = 0o644  # root may write (to clear), everyone may read
+WRITE_ONLY_MODE = 0o200  # neuronN/reset: a command, not a value
 
 
 @dataclass
@@ -82,10 +85,12 @@ class _CounterView:
 class SysfsTree:
     """Writes NodeValues as files under a claimed SysfsRoot; refresh() once per period."""
 
-    def __init__(self, root: SysfsRoot, reader: NodeReader, clock=time.time) -> None:
+    def __init__(self, root: SysfsRoot, reader: NodeReader, clock=time.time,
+                 reset_device: Callable[[int], None] | None = None) -> None:
         self.root = root.path
         self._root = str(root.path)  # string paths: pathlib was most of a refresh's cost
         self.reader = reader
+        self.reset_device = reset_device  # what a write to neuronN/reset does
         self.clock = clock
         self._names = itertools.count()
         self._written: dict[str, tuple[str, tuple[int, int, int]]] = {}  # rel path -> (text, stat key)
@@ -114,6 +119,14 @@ class SysfsTree:
         devices = sorted({rel.split("/", 1)[0] for rel in values.texts})
         if devices != self._device_names:
             self._links(devices)
+        if self.reset_device is not None:
+            for device in devices:
+                rel = f"{DEVICES_DIR}/{device}/reset"
+                touched = self._written_by_someone(rel)
+                if touched:  # `echo 1 | sudo tee .../neuronN/reset` (reference §6.3)
+                    log.warning("sysfs: %s written: resetting the device", rel)
+                    self.reset_device(int(device.removeprefix("neuron")))
+                self._publish(rel, "", WRITE_ONLY_MODE, touched)
         self._publish("module/neuron/version", DRIVER_VERSION, READ_ONLY_MODE)
         self.refreshes += 1
 
@@ -186,9 +199,14 @@ class SysfsPublisher:
         self.root.check()  # refuse a bad directory before the daemon starts serving
         self.period = period_seconds
         power = PowerModel(len(state.machine.devices), power_window_seconds)
-        self.tree = SysfsTree(self.root, NodeReader(state, snapshots, power))
+        self.tree = SysfsTree(self.root, NodeReader(state, snapshots, power), reset_device=self._reset)
+        self.state = state
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _reset(self, device_index: int) -> None:
+        # As `neuron-fault inject DEVICE_RESET` (thread-safe): counts a reset, seen in reset_req_count.
+        self.state.faults.inject(pb.Fault(kind=pb.DEVICE_RESET, device_index=device_index))
 
     def start(self) -> None:
         self.root.claim()
