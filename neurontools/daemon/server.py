@@ -65,7 +65,7 @@ class DaemonServer:
         self.server: grpc.aio.Server | None = None
         self.tcp_port: int | None = None
         self.socket_path = unix_socket_path(options.address)
-        self.sysfs = (SysfsPublisher(options.sysfs_root, self.state, self.snapshots, options.sysfs_period)
+        self.sysfs = (SysfsPublisher(options.sysfs_root, self.state, options.sysfs_period)
                       if options.sysfs_root else None)
 
     async def start(self) -> None:

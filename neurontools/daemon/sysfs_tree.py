@@ -190,7 +190,7 @@ class SysfsTree:
 class SysfsPublisher:
     """Owns the tree for a running daemon: claim the root, refresh periodically, remove on stop."""
 
-    def __init__(self, path: str | os.PathLike, state: RuntimeState, snapshots: SnapshotBuilder,
+    def __init__(self, path: str | os.PathLike, state: RuntimeState,
                  period_seconds: float = DEFAULT_PERIOD_SECONDS,
                  power_window_seconds: int = POWER_WINDOW_SECONDS) -> None:
         if not period_seconds > 0:
@@ -199,7 +199,10 @@ class SysfsPublisher:
         self.root.check()  # refuse a bad directory before the daemon starts serving
         self.period = period_seconds
         power = PowerModel(len(state.machine.devices), power_window_seconds)
-        self.tree = SysfsTree(self.root, NodeReader(state, snapshots, power), reset_device=self._reset)
+        # A builder of its own: a SnapshotBuilder's caches belong to one thread (the servicers' is the
+        # event loop's; this one is the refresher's).
+        self.tree = SysfsTree(self.root, NodeReader(state, SnapshotBuilder(state), power),
+                              reset_device=self._reset)
         self.state = state
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
