@@ -39,6 +39,7 @@ examples:
   neurond --topology-file my-machine.json   a machine you describe (see docs/topology.md)
   neurond --listen 0.0.0.0:50051 --token-file /etc/neurond/token
                                             also serve TCP; clients send the token
+  neurond --sysfs-root /run/neurond/sysfs   also keep the Neuron driver's sysfs tree (docs/sysfs.md)
 
 instance types: {types}
 """
