@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.runtime_state import RuntimeState
