@@ -20,6 +20,7 @@ from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT
 from neurontools.daemon.instance_info import ConfigFileError, load_config, resolve_identity
 from neurontools.daemon.server import DaemonServer, ServerOptions
+from neurontools.daemon.sysfs_tree import DEFAULT_PERIOD_SECONDS
 
 DESCRIPTION = """\
 Run a software AWS Inferentia2 machine: its chips, NeuronCore-v2 cores, HBM and NeuronLink
@@ -38,6 +39,7 @@ examples:
   neurond --topology-file my-machine.json   a machine you describe (see docs/topology.md)
   neurond --listen 0.0.0.0:50051 --token-file /etc/neurond/token
                                             also serve TCP; clients send the token
+  neurond --sysfs-root /run/neurond/sysfs   also keep the Neuron driver's sysfs tree (docs/sysfs.md)
 
 instance types: {types}
 """
@@ -68,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--tls-key", help="PEM private key for TCP")
     serving.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
                          help=f"executions queued per core before failed_to_queue (default {DEFAULT_MAX_IN_FLIGHT})")
+    node = parser.add_argument_group("node (docs/sysfs.md)")
+    node.add_argument("--sysfs-root", metavar="DIR", help="keep the Neuron driver's sysfs tree under DIR "
+                      "(DIR/devices/virtual/neuron_device/...); a new or empty directory")
+    node.add_argument("--sysfs-period", type=float, default=DEFAULT_PERIOD_SECONDS, metavar="SECONDS",
+                      help=f"how often the tree is refreshed (default {DEFAULT_PERIOD_SECONDS:g})")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"neurond {__version__}")
     return parser
@@ -119,7 +126,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         machine=machine, instance=instance, address=addresses.normalize(args.address),
         listen=args.listen, token=token, insecure=args.insecure,
         tls_cert=_read(args.tls_cert, "TLS certificate"), tls_key=_read(args.tls_key, "TLS key"),
-        max_in_flight=args.max_in_flight, socket_mode=args.socket_mode)
+        max_in_flight=args.max_in_flight, socket_mode=args.socket_mode,
+        sysfs_root=args.sysfs_root, sysfs_period=args.sysfs_period)
 
 
 def _already_serving(address: str) -> bool:

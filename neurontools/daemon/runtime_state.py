@@ -210,6 +210,7 @@ class RuntimeState:
                 self.ledger.forget(("session_core", session.session_id, core))
             with self.telemetry.lock:
                 self.telemetry.sessions_closed += 1
+                self.telemetry.retire_session(session.core_ids, session.stats)
 
     def session_for_key(self, key: str | None) -> Session:
         if not key:
@@ -242,7 +243,9 @@ class RuntimeState:
 
     def _host_alloc(self, session: Session, core: int, size: int, category: int,
                     model_id: int | None = None) -> Region:
-        scopes: list = [("host_session", session.session_id)]
+        # Host memory is also kept per core and per device: the driver's sysfs shows it that way.
+        scopes: list = [("host_session", session.session_id), ("host_core", core),
+                        ("host_device", self.machine.device_of_core(core))]
         if model_id is not None:
             scopes.append(("model_host", model_id, core))
         return self.host.allocate(size, category, session_id=session.session_id, core_id=core,
@@ -402,6 +405,9 @@ class RuntimeState:
                 raise
             session.models[model.model_id] = model
             self.models[model.model_id] = model
+            with self.telemetry.lock:
+                for core in set(cores):
+                    self.telemetry.cores[core].model_loads += 1
             return model
 
     def _place_subgraph(self, session: Session, model: LoadedModel, index: int, sg: pb.SubgraphProgram,

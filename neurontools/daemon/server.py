@@ -21,6 +21,7 @@ from neurontools.daemon.runtime_state import RuntimeState
 from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
                                           RuntimeServicer)
 from neurontools.daemon.snapshot import SnapshotBuilder
+from neurontools.daemon.sysfs_tree import DEFAULT_PERIOD_SECONDS, SysfsPublisher
 
 log = logging.getLogger("neurond")
 
@@ -42,6 +43,8 @@ class ServerOptions:
     tls_key: bytes | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     socket_mode: int = 0o600          # of the Unix socket; 0660 lets its group in
+    sysfs_root: str | None = None     # keep the driver's sysfs tree there (sysfs_tree.py)
+    sysfs_period: float = DEFAULT_PERIOD_SECONDS
 
 
 class DaemonServer:
@@ -63,6 +66,8 @@ class DaemonServer:
         self.server: grpc.aio.Server | None = None
         self.tcp_port: int | None = None
         self.socket_path = unix_socket_path(options.address)
+        self.sysfs = (SysfsPublisher(options.sysfs_root, self.state, options.sysfs_period)
+                      if options.sysfs_root else None)
 
     async def start(self) -> None:
         server = grpc.aio.server(options=[
@@ -93,6 +98,8 @@ class DaemonServer:
                 raise OSError(f"cannot listen on {self.options.listen}")
         await server.start()
         self.server = server
+        if self.sysfs:
+            self.sysfs.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("neurond serving a %s (%d devices, %d NeuronCores) on %s%s",
                  self.options.machine.instance_type, len(self.options.machine.devices),
@@ -135,6 +142,8 @@ class DaemonServer:
         await self.server.stop(grace)
         self.server = None
         self.executor.stop()
+        if self.sysfs:
+            self.sysfs.stop()
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:

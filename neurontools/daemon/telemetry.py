@@ -75,6 +75,10 @@ class CoreTelemetry:
         self.in_flight = 0
         self.engine_busy_ns = dict.fromkeys(ENGINES, 0)
         self.engine_instructions = dict.fromkeys(ENGINES, 0)
+        self.model_loads = 0
+        # Execution outcomes of closed sessions that held this core (status -> count); live sessions
+        # carry their own, so together they count every execution for the driver's per-core files.
+        self.closed_session_outcomes: dict[int, int] = {}
 
     def occupied_until(self, now_ns: int) -> int:
         if self.busy_since is None:
@@ -99,6 +103,13 @@ class Telemetry:
         self.link_bytes = [[0, 0] for _ in range(link_count)]  # a->b, b->a
         self.sessions_opened = 0
         self.sessions_closed = 0
+
+    def retire_session(self, core_ids: list[int], stats: ExecutionTelemetry) -> None:
+        """Keep a closing session's outcome counts on each of its cores (caller holds the lock)."""
+        for core_id in core_ids:
+            outcomes = self.cores[core_id].closed_session_outcomes
+            for status, count in stats.by_status.items():
+                outcomes[status] = outcomes.get(status, 0) + count
 
     def start_busy(self, core_id: int) -> int:
         now = time.monotonic_ns()
