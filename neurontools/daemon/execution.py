@@ -83,9 +83,14 @@ class Executor:
     async def execute(self, session: Session, model: LoadedModel, request: pb.ExecuteRequest) -> pb.ExecuteResponse:
         arrived = time.monotonic_ns()
         try:
-            parts_io = self._bind(session, model, request.bindings)
+            parts_io = self.bind(session, model, request.bindings)
         except IncorrectInput as exc:
             return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
+        return await self.run_bound(session, model, parts_io, request.timing_only, arrived)
+
+    async def run_bound(self, session: Session, model: LoadedModel, parts_io: list[tuple[dict, list[str]]],
+                        timing_only: bool, arrived: int) -> pb.ExecuteResponse:
+        """One execution of bindings already checked by bind() (in-daemon load binds once)."""
         telemetry = self.state.telemetry
         with telemetry.lock:
             busy = [sg.core_id for sg in model.subgraphs
@@ -101,7 +106,7 @@ class Executor:
         collectives = None
         if model.collectives is not None:
             collectives = ExecutionCollectives(model.collectives, self.state.faults, self.state.telemetry)
-        job = _Job(session, model, request.timing_only, arrived, loop, loop.create_future(), len(model.subgraphs),
+        job = _Job(session, model, timing_only, arrived, loop, loop.create_future(), len(model.subgraphs),
                    collectives)
         model.running += 1
         for sg, (hbm, outputs) in zip(model.subgraphs, parts_io):
@@ -115,7 +120,7 @@ class Executor:
 
     # -- binding --------------------------------------------------------------------------------
 
-    def _bind(self, session: Session, model: LoadedModel, bindings) -> list[tuple[dict, list[str]]]:
+    def bind(self, session: Session, model: LoadedModel, bindings) -> list[tuple[dict, list[str]]]:
         """Per subgraph: the arrays of its parameters and constants, and its output names."""
         by_core: dict[int, dict[str, int]] = {sg.core_id: {} for sg in model.subgraphs}
         single = model.subgraphs[0].core_id if len(model.subgraphs) == 1 else None

@@ -16,6 +16,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.addresses import unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import add_service
 from neurontools.daemon.runtime_state import RuntimeState
 from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
@@ -53,11 +54,12 @@ class DaemonServer:
         self.options = options
         self.state = RuntimeState(options.machine, options.instance)
         self.executor = Executor(self.state, options.max_in_flight)
+        self.loads = LoadService(self.state, self.executor, options.max_in_flight)
         self.snapshots = SnapshotBuilder(self.state)
         access = Access(None if options.insecure else options.token)
-        self.device = DeviceServicer(self.state, self.snapshots, Observers(), access)
-        self.runtime = RuntimeServicer(self.state, self.executor, access)
-        self.admin = AdminServicer(self.state, self.runtime, access)
+        self.device = DeviceServicer(self.state, self.snapshots, Observers(), access, self.loads)
+        self.runtime = RuntimeServicer(self.state, self.executor, access, self.loads)
+        self.admin = AdminServicer(self.state, self.runtime, access, self.loads)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.tcp_port: int | None = None
@@ -123,6 +125,7 @@ class DaemonServer:
         if self.server is None:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.loads.stop_all("daemon shutting down")
         for session_id in list(self.runtime.closing):
             self.runtime.end_session(session_id, "daemon shutting down")
         await asyncio.sleep(0.05)  # let the closing events reach the clients

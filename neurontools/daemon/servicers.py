@@ -22,6 +22,7 @@ from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
                                        Unauthenticated)
 from neurontools.daemon.execution import Executor
+from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import Malformed
 from neurontools.daemon.runtime_state import RuntimeState, Session
 from neurontools.daemon.snapshot import SnapshotBuilder
@@ -128,11 +129,16 @@ class Observers:
 
 class DeviceServicer(pb_grpc.NeuronDeviceServicer):
     def __init__(self, state: RuntimeState, snapshots: SnapshotBuilder, observers: Observers,
-                 access: Access) -> None:
+                 access: Access, loads: LoadService) -> None:
         self.state = state
         self.snapshots = snapshots
         self.observers = observers
         self.access = access
+        self.loads = loads
+
+    def _snapshot(self) -> pb.Snapshot:
+        self.loads.settle()  # in-daemon load's executions up to now are in the counters
+        return self.snapshots.build(self.observers.current())
 
     @_handler
     async def GetTopology(self, request, context):
@@ -142,7 +148,7 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
     async def GetSnapshot(self, request, context):
         token = self.observers.enter(context)
         try:
-            return self.snapshots.build(self.observers.current())
+            return self._snapshot()
         finally:
             self.observers.leave(token)
 
@@ -164,7 +170,7 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
             nonlocal missed
             next_tick = time.monotonic()
             while True:
-                snapshot = self.snapshots.build(self.observers.current())
+                snapshot = self._snapshot()
                 if frames.full():
                     frames.get_nowait()
                     missed += 1
@@ -185,10 +191,11 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
 
 
 class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
-    def __init__(self, state: RuntimeState, executor: Executor, access: Access) -> None:
+    def __init__(self, state: RuntimeState, executor: Executor, access: Access, loads: LoadService) -> None:
         self.state = state
         self.executor = executor
         self.access = access
+        self.loads = loads
         self.closing: dict[int, asyncio.Future] = {}  # session id -> resolves with a closing reason
 
     def _session(self, context) -> Session:
@@ -218,6 +225,7 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         finally:
             # Reached on normal end, on client cancel and on a dropped connection alike.
             del self.closing[session.session_id]
+            self.loads.end_session(session, reason)
             self.state.close_session(session, reason)
             log.info("session %d closed: %s", session.session_id, reason)
 
@@ -286,6 +294,10 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
     async def UnloadModel(self, request, context):
         session = self._session(context)
         model = self.state.model(session, request.model_id)
+        load = self.loads.active_on(model)
+        if load is not None:
+            raise FailedPrecondition(f"model {model.model_id} is driven by load {load.load_id}; stop it (StopLoad) "
+                                     "before unloading the model")
         if model.running:
             raise FailedPrecondition(f"model {model.model_id} has {model.running} executions in flight; wait "
                                   "for them before unloading it")
@@ -298,12 +310,39 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         model = self.state.model(session, request.model_id)
         return await self.executor.execute(session, model, request)
 
+    @_handler
+    async def StartLoad(self, request, context):
+        load = self.loads.start(self._session(context), request.spec)
+        return self.loads.progress(load)
+
+    @_handler
+    async def GetLoad(self, request, context):
+        load = self.loads.get(self._session(context), request.load_id)
+        if request.wait_ns:
+            await self.loads.wait(load, request.wait_ns)
+        self.loads.settle()
+        return self.loads.progress(load)
+
+    @_handler
+    async def StopLoad(self, request, context):
+        session = self._session(context)
+        load = self.loads.get(session, request.load_id)
+        self.loads.stop(load, f"stopped by its client (pid {session.pid})")
+        return self.loads.progress(load)
+
+    @_handler
+    async def ListLoads(self, request, context):
+        session = self._session(context)
+        self.loads.settle()
+        return pb.ListLoadsResponse(loads=[self.loads.progress(load) for load in self.loads.of_session(session)])
+
 
 class AdminServicer(pb_grpc.NeuronAdminServicer):
-    def __init__(self, state: RuntimeState, runtime: RuntimeServicer, access: Access) -> None:
+    def __init__(self, state: RuntimeState, runtime: RuntimeServicer, access: Access, loads: LoadService) -> None:
         self.state = state
         self.runtime = runtime
         self.access = access
+        self.loads = loads
 
     @staticmethod
     def _operator_only(context) -> None:
@@ -313,6 +352,7 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def InjectFault(self, request, context):
         self._operator_only(context)
+        self.loads.settle()  # executions that started before the fault do not see it
         fault = self.state.faults.inject(request.fault)
         log.warning("fault injected: %s", fault.description)
         if fault.kind == pb.DEVICE_RESET:
@@ -324,6 +364,7 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def ClearFaults(self, request, context):
         self._operator_only(context)
+        self.loads.settle()
         return pb.ClearFaultsResponse(cleared=self.state.faults.clear(request.fault_id))
 
     @_handler
