@@ -273,6 +273,7 @@ class LoadEngine:
         self._seq = itertools.count()
         self.settled_ns = clock()
         self.lagging = False  # the last settle hit MAX_EVENTS_PER_SETTLE
+        self.steps = 0        # events and bulk steps processed: what the load costs the daemon
         self._view = _NO_FAULTS
 
     # -- the load's life -------------------------------------------------------------------------
@@ -332,6 +333,7 @@ class LoadEngine:
                     now = events[0][0] - 1
                     break
                 budget -= 1
+                self.steps += 1
                 at, _, kind, subject = heapq.heappop(events)
                 if kind == _COMPLETE:
                     if subject.ends_ns != at or subject.outcome is None:
@@ -520,6 +522,7 @@ class LoadEngine:
             completions = min(completions, load.spec.count - load.submitted)
         if completions < 1:
             return
+        self.steps += 1
         self._account(head, n * period, completions)
         shift = completions * period
         for execution in load.active:
