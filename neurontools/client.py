@@ -96,6 +96,8 @@ _ERRORS = {
 def _translate(error: grpc.RpcError, address: str) -> NeuronError:
     code = error.code()
     details = error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and details.startswith("neurond is shutting down"):
+        return DaemonUnavailable(details, code)  # the daemon answered: it is going away
     if code == grpc.StatusCode.UNAVAILABLE:
         return DaemonUnavailable(
             f"cannot reach neurond at {address}: start it with 'neurond' (or point "

@@ -125,6 +125,7 @@ class DaemonServer:
         if self.server is None:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.runtime.shut_down()
         self.loads.stop_all("daemon shutting down")
         for session_id in list(self.runtime.closing):
             self.runtime.end_session(session_id, "daemon shutting down")

@@ -20,7 +20,7 @@ import grpc
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, PermissionDenied, RequestError,
-                                       Unauthenticated)
+                                       Unauthenticated, Unavailable)
 from neurontools.daemon.execution import Executor
 from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import Malformed
@@ -36,6 +36,7 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 2 << 20  # stays well inside the default 4 MiB gRPC message limit
 MIN_WATCH_INTERVAL_NS = 10_000_000
 MAX_WATCH_QUEUE = 64
+SHUTTING_DOWN = "neurond is shutting down"
 
 
 def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
@@ -197,6 +198,14 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         self.access = access
         self.loads = loads
         self.closing: dict[int, asyncio.Future] = {}  # session id -> resolves with a closing reason
+        self.shutting_down = False
+        self._executing: set[asyncio.Task] = set()  # Execute calls waiting for their execution
+
+    def shut_down(self) -> None:
+        """Answers every Execute call in flight, and every later one, with UNAVAILABLE."""
+        self.shutting_down = True
+        for task in self._executing:
+            task.cancel()
 
     def _session(self, context) -> Session:
         return self.state.session_for_key(_metadata(context, SESSION_KEY_METADATA))
@@ -306,9 +315,21 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
 
     @_handler
     async def Execute(self, request, context):
+        if self.shutting_down:
+            raise Unavailable(SHUTTING_DOWN)
         session = self._session(context)
         model = self.state.model(session, request.model_id)
-        return await self.executor.execute(session, model, request)
+        task = asyncio.current_task()
+        self._executing.add(task)
+        try:
+            return await self.executor.execute(session, model, request)
+        except asyncio.CancelledError:
+            if not self.shutting_down:
+                raise
+            task.uncancel()
+            raise Unavailable(SHUTTING_DOWN) from None
+        finally:
+            self._executing.discard(task)
 
     @_handler
     async def StartLoad(self, request, context):
