@@ -56,11 +56,14 @@ class Daemon:
 
     def inject(self, **fault) -> pb.Fault:
         self.engine.settle(self.now)  # what the admin servicer does
-        return self.state.faults.inject(pb.Fault(**fault))
+        injected = self.state.faults.inject(pb.Fault(**fault))
+        self.engine.faults_changed()
+        return injected
 
     def clear(self, fault_id: int = 0) -> None:
         self.engine.settle(self.now)
         self.state.faults.clear(fault_id)
+        self.engine.faults_changed()
 
     def stop(self, index: int) -> None:
         self.engine.settle(self.now)

@@ -20,6 +20,7 @@ import numpy as np
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
+from neurontools.daemon.load_engine import Call, LoadEngine, Outcome, Work
 from neurontools.daemon.program import RunResult
 from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
                                               host_memory_errors)
@@ -67,9 +68,14 @@ class IncorrectInput(Exception):
 
 
 class Executor:
-    def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+    """Compute-mode executions run on the cores' worker threads; timing-only ones, when an engine is
+    given, are events of the load engine (load_engine.py): no thread hop, the core's one queue."""
+
+    def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 engine: LoadEngine | None = None) -> None:
         self.state = state
         self.max_in_flight = max_in_flight
+        self.engine = engine
         self._queues = [queue.SimpleQueue() for _ in range(state.machine.core_count)]
         self._threads = [threading.Thread(target=self._work, args=(core,), name=f"nc{core}", daemon=True)
                          for core in range(state.machine.core_count)]
@@ -86,7 +92,28 @@ class Executor:
             parts_io = self.bind(session, model, request.bindings)
         except IncorrectInput as exc:
             return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
+        if request.timing_only and self.engine is not None:
+            return await self._run_timing_only(session, model, arrived)
         return await self.run_bound(session, model, parts_io, request.timing_only, arrived)
+
+    async def _run_timing_only(self, session: Session, model: LoadedModel, arrived: int) -> pb.ExecuteResponse:
+        if model.work is None:
+            model.work = Work(model)  # what an execution does, prepared once per model
+        future = asyncio.get_running_loop().create_future()
+
+        def answer(outcome: Outcome, arrived_ns: int, completed_ns: int) -> None:
+            if not future.done():
+                future.set_result(_response(outcome, completed_ns - arrived_ns))
+
+        call = Call(session, model, model.work, answer)
+        full = self.engine.submit_call(call)
+        if full is not None:
+            return self._finish_early(session, arrived, pb.FAILED_TO_QUEUE, full)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.engine.withdraw(call)
+            raise
 
     async def run_bound(self, session: Session, model: LoadedModel, parts_io: list[tuple[dict, list[str]]],
                         timing_only: bool, arrived: int) -> pb.ExecuteResponse:
@@ -280,6 +307,21 @@ def _combine(job: _Job) -> pb.ExecuteResponse:
     results = [r for _, _, r in job.results if r is not None]
     response = pb.ExecuteResponse(status=status, message=message,
                                   total_latency_ns=time.monotonic_ns() - job.arrived_ns)
+    if results:
+        response.device_latency_ns = max(r.device_time_ns for r in results)
+        response.flops = sum(r.flops for r in results)
+        busy: dict[int, int] = {}
+        for r in results:
+            for engine, ns in r.engine_busy_ns.items():
+                busy[engine] = busy.get(engine, 0) + ns
+        response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+    return response
+
+
+def _response(outcome: Outcome, total_ns: int) -> pb.ExecuteResponse:
+    results = [r for r in outcome.results if r is not None]
+    response = pb.ExecuteResponse(status=outcome.status, message=outcome.message, total_latency_ns=total_ns,
+                                  error_kind=outcome.error_kind)
     if results:
         response.device_latency_ns = max(r.device_time_ns for r in results)
         response.flops = sum(r.flops for r in results)

@@ -22,6 +22,7 @@ Both paths produce identical counters (tests/test_load_engine.py proves it with 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
@@ -51,7 +52,7 @@ class PartWork:
     core: int
     device_time_ns: int
     result: RunResult       # what one timing-only run of the subgraph adds to its core's counters
-    has_outputs: bool
+    first_output: str | None  # the output a NaN fault is reported in
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ class Work:
 
     def __init__(self, model: LoadedModel) -> None:
         self.parts = tuple(PartWork(sg.core_id, sg.program.estimate.device_time_ns, sg.program.estimate,
-                                    any(p.kind == pb.OUTPUT for p in sg.program.parameters.values()))
+                                    next((n for n, p in sg.program.parameters.items() if p.kind == pb.OUTPUT), None))
                            for sg in model.subgraphs)
         self.cores = tuple(p.core for p in self.parts)
         plan = model.collectives
         self.collective_ns = plan.device_time_ns if plan is not None else None
         self.link_bytes: dict[int, tuple[int, int]] = {}
+        self.events = [(event.description, tuple(event.link_bytes)) for event in plan.events] if plan else []
         if plan is not None:
             for event in plan.events:
                 for link, (a, b) in event.link_bytes.items():
@@ -121,22 +123,23 @@ class Work:
                                             f"NEURON_RT_EXEC_TIMEOUT ({timeout_ns / 1e9:g} s)", timeout_ns, None))
                 continue
             numerical = faults.in_force(faults.numerical, part.core, at_ns)
-            if numerical is not None and part.has_outputs:
-                parts.append((pb.COMPLETED_WITH_NUM_ERR, f"output contains NaN: {numerical.description} "
-                                                         "(injected fault)", part.device_time_ns, part.result))
+            if numerical is not None and part.first_output is not None:
+                parts.append((pb.COMPLETED_WITH_NUM_ERR, f"output {part.first_output!r} contains NaN: "
+                                                         f"{numerical.description} (injected fault)",
+                              part.device_time_ns, part.result))
             else:
                 parts.append((pb.COMPLETED, "", part.device_time_ns, part.result))
         if self.collective_ns is not None:
-            down = next((f for f in (faults.in_force(faults.links_down, link, at_ns) for link in self.links)
-                         if f is not None), None)
+            down = next(((f, description) for description, links in self.events for f in
+                         (faults.in_force(faults.links_down, link, at_ns) for link in links) if f is not None), None)
             if collective_failure is not None:
                 status, message, held = collective_failure
                 parts = [p if p[0] == status and p[3] is None else (status, message, held, None) for p in parts]
             elif down is not None:
                 # The ranks run until their collective fails: the cores are held for the modeled time
                 # (a zero-time failure would let a closed loop spin without end).
-                parts = [(pb.COMPLETED_WITH_ERR, f"{down.description}: a collective of the model routes "
-                                                 "through it", p[2], None) for p in parts]
+                parts = [(pb.COMPLETED_WITH_ERR, f"{down[0].description}: {down[1]} routes through it", p[2], None)
+                         for p in parts]
         status, message = pb.COMPLETED, ""
         for part_status, part_message, _, _ in parts:
             if _SEVERITY[part_status] > _SEVERITY[status]:
@@ -252,6 +255,32 @@ class Load:
             self.last_error = message
 
 
+class Call:
+    """One Execute call's timing-only execution: queued with the loads' executions, answered at its end."""
+
+    closed_loop = False
+    blocked = 0
+    deadline_ns = None
+    spec = pb.LoadSpec()
+    state = pb.LOAD_RUNNING
+    finished = False
+
+    def __init__(self, session: Session, model: LoadedModel, work: Work,
+                 answer: Callable[[Outcome, int, int], None]) -> None:
+        self.session = session
+        self.model = model
+        self.work = work
+        self.answer = answer  # (outcome, arrived_ns, completed_ns)
+        self.active: deque[Execution] = deque()
+
+    def may_submit(self, at_ns: int) -> bool:
+        return False
+
+    def record(self, status: int, kind: int, total_ns: int, device_ns: int | None, message: str, times: int = 1
+               ) -> None:
+        self.session.stats.record(status, kind, total_ns, device_ns, times)
+
+
 class LoadEngine:
     """Every timing-only load of the daemon on one simulated clock."""
 
@@ -318,7 +347,7 @@ class LoadEngine:
     def settle(self, now_ns: int | None = None) -> None:
         """Accounts everything that happened up to `now_ns` (default: the clock)."""
         now = self.clock() if now_ns is None else now_ns
-        if now <= self.settled_ns or not self.loads:
+        if now <= self.settled_ns or not (self.loads or self._events):
             self.settled_ns = max(self.settled_ns, now)
             return
         self._view = self._fault_view()
@@ -351,6 +380,10 @@ class LoadEngine:
             self.settled_ns = now
             self.loads = [load for load in self.loads if not load.finished]
 
+    def faults_changed(self) -> None:
+        """A fault was injected or cleared (after settling up to that moment)."""
+        self._view = self._fault_view()
+
     def _fault_view(self) -> FaultView:
         return FaultView(self.state.faults.active(), self.unix_minus_monotonic_ns, self.state.machine.device_of_core)
 
@@ -372,14 +405,57 @@ class LoadEngine:
                 for core in cores:
                     self._blocked[core].append(load)
             return False
+        self._enqueue(load, at_ns)
+        return True
+
+    def _enqueue(self, load: "Load | Call", at_ns: int) -> Execution:
         execution = Execution(load, at_ns)
+        cores = load.work.cores
+        telemetry = self.telemetry.cores
         for core in cores:
             telemetry[core].in_flight += 1
             self._queues[core].append(execution)
         load.model.running += 1
         load.active.append(execution)
         self._try_start(cores[0], at_ns)
-        return True
+        return execution
+
+    # -- Execute calls (timing-only) ---------------------------------------------------------------
+
+    def submit_call(self, call: Call) -> str | None:
+        """Queues a call's execution now; the reason when the queue is full (the caller answers it)."""
+        now = self.clock()
+        self.settle(now)
+        with self.telemetry.lock:
+            full = next((c for c in call.work.cores if self.telemetry.cores[c].in_flight >= self.max_in_flight), None)
+            if full is not None:
+                return (f"NeuronCore {full} already has {self.max_in_flight} executions in flight; wait for some "
+                        "to complete before submitting more")
+            self._enqueue(call, max(now, self.settled_ns))
+        return None
+
+    def withdraw(self, call: Call) -> None:
+        """The caller left: an execution not started yet is dropped (not counted); a running one completes."""
+        with self.telemetry.lock:
+            for execution in [e for e in call.active if e.started_ns is None]:
+                call.active.remove(execution)
+                call.model.running -= 1
+                for core in call.work.cores:
+                    self._queues[core].remove(execution)
+                    self.telemetry.cores[core].in_flight -= 1
+                for core in call.work.cores:
+                    self._try_start(core, self.settled_ns)
+
+    def _wake_at(self, at_ns: int) -> None:
+        """Settles when a call's execution ends, so its caller is answered then."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop (tests settle by hand)
+        loop.call_at(at_ns / 1e9, self._wake, at_ns)
+
+    def _wake(self, at_ns: int) -> None:
+        self.settle(max(self.clock(), at_ns))  # a timer may fire within the clock's resolution before
 
     def _try_start(self, core: int, at_ns: int) -> None:
         queue = self._queues[core]
@@ -401,6 +477,8 @@ class LoadEngine:
             telemetry.busy_since = at_ns
             telemetry.busy_until = at_ns + held
         self._push(execution.ends_ns, _COMPLETE, execution)
+        if isinstance(load, Call):
+            self._wake_at(execution.ends_ns)
 
     def _outcome_at(self, load: Load, at_ns: int, take_uncorrected: Callable[[int], bool]) -> Outcome:
         work, timeout = load.work, load.session.exec_timeout_ns
@@ -412,8 +490,11 @@ class LoadEngine:
 
     def _complete(self, execution: Execution, at_ns: int) -> None:
         load = execution.load
+        outcome = execution.outcome
         self._account(execution, at_ns - execution.arrived_ns, 1)
         execution.outcome = None
+        if isinstance(load, Call):
+            load.answer(outcome, execution.arrived_ns, at_ns)
         load.active.popleft()
         for core in load.work.cores:
             self._running[core] = None

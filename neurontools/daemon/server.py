@@ -16,6 +16,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.addresses import unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.load_engine import LoadEngine
 from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import add_service
 from neurontools.daemon.runtime_state import RuntimeState
@@ -53,8 +54,9 @@ class DaemonServer:
                              "token) or --insecure to accept anyone who can reach the port")
         self.options = options
         self.state = RuntimeState(options.machine, options.instance)
-        self.executor = Executor(self.state, options.max_in_flight)
-        self.loads = LoadService(self.state, self.executor, options.max_in_flight)
+        engine = LoadEngine(self.state, options.max_in_flight)
+        self.executor = Executor(self.state, options.max_in_flight, engine)
+        self.loads = LoadService(self.state, self.executor, options.max_in_flight, engine)
         self.snapshots = SnapshotBuilder(self.state)
         access = Access(None if options.insecure else options.token)
         self.device = DeviceServicer(self.state, self.snapshots, Observers(), access, self.loads)

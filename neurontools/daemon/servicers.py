@@ -375,6 +375,7 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
         self._operator_only(context)
         self.loads.settle()  # executions that started before the fault do not see it
         fault = self.state.faults.inject(request.fault)
+        self.loads.engine.faults_changed()
         log.warning("fault injected: %s", fault.description)
         if fault.kind == pb.DEVICE_RESET:
             for session in list(self.state.sessions.values()):
@@ -386,7 +387,9 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     async def ClearFaults(self, request, context):
         self._operator_only(context)
         self.loads.settle()
-        return pb.ClearFaultsResponse(cleared=self.state.faults.clear(request.fault_id))
+        cleared = self.state.faults.clear(request.fault_id)
+        self.loads.engine.faults_changed()
+        return pb.ClearFaultsResponse(cleared=cleared)
 
     @_handler
     async def ListFaults(self, request, context):
