@@ -224,3 +224,15 @@ def test_collective_model_link_bytes_and_link_down():
     assert statuses[pb.COMPLETED] > 0 and statuses[pb.COMPLETED_WITH_ERR] > 0
     links = bulk.state.telemetry.link_bytes
     assert sum(a + b for a, b in links) > 0
+
+
+def test_between_accounting_steps_occupied_time_is_what_the_next_step_accounts():
+    """A snapshot between two steps reads the steady schedule: the same value settling would give."""
+    d = Daemon(True)
+    d.start(d.model({0: _mlp()}), in_flight_per_core=2, count=5000)
+    core = d.state.telemetry.cores[0]
+    d.at(START + 100_000)  # past the warm-up, which runs event by event
+    for at in _times(30, 40_000_000, seed=8):
+        read_between = core.occupied_until(at)
+        d.at(at)
+        assert core.occupied_until(at) == read_between, at

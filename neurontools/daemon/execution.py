@@ -1,4 +1,5 @@
-"""Executing loaded models: one worker thread per NeuronCore, bounded in-flight queues, pacing.
+"""Executing loaded models: one worker thread per NeuronCore for compute mode, bounded in-flight queues,
+pacing; timing-only executions are the load engine's events (load_engine.py), with no thread at all.
 
 Two clocks (DESIGN principle 3): the device latency is the cost model's time; the core is
 occupied in wall-clock time for max(modeled time, real numpy time), so a fast kernel is paced
@@ -45,7 +46,6 @@ class _Part:
 class _Job:
     session: Session
     model: LoadedModel
-    timing_only: bool
     arrived_ns: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -68,14 +68,14 @@ class IncorrectInput(Exception):
 
 
 class Executor:
-    """Compute-mode executions run on the cores' worker threads; timing-only ones, when an engine is
-    given, are events of the load engine (load_engine.py): no thread hop, the core's one queue."""
+    """Compute-mode executions run on the cores' worker threads; timing-only ones are events of the load
+    engine (load_engine.py): no thread hop, and one queue per core shared with in-daemon loads."""
 
     def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  engine: LoadEngine | None = None) -> None:
         self.state = state
         self.max_in_flight = max_in_flight
-        self.engine = engine
+        self.engine = engine or LoadEngine(state, max_in_flight)
         self._queues = [queue.SimpleQueue() for _ in range(state.machine.core_count)]
         self._threads = [threading.Thread(target=self._work, args=(core,), name=f"nc{core}", daemon=True)
                          for core in range(state.machine.core_count)]
@@ -92,9 +92,9 @@ class Executor:
             parts_io = self.bind(session, model, request.bindings)
         except IncorrectInput as exc:
             return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
-        if request.timing_only and self.engine is not None:
+        if request.timing_only:
             return await self._run_timing_only(session, model, arrived)
-        return await self.run_bound(session, model, parts_io, request.timing_only, arrived)
+        return await self.run_bound(session, model, parts_io, arrived)
 
     async def _run_timing_only(self, session: Session, model: LoadedModel, arrived: int) -> pb.ExecuteResponse:
         if model.work is None:
@@ -116,8 +116,8 @@ class Executor:
             raise
 
     async def run_bound(self, session: Session, model: LoadedModel, parts_io: list[tuple[dict, list[str]]],
-                        timing_only: bool, arrived: int) -> pb.ExecuteResponse:
-        """One execution of bindings already checked by bind() (in-daemon load binds once)."""
+                        arrived: int) -> pb.ExecuteResponse:
+        """One compute-mode execution of bindings already checked by bind() (in-daemon load binds once)."""
         telemetry = self.state.telemetry
         with telemetry.lock:
             busy = [sg.core_id for sg in model.subgraphs
@@ -133,7 +133,7 @@ class Executor:
         collectives = None
         if model.collectives is not None:
             collectives = ExecutionCollectives(model.collectives, self.state.faults, self.state.telemetry)
-        job = _Job(session, model, timing_only, arrived, loop, loop.create_future(), len(model.subgraphs),
+        job = _Job(session, model, arrived, loop, loop.create_future(), len(model.subgraphs),
                    collectives)
         model.running += 1
         for sg, (hbm, outputs) in zip(model.subgraphs, parts_io):
@@ -254,14 +254,13 @@ class Executor:
                         f"NEURON_RT_EXEC_TIMEOUT ({timeout / 1e9:g} s)", None)
             rendezvous = None if job.collectives is None else job.collectives.rank(core, started + timeout, timeout)
             try:
-                result = program.run(part.hbm, timing_only=job.timing_only, rendezvous=rendezvous)
+                result = program.run(part.hbm, timing_only=False, rendezvous=rendezvous)
             except CollectiveFailure as failure:
                 return None if failure.status is None else (failure.status, failure.message, None)
             _sleep_until(started + max(modeled, time.monotonic_ns() - started))
             numerical = faults.core_numerical(core)
             if numerical is not None and part.outputs:
-                if not job.timing_only:
-                    _poison(part)
+                _poison(part)
                 return (pb.COMPLETED_WITH_NUM_ERR, f"output {part.outputs[0]!r} contains NaN: "
                         f"{numerical.description} (injected fault)", result)
             if result.nonfinite_outputs:

@@ -329,6 +329,8 @@ class LoadEngine:
         load.stop_reason = reason
         load.state = pb.LOAD_DRAINING
         with self.telemetry.lock:
+            for core in load.work.cores:
+                self.telemetry.cores[core].steady = None
             freed: set[int] = set()
             for execution in [e for e in load.active if e.started_ns is None]:
                 load.active.remove(execution)
@@ -383,6 +385,9 @@ class LoadEngine:
     def faults_changed(self) -> None:
         """A fault was injected or cleared (after settling up to that moment)."""
         self._view = self._fault_view()
+        with self.telemetry.lock:
+            for core in self.telemetry.cores:
+                core.steady = None  # the schedule may change from the next start on
 
     def _fault_view(self) -> FaultView:
         return FaultView(self.state.faults.active(), self.unix_minus_monotonic_ns, self.state.machine.device_of_core)
@@ -476,6 +481,7 @@ class LoadEngine:
             telemetry = self.telemetry.cores[c]
             telemetry.busy_since = at_ns
             telemetry.busy_until = at_ns + held
+            telemetry.steady = None
         self._push(execution.ends_ns, _COMPLETE, execution)
         if isinstance(load, Call):
             self._wake_at(execution.ends_ns)
@@ -500,7 +506,7 @@ class LoadEngine:
             self._running[core] = None
             telemetry = self.telemetry.cores[core]
             telemetry.in_flight -= 1
-            telemetry.busy_since = telemetry.busy_until = None
+            telemetry.busy_since = telemetry.busy_until = telemetry.steady = None
         load.model.running -= 1
         cores = load.work.cores
         # A freed place goes first to a closed-loop slot that found the queue full, then to the
@@ -611,10 +617,16 @@ class LoadEngine:
         head.started_ns += shift
         head.ends_ns += shift
         load.submitted += completions
+        # Until the next step, occupied time follows the steady schedule: the executions in flight and
+        # those the count still allows start every period, up to the next change (fault, deadline).
+        starts = n - 1 + (load.spec.count - load.submitted if load.spec.count else 1 << 40)
+        until = min(head.started_ns + starts * period, self._view.next_change(load.work, head.started_ns),
+                    NEVER if load.deadline_ns is None else load.deadline_ns)
         for core, held in zip(cores, outcome.durations):
             telemetry = self.telemetry.cores[core]
             telemetry.busy_since = head.started_ns
             telemetry.busy_until = head.started_ns + held
+            telemetry.steady = (period, held, until + held if until == head.started_ns + starts * period else until)
         self._push(head.ends_ns, _COMPLETE, head)
 
 

@@ -204,7 +204,7 @@ class LoadService:
         load.submitted += 1
         load.in_flight += 1
         try:
-            response = await self.executor.run_bound(load.session, load.model, parts_io, False, arrived)
+            response = await self.executor.run_bound(load.session, load.model, parts_io, arrived)
         finally:
             load.in_flight -= 1
         # The session's statistics were counted by the executor; the load keeps its own.

@@ -73,6 +73,10 @@ class CoreTelemetry:
         # When an in-daemon load's execution holds the core, the end of its modeled interval: the
         # occupied time counts up to it and no further until the load engine accounts the execution.
         self.busy_until: int | None = None
+        # While a closed loop runs steadily on the core: (period, hold, until) -- an execution starts
+        # every period and holds the core `hold` ns, up to `until`; occupied time counts them between
+        # the engine's accounting steps, exactly as the next step will account them.
+        self.steady: tuple[int, int, int] | None = None
         self.device_time_ns = 0
         self.flops = 0
         self.executions = 0
@@ -83,6 +87,13 @@ class CoreTelemetry:
     def occupied_until(self, now_ns: int) -> int:
         if self.busy_since is None:
             return self.occupied_ns
+        if self.steady is not None:
+            period, hold, until = self.steady
+            elapsed = min(now_ns, until) - self.busy_since
+            if elapsed <= 0:
+                return self.occupied_ns
+            periods, rest = divmod(elapsed, period)
+            return self.occupied_ns + periods * hold + min(hold, rest)
         end = now_ns if self.busy_until is None else min(now_ns, self.busy_until)
         return self.occupied_ns + max(0, end - self.busy_since)
 
@@ -109,7 +120,7 @@ class Telemetry:
         now = time.monotonic_ns()
         with self.lock:
             self.cores[core_id].busy_since = now
-            self.cores[core_id].busy_until = None
+            self.cores[core_id].busy_until = self.cores[core_id].steady = None
         return now
 
     def end_busy(self, core_id: int, started_ns: int, result) -> None:
