@@ -234,13 +234,13 @@ class Load:
         return (self.state == pb.LOAD_RUNNING and (not self.spec.count or self.submitted < self.spec.count)
                 and (self.deadline_ns is None or at_ns < self.deadline_ns))
 
-    def arrival_ns(self, index: int) -> int:
-        """When the open loop's arrival `index` (0, 1, ...) comes."""
-        if self._rng is None:
-            return self.started_ns + int(index * 1e9 / self.spec.rate_per_second)
-        raise AssertionError("Poisson arrivals come from next_gap_ns")
+    def next_arrival_ns(self, previous_ns: int) -> int:
+        """When the open loop's next arrival comes (after `arrivals` of them, the last at `previous_ns`)."""
+        if self._rng is None:  # evenly spaced from the start: no drift from rounding
+            return self.started_ns + int(self.arrivals * 1e9 / self.spec.rate_per_second)
+        return previous_ns + self._next_gap_ns()
 
-    def next_gap_ns(self) -> int:
+    def _next_gap_ns(self) -> int:
         if self._gaps is None or self.arrivals % POISSON_BATCH == 0:
             self._gaps = np.maximum(1, np.rint(self._rng.exponential(1e9 / self.spec.rate_per_second,
                                                                      POISSON_BATCH))).astype(np.int64)
@@ -547,10 +547,7 @@ class LoadEngine:
             return
         self._submit(load, at_ns)
         load.arrivals += 1
-        if load._rng is None:
-            self._push(load.arrival_ns(load.arrivals), _ARRIVAL, load)
-        else:
-            self._push(at_ns + load.next_gap_ns(), _ARRIVAL, load)
+        self._push(load.next_arrival_ns(at_ns), _ARRIVAL, load)
 
     def _check_drained(self, load: Load, at_ns: int) -> None:
         if load.state == pb.LOAD_RUNNING and not load.may_submit(at_ns) and (

@@ -184,10 +184,9 @@ class LoadService:
 
     async def _open_arrivals(self, load: Load, parts_io: list) -> None:
         running: set[asyncio.Task] = set()
+        at = load.started_ns
         try:
             while True:
-                at = load.started_ns + int(load.arrivals * 1e9 / load.spec.rate_per_second) \
-                    if load.spec.arrivals != pb.POISSON else (load.started_ns if not load.arrivals else at + load.next_gap_ns())
                 await asyncio.sleep(max(0.0, (at - time.monotonic_ns()) / 1e9))
                 if not load.may_submit(at):
                     break
@@ -195,6 +194,7 @@ class LoadService:
                 task = asyncio.create_task(self._one(load, parts_io, at))
                 running.add(task)
                 task.add_done_callback(running.discard)
+                at = load.next_arrival_ns(at)
             self._end_submissions(load)
         finally:
             for task in running:
