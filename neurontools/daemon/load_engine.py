@@ -26,6 +26,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -303,6 +304,7 @@ class LoadEngine:
         self.settled_ns = clock()
         self.lagging = False  # the last settle hit MAX_EVENTS_PER_SETTLE
         self.steps = 0        # events and bulk steps processed: what the load costs the daemon
+        self._alarm: Alarm | None = None
         self._view = _NO_FAULTS
 
     # -- the load's life -------------------------------------------------------------------------
@@ -453,11 +455,12 @@ class LoadEngine:
 
     def _wake_at(self, at_ns: int) -> None:
         """Settles when a call's execution ends, so its caller is answered then."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop (tests settle by hand)
-        loop.call_at(at_ns / 1e9, self._wake, at_ns)
+        if self._alarm is None:
+            try:
+                self._alarm = Alarm(asyncio.get_running_loop(), self._wake)
+            except RuntimeError:
+                return  # no event loop (tests settle by hand)
+        self._alarm.at(at_ns)
 
     def _wake(self, at_ns: int) -> None:
         self.settle(max(self.clock(), at_ns))  # a timer may fire within the clock's resolution before
@@ -625,6 +628,40 @@ class LoadEngine:
             telemetry.busy_until = head.started_ns + held
             telemetry.steady = (period, held, until + held if until == head.started_ns + starts * period else until)
         self._push(head.ends_ns, _COMPLETE, head)
+
+
+class Alarm:
+    """Calls `wake(at_ns)` on the event loop at monotonic times, precisely.
+
+    The loop's own timers wait in epoll, whose timeout is whole milliseconds: a 1.7 ms execution
+    would be answered up to a millisecond late. One thread waits on a condition (ns resolution) for
+    the earliest time and hands it to the loop; it is the only thread hop of a timing-only call."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wake: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._wake = wake
+        self._times: list[int] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, name="neurond-alarm", daemon=True).start()
+
+    def at(self, at_ns: int) -> None:
+        with self._changed:
+            heapq.heappush(self._times, at_ns)
+            if self._times[0] == at_ns:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._times or self._times[0] > time.monotonic_ns():
+                    self._changed.wait(None if not self._times else (self._times[0] - time.monotonic_ns()) / 1e9)
+                due = heapq.heappop(self._times)
+                while self._times and self._times[0] <= due:
+                    heapq.heappop(self._times)  # one settle answers every call due by then
+            try:
+                self._loop.call_soon_threadsafe(self._wake, due)
+            except RuntimeError:
+                return  # the loop is closed: the daemon has stopped
 
 
 def modeled_rate(load: Load) -> float:
