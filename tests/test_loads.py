@@ -191,3 +191,16 @@ def test_open_loop_rate_and_list(daemon):
         assert progress.submitted == 500  # 2,000/s for 0.25 s, evenly spaced from the start
         assert progress.stats.executions.completed == 500
         assert [p.load_id for p in session.loads()] == [load.load_id]
+
+
+def test_a_model_unloads_right_after_its_last_execution_was_answered(daemon):
+    """An execution ending within ANSWER_AHEAD_NS is answered before its modeled end."""
+    with Session(daemon.address, visible_cores="11") as session:
+        program = mlp_program(weights=np.ones((128, 256), np.float32), repeat=100)  # 87 us modeled
+        tensors = {"xT": session.tensor_from(np.ones((128, 64), np.float32), core_id=11),
+                   "out": session.allocate((64, 256), core_id=11), "rowmax": session.allocate((64, 1), core_id=11)}
+        for _ in range(10):
+            model = session.load_model("short", {11: program})
+            result = model.execute(tensors, timing_only=True)
+            assert 50e-6 < result.device_latency < 100e-6
+            model.unload()  # no "executions in flight": the answered one is accounted first

@@ -100,6 +100,14 @@ class LoadService:
                 task.cancel()  # executions not yet started are abandoned (not counted), like a dead caller's
             del self._loads[load.load_id]
 
+    async def finish_answered(self, model: LoadedModel) -> None:
+        """Executions already answered (ANSWER_AHEAD_NS) end within microseconds: wait for them."""
+        self.settle()
+        end = self.engine.answered_until(model)
+        if end is not None:
+            await asyncio.sleep(max(0, end - time.monotonic_ns()) / 1e9)
+            self.engine.settle(max(end, time.monotonic_ns()))
+
     def active_on(self, model: LoadedModel) -> Load | None:
         return next((load for load in self._loads.values() if load.model is model and not load.finished), None)
 

@@ -307,6 +307,7 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         if load is not None:
             raise FailedPrecondition(f"model {model.model_id} is driven by load {load.load_id}; stop it (StopLoad) "
                                      "before unloading the model")
+        await self.loads.finish_answered(model)
         if model.running:
             raise FailedPrecondition(f"model {model.model_id} has {model.running} executions in flight; wait "
                                   "for them before unloading it")
