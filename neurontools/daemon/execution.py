@@ -89,7 +89,7 @@ class Executor:
     async def execute(self, session: Session, model: LoadedModel, request: pb.ExecuteRequest) -> pb.ExecuteResponse:
         arrived = time.monotonic_ns()
         try:
-            parts_io = self.bind(session, model, request.bindings)
+            parts_io = self.bind(session, model, request.bindings, arrays=not request.timing_only)
         except IncorrectInput as exc:
             return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
         if request.timing_only:
@@ -147,7 +147,7 @@ class Executor:
 
     # -- binding --------------------------------------------------------------------------------
 
-    def bind(self, session: Session, model: LoadedModel, bindings) -> list[tuple[dict, list[str]]]:
+    def bind(self, session: Session, model: LoadedModel, bindings, *, arrays: bool = True) -> list[tuple[dict, list[str]]]:
         """Per subgraph: the arrays of its parameters and constants, and its output names."""
         by_core: dict[int, dict[str, int]] = {sg.core_id: {} for sg in model.subgraphs}
         single = model.subgraphs[0].core_id if len(model.subgraphs) == 1 else None
@@ -161,11 +161,13 @@ class Executor:
             by_core[core][binding.name] = binding.tensor_id
         out = []
         for sg in model.subgraphs:
-            out.append(self._bind_subgraph(session, model, sg, by_core[sg.core_id]))
+            out.append(self._bind_subgraph(session, model, sg, by_core[sg.core_id], arrays))
         return out
 
     def _bind_subgraph(self, session: Session, model: LoadedModel, sg: LoadedSubgraph,
-                       names: dict[str, int]) -> tuple[dict, list[str]]:
+                       names: dict[str, int], arrays: bool) -> tuple[dict, list[str]]:
+        """Checks the bindings; with `arrays`, the numpy views the run needs (timing-only runs read and
+        write no data, so they check only and materialize nothing)."""
         params = sg.program.parameters
         unknown = sorted(set(names) - set(params))
         if unknown:
@@ -189,10 +191,13 @@ class Executor:
                     f"subgraph {sg.name} runs on NeuronCore {sg.core_id} (device {sg.device_index}); "
                     "allocate it on that device or on the host")
             writable = spec.kind == pb.OUTPUT
-            with host_memory_errors():
-                hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
+            if arrays:
+                with host_memory_errors():
+                    hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
             if writable:
                 outputs.append(name)
+        if not arrays:
+            return hbm, outputs
         for spec in sg.program.constants:
             hbm[spec.name] = sg.constants[spec.name].array(spec.np_dtype, spec.shape, for_write=False)
         return hbm, outputs

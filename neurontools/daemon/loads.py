@@ -171,7 +171,7 @@ class LoadService:
 
     def _bind(self, session: Session, model: LoadedModel, spec: pb.LoadSpec) -> list:
         try:
-            return self.executor.bind(session, model, spec.bindings)
+            return self.executor.bind(session, model, spec.bindings, arrays=not spec.timing_only)
         except IncorrectInput as exc:
             raise InvalidArgument(f"spec.bindings: {exc}") from None
 
