@@ -388,6 +388,11 @@ class LoadEngine:
             self.settled_ns = now
             self.loads = [load for load in self.loads if not load.finished]
 
+    def stop(self) -> None:
+        """The daemon stops: the alarm thread ends."""
+        if self._alarm is not None:
+            self._alarm.stop()
+
     def faults_changed(self) -> None:
         """A fault was injected or cleared (after settling up to that moment)."""
         self._view = self._fault_view()
@@ -666,7 +671,13 @@ class Alarm:
         self._wake = wake
         self._times: list[int] = []
         self._changed = threading.Condition()
+        self._stopped = False
         threading.Thread(target=self._run, name="neurond-alarm", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
 
     def at(self, at_ns: int) -> None:
         with self._changed:
@@ -677,8 +688,10 @@ class Alarm:
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._times or self._times[0] > time.monotonic_ns():
+                while not self._stopped and (not self._times or self._times[0] > time.monotonic_ns()):
                     self._changed.wait(None if not self._times else (self._times[0] - time.monotonic_ns()) / 1e9)
+                if self._stopped:
+                    return
                 due = heapq.heappop(self._times)
                 while self._times and self._times[0] <= due:
                     heapq.heappop(self._times)  # one settle answers every call due by then
