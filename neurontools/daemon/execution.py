@@ -85,7 +85,7 @@ class Executor:
     def stop(self) -> None:
         for q in self._queues:
             q.put(None)
-        self.engine.stop()
+        self.engine.close()
 
     async def execute(self, session: Session, model: LoadedModel, request: pb.ExecuteRequest) -> pb.ExecuteResponse:
         arrived = time.monotonic_ns()

@@ -388,7 +388,7 @@ class LoadEngine:
             self.settled_ns = now
             self.loads = [load for load in self.loads if not load.finished]
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """The daemon stops: the alarm thread ends."""
         if self._alarm is not None:
             self._alarm.stop()
