@@ -358,7 +358,6 @@ class LoadEngine:
         if now <= self.settled_ns or not (self.loads or self._events):
             self.settled_ns = max(self.settled_ns, now)
             return
-        self._view = self._fault_view()
         budget = MAX_EVENTS_PER_SETTLE
         with self.telemetry.lock:
             if self.bulk:
