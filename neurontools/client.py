@@ -100,6 +100,8 @@ _ERRORS = {
 def _translate(error: grpc.RpcError, address: str) -> NeuronError:
     code = error.code()
     details = error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and details.startswith("neurond is shutting down"):
+        return DaemonUnavailable(details, code)  # the daemon answered: it is going away
     if code == grpc.StatusCode.UNAVAILABLE:
         return DaemonUnavailable(connection_options.unreachable_message(address, details), code)
     return _ERRORS.get(code, NeuronError)(details or f"neurond answered {code.name}", code)
@@ -344,6 +346,52 @@ class Model:
     def unload(self) -> None:
         self.session._call("UnloadModel", pb.UnloadModelRequest(model_id=self.model_id))
 
+    def start_load(self, bindings: Mapping[str, Tensor] | None = None, **options) -> "Load":
+        """Drive this model from inside the daemon (Session.start_load has the options)."""
+        return self.session.start_load(self, bindings or {}, **options)
+
+
+class Load:
+    """A load running inside the daemon (StartLoad): observe it with progress(), wait(), stop()."""
+
+    def __init__(self, session: "Session", progress: pb.LoadProgress) -> None:
+        self.session = session
+        self.load_id = progress.load_id
+        self.last = progress
+
+    def progress(self) -> pb.LoadProgress:
+        self.last = self.session._call("GetLoad", pb.GetLoadRequest(load_id=self.load_id))
+        return self.last
+
+    def wait(self, timeout: float = 600.0) -> pb.LoadProgress:
+        """Until the load finished or stopped, or `timeout` seconds passed; returns its progress."""
+        wait_ns = int(min(timeout, 600.0) * 1e9)
+        self.last = self.session._call("GetLoad", pb.GetLoadRequest(load_id=self.load_id, wait_ns=wait_ns),
+                                       timeout=self.session._conn.timeout + wait_ns / 1e9)
+        return self.last
+
+    def stop(self) -> pb.LoadProgress:
+        self.last = self.session._call("StopLoad", pb.StopLoadRequest(load_id=self.load_id))
+        return self.last
+
+    @property
+    def finished(self) -> bool:
+        return self.last.state in (pb.LOAD_FINISHED, pb.LOAD_STOPPED)
+
+    def __repr__(self) -> str:
+        return f"Load({self.load_id}, {pb.LoadState.Name(self.last.state)}, {self.last.submitted} submitted)"
+
+
+def _add_bindings(target, model: Model, bindings: Mapping[str, Tensor],
+                  core_bindings: Mapping[int, Mapping[str, Tensor]] | None) -> None:
+    cores = [sg.core_id for sg in model.info.subgraphs]
+    for name, tensor in bindings.items():
+        for core in cores:
+            target.add(core_id=core, name=name, tensor_id=tensor.tensor_id)
+    for core, named in (core_bindings or {}).items():
+        for name, tensor in named.items():
+            target.add(core_id=core, name=name, tensor_id=tensor.tensor_id)
+
 
 def _env_int(name: str) -> int:
     value = os.environ.get(name, "").strip()
@@ -495,16 +543,30 @@ class Session:
         """Run a model. `bindings` maps parameter names to tensors (single-core models, or names shared by
         all subgraphs); `core_bindings` maps a core id to its own bindings for multi-core models."""
         request = pb.ExecuteRequest(model_id=model.model_id, timing_only=timing_only)
-        cores = [sg.core_id for sg in model.info.subgraphs]
-        for name, tensor in bindings.items():
-            for core in cores:
-                request.bindings.add(core_id=core, name=name, tensor_id=tensor.tensor_id)
-        for core, named in (core_bindings or {}).items():
-            for name, tensor in named.items():
-                request.bindings.add(core_id=core, name=name, tensor_id=tensor.tensor_id)
+        _add_bindings(request.bindings, model, bindings, core_bindings)
         # The daemon enforces NEURON_RT_EXEC_TIMEOUT; the deadline only guards against a lost daemon.
         deadline = self._conn.timeout + (self._request.exec_timeout_ns / 1e9 or 30.0)
         result = ExecutionResult(self._call("Execute", request, timeout=deadline))
         if check and not result.ok:
             raise ExecutionError(f"execution of model {model.model_id} {result.status}: {result.message}", result)
         return result
+
+    def start_load(self, model: Model, bindings: Mapping[str, Tensor], *, timing_only: bool = True,
+                   in_flight_per_core: int = 0, rate: float = 0.0, arrivals: str = "constant",
+                   duration: float = 0.0, count: int = 0, seed: int = 0,
+                   core_bindings: Mapping[int, Mapping[str, Tensor]] | None = None) -> Load:
+        """Start a load inside the daemon: a closed loop with `in_flight_per_core` executions outstanding,
+        or an open loop at `rate` executions/s (`arrivals` "constant" or "poisson"), for `duration` seconds
+        and/or `count` executions (neither: until stopped). Inputs are bound once. Every execution counts
+        like an Execute call; the load ends with this session."""
+        if not in_flight_per_core and not rate:
+            in_flight_per_core = 1
+        spec = pb.LoadSpec(model_id=model.model_id, timing_only=timing_only, in_flight_per_core=in_flight_per_core,
+                           rate_per_second=rate, duration_ns=int(duration * 1e9), count=count, seed=seed)
+        if rate:
+            spec.arrivals = pb.Arrivals.Value(arrivals.upper())
+        _add_bindings(spec.bindings, model, bindings, core_bindings)
+        return Load(self, self._call("StartLoad", pb.StartLoadRequest(spec=spec)))
+
+    def loads(self) -> list[pb.LoadProgress]:
+        return list(self._call("ListLoads", pb.ListLoadsRequest()).loads)

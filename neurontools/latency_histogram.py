@@ -42,11 +42,12 @@ class LatencyHistogram:
         self.lowest = BUCKETS  # range of non-empty buckets, to send only that run
         self.highest = -1
 
-    def record(self, value_ns: int) -> None:
+    def record(self, value_ns: int, times: int = 1) -> None:
+        """`times` executions of the same latency at once (bulk accounting of in-daemon load)."""
         index = bucket_of(value_ns)
-        self.counts[index] += 1
-        self.count += 1
-        self.sum_ns += int(value_ns)
+        self.counts[index] += times
+        self.count += times
+        self.sum_ns += int(value_ns) * times
         if index < self.lowest:
             self.lowest = index
         if index > self.highest:

@@ -144,6 +144,20 @@ class AluOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RIGHT_SHIFT: _ClassVar[AluOp]
     AVERAGE: _ClassVar[AluOp]
 
+class Arrivals(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ARRIVALS_UNSPECIFIED: _ClassVar[Arrivals]
+    CONSTANT: _ClassVar[Arrivals]
+    POISSON: _ClassVar[Arrivals]
+
+class LoadState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOAD_STATE_UNSPECIFIED: _ClassVar[LoadState]
+    LOAD_RUNNING: _ClassVar[LoadState]
+    LOAD_DRAINING: _ClassVar[LoadState]
+    LOAD_FINISHED: _ClassVar[LoadState]
+    LOAD_STOPPED: _ClassVar[LoadState]
+
 class FaultKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FAULT_KIND_UNSPECIFIED: _ClassVar[FaultKind]
@@ -262,6 +276,14 @@ BITWISE_XOR: AluOp
 LEFT_SHIFT: AluOp
 RIGHT_SHIFT: AluOp
 AVERAGE: AluOp
+ARRIVALS_UNSPECIFIED: Arrivals
+CONSTANT: Arrivals
+POISSON: Arrivals
+LOAD_STATE_UNSPECIFIED: LoadState
+LOAD_RUNNING: LoadState
+LOAD_DRAINING: LoadState
+LOAD_FINISHED: LoadState
+LOAD_STOPPED: LoadState
 FAULT_KIND_UNSPECIFIED: FaultKind
 MEM_ECC_CORRECTED: FaultKind
 MEM_ECC_UNCORRECTED: FaultKind
@@ -1282,6 +1304,90 @@ class CloseSessionRequest(_message.Message):
 class CloseSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class LoadSpec(_message.Message):
+    __slots__ = ("model_id", "bindings", "timing_only", "in_flight_per_core", "rate_per_second", "arrivals", "duration_ns", "count", "seed")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BINDINGS_FIELD_NUMBER: _ClassVar[int]
+    TIMING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_PER_CORE_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ARRIVALS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    bindings: _containers.RepeatedCompositeFieldContainer[TensorBinding]
+    timing_only: bool
+    in_flight_per_core: int
+    rate_per_second: float
+    arrivals: Arrivals
+    duration_ns: int
+    count: int
+    seed: int
+    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., timing_only: _Optional[bool] = ..., in_flight_per_core: _Optional[int] = ..., rate_per_second: _Optional[float] = ..., arrivals: _Optional[_Union[Arrivals, str]] = ..., duration_ns: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class LoadProgress(_message.Message):
+    __slots__ = ("load_id", "model_id", "state", "spec", "submitted", "in_flight", "discarded", "stats", "started_monotonic_ns", "elapsed_ns", "device_time_ns", "modeled_rate_per_second", "last_error", "stop_reason")
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MONOTONIC_NS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    MODELED_RATE_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    load_id: int
+    model_id: int
+    state: LoadState
+    spec: LoadSpec
+    submitted: int
+    in_flight: int
+    discarded: int
+    stats: ExecutionStats
+    started_monotonic_ns: int
+    elapsed_ns: int
+    device_time_ns: int
+    modeled_rate_per_second: float
+    last_error: str
+    stop_reason: str
+    def __init__(self, load_id: _Optional[int] = ..., model_id: _Optional[int] = ..., state: _Optional[_Union[LoadState, str]] = ..., spec: _Optional[_Union[LoadSpec, _Mapping]] = ..., submitted: _Optional[int] = ..., in_flight: _Optional[int] = ..., discarded: _Optional[int] = ..., stats: _Optional[_Union[ExecutionStats, _Mapping]] = ..., started_monotonic_ns: _Optional[int] = ..., elapsed_ns: _Optional[int] = ..., device_time_ns: _Optional[int] = ..., modeled_rate_per_second: _Optional[float] = ..., last_error: _Optional[str] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+
+class StartLoadRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: LoadSpec
+    def __init__(self, spec: _Optional[_Union[LoadSpec, _Mapping]] = ...) -> None: ...
+
+class GetLoadRequest(_message.Message):
+    __slots__ = ("load_id", "wait_ns")
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_NS_FIELD_NUMBER: _ClassVar[int]
+    load_id: int
+    wait_ns: int
+    def __init__(self, load_id: _Optional[int] = ..., wait_ns: _Optional[int] = ...) -> None: ...
+
+class StopLoadRequest(_message.Message):
+    __slots__ = ("load_id",)
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    load_id: int
+    def __init__(self, load_id: _Optional[int] = ...) -> None: ...
+
+class ListLoadsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListLoadsResponse(_message.Message):
+    __slots__ = ("loads",)
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    loads: _containers.RepeatedCompositeFieldContainer[LoadProgress]
+    def __init__(self, loads: _Optional[_Iterable[_Union[LoadProgress, _Mapping]]] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id", "reason")

@@ -290,6 +290,26 @@ class NeuronRuntimeStub:
                 request_serializer=neurontools_dot_v1_dot_neurond__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
+        self.StartLoad = channel.unary_unary(
+                '/neurontools.v1.NeuronRuntime/StartLoad',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.StartLoadRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+                _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/neurontools.v1.NeuronRuntime/GetLoad',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.GetLoadRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+                _registered_method=True)
+        self.StopLoad = channel.unary_unary(
+                '/neurontools.v1.NeuronRuntime/StopLoad',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.StopLoadRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+                _registered_method=True)
+        self.ListLoads = channel.unary_unary(
+                '/neurontools.v1.NeuronRuntime/ListLoads',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.ListLoadsRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ListLoadsResponse.FromString,
+                _registered_method=True)
 
 
 class NeuronRuntimeServicer:
@@ -359,6 +379,32 @@ class NeuronRuntimeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartLoad(self, request, context):
+        """In-daemon load: executions driven by the daemon itself, each one a real execution for every
+        counter; tied to the session (its end stops the session's loads).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLoads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeuronRuntimeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -411,6 +457,26 @@ def add_NeuronRuntimeServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ExecuteRequest.FromString,
                     response_serializer=neurontools_dot_v1_dot_neurond__pb2.ExecuteResponse.SerializeToString,
+            ),
+            'StartLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLoad,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.StartLoadRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.GetLoadRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.SerializeToString,
+            ),
+            'StopLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopLoad,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.StopLoadRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.LoadProgress.SerializeToString,
+            ),
+            'ListLoads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLoads,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ListLoadsRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.ListLoadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -683,6 +749,114 @@ class NeuronRuntime:
             '/neurontools.v1.NeuronRuntime/Execute',
             neurontools_dot_v1_dot_neurond__pb2.ExecuteRequest.SerializeToString,
             neurontools_dot_v1_dot_neurond__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronRuntime/StartLoad',
+            neurontools_dot_v1_dot_neurond__pb2.StartLoadRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronRuntime/GetLoad',
+            neurontools_dot_v1_dot_neurond__pb2.GetLoadRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronRuntime/StopLoad',
+            neurontools_dot_v1_dot_neurond__pb2.StopLoadRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.LoadProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLoads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronRuntime/ListLoads',
+            neurontools_dot_v1_dot_neurond__pb2.ListLoadsRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.ListLoadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

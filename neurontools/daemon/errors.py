@@ -38,3 +38,7 @@ class FailedPrecondition(RequestError):
 
 class OutOfRange(RequestError):
     code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(RequestError):
+    code = grpc.StatusCode.UNAVAILABLE

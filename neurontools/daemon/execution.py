@@ -1,4 +1,5 @@
-"""Executing loaded models: one worker thread per NeuronCore, bounded in-flight queues, pacing.
+"""Executing loaded models: one worker thread per NeuronCore for compute mode, bounded in-flight queues,
+pacing; timing-only executions are the load engine's events (load_engine.py), with no thread at all.
 
 Two clocks (DESIGN principle 3): the device latency is the cost model's time; the core is
 occupied in wall-clock time for max(modeled time, real numpy time), so a fast kernel is paced
@@ -20,6 +21,7 @@ import numpy as np
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
+from neurontools.daemon.load_engine import Call, LoadEngine, Outcome, Work
 from neurontools.daemon.program import RunResult
 from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
                                               host_memory_errors)
@@ -44,7 +46,6 @@ class _Part:
 class _Job:
     session: Session
     model: LoadedModel
-    timing_only: bool
     arrived_ns: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -67,9 +68,14 @@ class IncorrectInput(Exception):
 
 
 class Executor:
-    def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+    """Compute-mode executions run on the cores' worker threads; timing-only ones are events of the load
+    engine (load_engine.py): no thread hop, and one queue per core shared with in-daemon loads."""
+
+    def __init__(self, state: RuntimeState, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 engine: LoadEngine | None = None) -> None:
         self.state = state
         self.max_in_flight = max_in_flight
+        self.engine = engine or LoadEngine(state, max_in_flight)
         self._queues = [queue.SimpleQueue() for _ in range(state.machine.core_count)]
         self._threads = [threading.Thread(target=self._work, args=(core,), name=f"nc{core}", daemon=True)
                          for core in range(state.machine.core_count)]
@@ -79,13 +85,40 @@ class Executor:
     def stop(self) -> None:
         for q in self._queues:
             q.put(None)
+        self.engine.close()
 
     async def execute(self, session: Session, model: LoadedModel, request: pb.ExecuteRequest) -> pb.ExecuteResponse:
         arrived = time.monotonic_ns()
         try:
-            parts_io = self._bind(session, model, request.bindings)
+            parts_io = self.bind(session, model, request.bindings, arrays=not request.timing_only)
         except IncorrectInput as exc:
             return self._finish_early(session, arrived, pb.INCORRECT_INPUT, str(exc))
+        if request.timing_only:
+            return await self._run_timing_only(session, model, arrived)
+        return await self.run_bound(session, model, parts_io, arrived)
+
+    async def _run_timing_only(self, session: Session, model: LoadedModel, arrived: int) -> pb.ExecuteResponse:
+        if model.work is None:
+            model.work = Work(model)  # what an execution does, prepared once per model
+        future = asyncio.get_running_loop().create_future()
+
+        def answer(outcome: Outcome, arrived_ns: int, completed_ns: int) -> None:
+            if not future.done():
+                future.set_result(_response(outcome, completed_ns - arrived_ns))
+
+        call = Call(session, model, model.work, answer)
+        full = self.engine.submit_call(call)
+        if full is not None:
+            return self._finish_early(session, arrived, pb.FAILED_TO_QUEUE, full)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.engine.withdraw(call)
+            raise
+
+    async def run_bound(self, session: Session, model: LoadedModel, parts_io: list[tuple[dict, list[str]]],
+                        arrived: int) -> pb.ExecuteResponse:
+        """One compute-mode execution of bindings already checked by bind() (in-daemon load binds once)."""
         telemetry = self.state.telemetry
         with telemetry.lock:
             busy = [sg.core_id for sg in model.subgraphs
@@ -101,7 +134,7 @@ class Executor:
         collectives = None
         if model.collectives is not None:
             collectives = ExecutionCollectives(model.collectives, self.state.faults, self.state.telemetry)
-        job = _Job(session, model, request.timing_only, arrived, loop, loop.create_future(), len(model.subgraphs),
+        job = _Job(session, model, arrived, loop, loop.create_future(), len(model.subgraphs),
                    collectives)
         model.running += 1
         for sg, (hbm, outputs) in zip(model.subgraphs, parts_io):
@@ -115,7 +148,7 @@ class Executor:
 
     # -- binding --------------------------------------------------------------------------------
 
-    def _bind(self, session: Session, model: LoadedModel, bindings) -> list[tuple[dict, list[str]]]:
+    def bind(self, session: Session, model: LoadedModel, bindings, *, arrays: bool = True) -> list[tuple[dict, list[str]]]:
         """Per subgraph: the arrays of its parameters and constants, and its output names."""
         by_core: dict[int, dict[str, int]] = {sg.core_id: {} for sg in model.subgraphs}
         single = model.subgraphs[0].core_id if len(model.subgraphs) == 1 else None
@@ -129,11 +162,13 @@ class Executor:
             by_core[core][binding.name] = binding.tensor_id
         out = []
         for sg in model.subgraphs:
-            out.append(self._bind_subgraph(session, model, sg, by_core[sg.core_id]))
+            out.append(self._bind_subgraph(session, model, sg, by_core[sg.core_id], arrays))
         return out
 
     def _bind_subgraph(self, session: Session, model: LoadedModel, sg: LoadedSubgraph,
-                       names: dict[str, int]) -> tuple[dict, list[str]]:
+                       names: dict[str, int], arrays: bool) -> tuple[dict, list[str]]:
+        """Checks the bindings; with `arrays`, the numpy views the run needs (timing-only runs read and
+        write no data, so they check only and materialize nothing)."""
         params = sg.program.parameters
         unknown = sorted(set(names) - set(params))
         if unknown:
@@ -157,10 +192,13 @@ class Executor:
                     f"subgraph {sg.name} runs on NeuronCore {sg.core_id} (device {sg.device_index}); "
                     "allocate it on that device or on the host")
             writable = spec.kind == pb.OUTPUT
-            with host_memory_errors():
-                hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
+            if arrays:
+                with host_memory_errors():
+                    hbm[name] = tensor.region.array(spec.np_dtype, spec.shape, for_write=writable)
             if writable:
                 outputs.append(name)
+        if not arrays:
+            return hbm, outputs
         for spec in sg.program.constants:
             hbm[spec.name] = sg.constants[spec.name].array(spec.np_dtype, spec.shape, for_write=False)
         return hbm, outputs
@@ -222,14 +260,13 @@ class Executor:
                         f"NEURON_RT_EXEC_TIMEOUT ({timeout / 1e9:g} s)", None)
             rendezvous = None if job.collectives is None else job.collectives.rank(core, started + timeout, timeout)
             try:
-                result = program.run(part.hbm, timing_only=job.timing_only, rendezvous=rendezvous)
+                result = program.run(part.hbm, timing_only=False, rendezvous=rendezvous)
             except CollectiveFailure as failure:
                 return None if failure.status is None else (failure.status, failure.message, None)
             _sleep_until(started + max(modeled, time.monotonic_ns() - started))
             numerical = faults.core_numerical(core)
             if numerical is not None and part.outputs:
-                if not job.timing_only:
-                    _poison(part)
+                _poison(part)
                 return (pb.COMPLETED_WITH_NUM_ERR, f"output {part.outputs[0]!r} contains NaN: "
                         f"{numerical.description} (injected fault)", result)
             if result.nonfinite_outputs:
@@ -275,6 +312,21 @@ def _combine(job: _Job) -> pb.ExecuteResponse:
     results = [r for _, _, r in job.results if r is not None]
     response = pb.ExecuteResponse(status=status, message=message,
                                   total_latency_ns=time.monotonic_ns() - job.arrived_ns)
+    if results:
+        response.device_latency_ns = max(r.device_time_ns for r in results)
+        response.flops = sum(r.flops for r in results)
+        busy: dict[int, int] = {}
+        for r in results:
+            for engine, ns in r.engine_busy_ns.items():
+                busy[engine] = busy.get(engine, 0) + ns
+        response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+    return response
+
+
+def _response(outcome: Outcome, total_ns: int) -> pb.ExecuteResponse:
+    results = [r for r in outcome.results if r is not None]
+    response = pb.ExecuteResponse(status=outcome.status, message=outcome.message, total_latency_ns=total_ns,
+                                  error_kind=outcome.error_kind)
     if results:
         response.device_latency_ns = max(r.device_time_ns for r in results)
         response.flops = sum(r.flops for r in results)

@@ -121,6 +121,11 @@ class FaultTable:
     def link_down(self, link_id: int) -> pb.Fault | None:
         return self._in_force(pb.LINK_DOWN, link_id=link_id)
 
+    def uncorrected_pending(self, core_id: int) -> bool:
+        """Whether the core's next execution meets an uncorrected HBM error (without taking it)."""
+        with self._lock:
+            return core_id in self._uncorrected_pending
+
     def take_uncorrected(self, core_id: int) -> bool:
         """True once per core after an uncorrected HBM ECC event on its device."""
         with self._lock:

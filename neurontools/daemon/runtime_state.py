@@ -91,6 +91,7 @@ class LoadedModel:
     running: int = 0
     executions: int = 0
     collectives: ModelCollectives | None = None  # how its subgraphs meet (collectives.py)
+    work: object = None  # load_engine.Work: what a timing-only execution does, prepared on first use
 
     def subgraph_on(self, core_id: int) -> LoadedSubgraph | None:
         return next((sg for sg in self.subgraphs if sg.core_id == core_id), None)

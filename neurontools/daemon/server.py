@@ -16,6 +16,8 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.addresses import check_socket_path, unix_socket_path
 from neurontools.daemon import topology as topo
 from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.load_engine import LoadEngine
+from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import add_service
 from neurontools.daemon.runtime_state import RuntimeState
 from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
@@ -56,12 +58,14 @@ class DaemonServer:
                              "token) or --insecure to accept anyone who can reach the port")
         self.options = options
         self.state = RuntimeState(options.machine, options.instance)
-        self.executor = Executor(self.state, options.max_in_flight)
+        engine = LoadEngine(self.state, options.max_in_flight)
+        self.executor = Executor(self.state, options.max_in_flight, engine)
+        self.loads = LoadService(self.state, self.executor, options.max_in_flight, engine)
         self.snapshots = SnapshotBuilder(self.state)
         access = Access(None if options.insecure else options.token)
-        self.device = DeviceServicer(self.state, self.snapshots, Observers(), access)
-        self.runtime = RuntimeServicer(self.state, self.executor, access)
-        self.admin = AdminServicer(self.state, self.runtime, access)
+        self.device = DeviceServicer(self.state, self.snapshots, Observers(), access, self.loads)
+        self.runtime = RuntimeServicer(self.state, self.executor, access, self.loads)
+        self.admin = AdminServicer(self.state, self.runtime, access, self.loads)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.tcp_port: int | None = None
@@ -135,6 +139,8 @@ class DaemonServer:
         if self.server is None:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.runtime.shut_down()
+        self.loads.stop_all("daemon shutting down")
         for session_id in list(self.runtime.closing):
             self.runtime.end_session(session_id, "daemon shutting down")
         self.device.stop_observing()

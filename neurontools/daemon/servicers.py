@@ -20,8 +20,9 @@ import grpc
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
-                                       RequestError, Unauthenticated)
+                                       RequestError, Unauthenticated, Unavailable)
 from neurontools.daemon.execution import Executor
+from neurontools.daemon.loads import LoadService
 from neurontools.daemon.registration import Malformed
 from neurontools.daemon.runtime_state import RuntimeState, Session
 from neurontools.daemon.snapshot import SnapshotBuilder
@@ -37,6 +38,7 @@ MIN_WATCH_INTERVAL_NS = 10_000_000
 MAX_WATCH_QUEUE = 64
 CLOSED_BY_CLIENT = "closed by the client"
 CONNECTION_LOST = "connection lost (the client exited, was killed or lost its connection)"
+SHUTTING_DOWN = "neurond is shutting down"
 
 
 def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
@@ -90,11 +92,22 @@ async def _answering(access: "Access", context: grpc.aio.ServicerContext, name: 
 def _handler(method: Callable) -> Callable:
     """For unary-request handlers."""
 
+    name = method.__name__
+
     @functools.wraps(method)
     async def wrapper(self, request, context):
-        async with _answering(self.access, context, method.__name__):
+        # What _answering does, inline: this wraps every Execute call, where each microsecond shows.
+        try:
+            self.access.check(context)
             _check_decoded(request)
             return await method(self, request, context)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("%s failed", name)
+            await context.abort(grpc.StatusCode.INTERNAL, f"neurond internal error in {name}; see the daemon's log")
     return wrapper
 
 
@@ -135,17 +148,22 @@ class Observers:
 
 class DeviceServicer(pb_grpc.NeuronDeviceServicer):
     def __init__(self, state: RuntimeState, snapshots: SnapshotBuilder, observers: Observers,
-                 access: Access) -> None:
+                 access: Access, loads: LoadService) -> None:
         self.state = state
         self.snapshots = snapshots
         self.observers = observers
         self.access = access
+        self.loads = loads
         self._stopping: asyncio.Event | None = None  # set when the daemon stops: Observe streams end
 
     def stop_observing(self) -> None:
         """End every Observe stream now, so that they do not hold up the server's stop."""
         if self._stopping is not None:
             self._stopping.set()
+
+    def _snapshot(self) -> pb.Snapshot:
+        self.loads.settle()  # in-daemon load's executions up to now are in the counters
+        return self.snapshots.build(self.observers.current())
 
     @_handler
     async def GetTopology(self, request, context):
@@ -155,7 +173,7 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
     async def GetSnapshot(self, request, context):
         token = self.observers.enter(context)
         try:
-            return self.snapshots.build(self.observers.current())
+            return self._snapshot()
         finally:
             self.observers.leave(token)
 
@@ -189,7 +207,7 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
             nonlocal missed
             next_tick = time.monotonic()
             while True:
-                snapshot = self.snapshots.build(self.observers.current())
+                snapshot = self._snapshot()
                 if frames.full():
                     frames.get_nowait()
                     missed += 1
@@ -210,11 +228,20 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
 
 
 class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
-    def __init__(self, state: RuntimeState, executor: Executor, access: Access) -> None:
+    def __init__(self, state: RuntimeState, executor: Executor, access: Access, loads: LoadService) -> None:
         self.state = state
         self.executor = executor
         self.access = access
+        self.loads = loads
         self.closing: dict[int, asyncio.Future] = {}  # session id -> resolves with a closing reason
+        self.shutting_down = False
+        self._executing: set[asyncio.Task] = set()  # Execute calls waiting for their execution
+
+    def shut_down(self) -> None:
+        """Answers every Execute call in flight, and every later one, with UNAVAILABLE."""
+        self.shutting_down = True
+        for task in self._executing:
+            task.cancel()
 
     def _session(self, context) -> Session:
         return self.state.session_for_key(_metadata(context, SESSION_KEY_METADATA))
@@ -245,6 +272,7 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
         finally:
             # Reached on normal end, on client cancel and on a dropped connection alike.
             del self.closing[session.session_id]
+            self.loads.end_session(session, reason)
             self.state.close_session(session, reason)
             log.info("session %d closed: %s; resources released", session.session_id, reason)
 
@@ -319,6 +347,11 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
     async def UnloadModel(self, request, context):
         session = self._session(context)
         model = self.state.model(session, request.model_id)
+        load = self.loads.active_on(model)
+        if load is not None:
+            raise FailedPrecondition(f"model {model.model_id} is driven by load {load.load_id}; stop it (StopLoad) "
+                                     "before unloading the model")
+        await self.loads.finish_answered(model)
         if model.running:
             raise FailedPrecondition(f"model {model.model_id} has {model.running} executions in flight; wait "
                                   "for them before unloading it")
@@ -327,16 +360,55 @@ class RuntimeServicer(pb_grpc.NeuronRuntimeServicer):
 
     @_handler
     async def Execute(self, request, context):
+        if self.shutting_down:
+            raise Unavailable(SHUTTING_DOWN)
         session = self._session(context)
         model = self.state.model(session, request.model_id)
-        return await self.executor.execute(session, model, request)
+        task = asyncio.current_task()
+        self._executing.add(task)
+        try:
+            return await self.executor.execute(session, model, request)
+        except asyncio.CancelledError:
+            if not self.shutting_down:
+                raise
+            task.uncancel()
+            raise Unavailable(SHUTTING_DOWN) from None
+        finally:
+            self._executing.discard(task)
+
+    @_handler
+    async def StartLoad(self, request, context):
+        load = self.loads.start(self._session(context), request.spec)
+        return self.loads.progress(load)
+
+    @_handler
+    async def GetLoad(self, request, context):
+        load = self.loads.get(self._session(context), request.load_id)
+        if request.wait_ns:
+            await self.loads.wait(load, request.wait_ns)
+        self.loads.settle()
+        return self.loads.progress(load)
+
+    @_handler
+    async def StopLoad(self, request, context):
+        session = self._session(context)
+        load = self.loads.get(session, request.load_id)
+        self.loads.stop(load, f"stopped by its client (pid {session.pid})")
+        return self.loads.progress(load)
+
+    @_handler
+    async def ListLoads(self, request, context):
+        session = self._session(context)
+        self.loads.settle()
+        return pb.ListLoadsResponse(loads=[self.loads.progress(load) for load in self.loads.of_session(session)])
 
 
 class AdminServicer(pb_grpc.NeuronAdminServicer):
-    def __init__(self, state: RuntimeState, runtime: RuntimeServicer, access: Access) -> None:
+    def __init__(self, state: RuntimeState, runtime: RuntimeServicer, access: Access, loads: LoadService) -> None:
         self.state = state
         self.runtime = runtime
         self.access = access
+        self.loads = loads
 
     @staticmethod
     def _operator_only(context) -> None:
@@ -346,7 +418,9 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def InjectFault(self, request, context):
         self._operator_only(context)
+        self.loads.settle()  # executions that started before the fault do not see it
         fault = self.state.faults.inject(request.fault)
+        self.loads.engine.faults_changed()
         log.warning("fault injected: %s", fault.description)
         if fault.kind == pb.DEVICE_RESET:
             for session in list(self.state.sessions.values()):
@@ -357,7 +431,9 @@ class AdminServicer(pb_grpc.NeuronAdminServicer):
     @_handler
     async def ClearFaults(self, request, context):
         self._operator_only(context)
+        self.loads.settle()
         cleared = self.state.faults.clear(request.fault_id)
+        self.loads.engine.faults_changed()
         if request.fault_id and not cleared:
             raise NotFound(f"no lasting fault {request.fault_id} is in force (it expired, was cleared, or never "
                            "existed); 'neuron-fault list' shows those that are")

@@ -44,13 +44,14 @@ class ExecutionTelemetry:
     total_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     device_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
-    def record(self, status: int, error_kind: int, total_ns: int, device_ns: int | None) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
+    def record(self, status: int, error_kind: int, total_ns: int, device_ns: int | None, times: int = 1) -> None:
+        """One execution, or `times` identical ones at once (bulk accounting: the same counts)."""
+        self.by_status[status] = self.by_status.get(status, 0) + times
         if error_kind:
-            self.by_error[error_kind] = self.by_error.get(error_kind, 0) + 1
-        self.total_latency.record(total_ns)
+            self.by_error[error_kind] = self.by_error.get(error_kind, 0) + times
+        self.total_latency.record(total_ns, times)
         if device_ns is not None:
-            self.device_latency.record(device_ns)
+            self.device_latency.record(device_ns, times)
 
     def fill(self, message: pb.ExecutionStats) -> None:
         for status, count in self.by_status.items():
@@ -69,6 +70,13 @@ class CoreTelemetry:
         self.device_index = device_index
         self.occupied_ns = 0
         self.busy_since: int | None = None  # monotonic ns when the current execution started
+        # When an in-daemon load's execution holds the core, the end of its modeled interval: the
+        # occupied time counts up to it and no further until the load engine accounts the execution.
+        self.busy_until: int | None = None
+        # While a closed loop runs steadily on the core: (period, hold, until) -- an execution starts
+        # every period and holds the core `hold` ns, up to `until`; occupied time counts them between
+        # the engine's accounting steps, exactly as the next step will account them.
+        self.steady: tuple[int, int, int] | None = None
         self.device_time_ns = 0
         self.flops = 0
         self.executions = 0
@@ -83,7 +91,15 @@ class CoreTelemetry:
     def occupied_until(self, now_ns: int) -> int:
         if self.busy_since is None:
             return self.occupied_ns
-        return self.occupied_ns + max(0, now_ns - self.busy_since)
+        if self.steady is not None:
+            period, hold, until = self.steady
+            elapsed = min(now_ns, until) - self.busy_since
+            if elapsed <= 0:
+                return self.occupied_ns
+            periods, rest = divmod(elapsed, period)
+            return self.occupied_ns + periods * hold + min(hold, rest)
+        end = now_ns if self.busy_until is None else min(now_ns, self.busy_until)
+        return self.occupied_ns + max(0, end - self.busy_since)
 
 
 @dataclass
@@ -115,20 +131,33 @@ class Telemetry:
         now = time.monotonic_ns()
         with self.lock:
             self.cores[core_id].busy_since = now
+            self.cores[core_id].busy_until = self.cores[core_id].steady = None
         return now
 
     def end_busy(self, core_id: int, started_ns: int, result) -> None:
         """Close an occupied interval; `result` (a program RunResult or None) adds engine counters."""
         now = time.monotonic_ns()
         with self.lock:
-            core = self.cores[core_id]
-            core.occupied_ns += now - started_ns
-            core.busy_since = None
-            core.executions += 1
-            if result is not None:
-                core.device_time_ns += result.device_time_ns
-                core.flops += result.flops
-                for engine, busy in result.engine_busy_ns.items():
-                    core.engine_busy_ns[engine] = core.engine_busy_ns.get(engine, 0) + busy
-                for engine, count in result.engine_instructions.items():
-                    core.engine_instructions[engine] = core.engine_instructions.get(engine, 0) + count
+            self.cores[core_id].busy_since = None
+            self.account_part(core_id, now - started_ns, result)
+
+    def account_part(self, core_id: int, occupied_ns: int, result, times: int = 1) -> None:
+        """`times` executions' parts on a core, each occupying it `occupied_ns`, with their engine
+        counters (`result`, a RunResult or None). The caller holds the lock."""
+        core = self.cores[core_id]
+        core.occupied_ns += occupied_ns * times
+        core.executions += times
+        if result is not None:
+            core.device_time_ns += result.device_time_ns * times
+            core.flops += result.flops * times
+            for engine, busy in result.engine_busy_ns.items():
+                core.engine_busy_ns[engine] = core.engine_busy_ns.get(engine, 0) + busy * times
+            for engine, count in result.engine_instructions.items():
+                core.engine_instructions[engine] = core.engine_instructions.get(engine, 0) + count * times
+
+    def add_link_bytes(self, link_bytes: dict[int, tuple[int, int]], times: int = 1) -> None:
+        """Bytes of `times` executions' collectives on each link. The caller holds the lock."""
+        for link, (a_to_b, b_to_a) in link_bytes.items():
+            counters = self.link_bytes[link]
+            counters[0] += a_to_b * times
+            counters[1] += b_to_a * times

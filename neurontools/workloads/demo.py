@@ -36,6 +36,9 @@ MIXES = {
     "inf2.xlarge": ["bert-base:cores=1,batch=4", "llama-2-7b:tp=1,cores=1,batch=2,gen_len=64"],
 }
 STOP_TIMEOUT = 20.0  # the workload process finishes its requests in flight and prints its summary
+# How long the workloads get to stop by themselves (their requests in flight complete) before the daemon
+# shuts down and answers what is still in flight with UNAVAILABLE: the demo ends within about 2 s.
+STOP_PATIENCE = 1.0
 
 
 def _tool(name: str, module: str) -> list[str]:
@@ -76,9 +79,20 @@ class Demo:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
 
     def stop(self) -> dict | None:
-        """Stop the workloads and the daemon; returns the workloads' JSON summary when there is one."""
+        """Stop the workloads, then the daemon; returns the workloads' JSON summary when there is one.
+        Nothing waits long for a request to finish: after STOP_PATIENCE the daemon's shutdown answers
+        the executions still in flight at once ("neurond is shutting down")."""
+        print("neuron-demo: stopping workloads…", file=sys.stderr, flush=True)
+        if self.workloads is not None and self.workloads.poll() is None:
+            self.workloads.send_signal(signal.SIGTERM)
+            try:
+                self.workloads.wait(STOP_PATIENCE)
+            except subprocess.TimeoutExpired:
+                pass
+        daemon = threading.Thread(target=self.daemon.stop, name="stop-neurond")
+        daemon.start()
         _stop(self.workloads)
-        self.daemon.stop()
+        daemon.join()
         try:
             return json.loads((self.logs / "summary.json").read_text())
         except (OSError, ValueError):
