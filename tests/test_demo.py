@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +16,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from real_components import real_program
 
 from neurontools.monitor.report_json import loads_report
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/install-system-deps.sh)")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tmux_installed")]
+
+
+@pytest.fixture(scope="module")
+def tmux_installed() -> str:
+    return real_program("tmux", "tmux")
 
 DEMO = [sys.executable, "-m", "neurontools.workloads.demo"]
 # Quick to load: an encoder data-parallel on a chip and a decoder tensor-parallel over another.

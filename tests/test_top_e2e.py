@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -16,12 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from real_components import real_program
 from test_top_fixtures import RECORDING, applications
 
 from neurontools.daemon.embedded import running_daemon
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/install-system-deps.sh)")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tmux_installed")]
+
+
+@pytest.fixture(scope="module")
+def tmux_installed() -> str:
+    return real_program("tmux", "tmux")
 
 NEURON_TOP = str(Path(sys.executable).parent / "neuron-top")
 WIDTH, HEIGHT = 120, 40
