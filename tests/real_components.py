@@ -8,8 +8,12 @@ lists every such test in a section of the terminal summary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,3 +34,16 @@ def real_program(command: str, package: str) -> str:
     if path is None:
         missing(f"{command} is not installed (Debian package {package}): run scripts/install-system-deps.sh as root")
     return path
+
+
+@contextlib.contextmanager
+def private_tmux() -> Iterator[list[str]]:
+    """The command that talks to a tmux server of our own, on a socket in a temporary directory and
+    without the user's configuration: tests never see or touch the user's sessions. Killed after."""
+    real_program("tmux", "tmux")
+    with tempfile.TemporaryDirectory(prefix="tmux-") as tmp:
+        command = ["tmux", "-S", os.path.join(tmp, "socket"), "-f", os.devnull]
+        try:
+            yield command
+        finally:
+            subprocess.run([*command, "kill-server"], capture_output=True)
