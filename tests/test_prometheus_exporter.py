@@ -152,6 +152,29 @@ def test_gzip_scrapes_follow_a_new_report(exporter):
     assert b'runtime_tag="another-runtime"' in after and b'runtime_tag="15439"' not in after
 
 
+def test_the_report_is_compressed_once_per_report_not_per_scrape(monkeypatch):
+    from neurontools.monitor import prometheus
+
+    compressed: list[int] = []  # the sizes of what was compressed, in order
+    original = prometheus.deflate_blocks
+    monkeypatch.setattr(prometheus, "deflate_blocks", lambda data: compressed.append(len(data)) or original(data))
+    mapping = fed(rich_report())
+    app = prometheus.MetricsApp(mapping)
+    environ = {"REQUEST_METHOD": "GET", "HTTP_ACCEPT": PROMETHEUS_ACCEPT, "HTTP_ACCEPT_ENCODING": "gzip"}
+    for _ in range(3):
+        app(environ, lambda *_: None)
+    report_bytes = max(compressed)
+    first_report = list(compressed)
+    mapping.update(rich_report(tags=("another-runtime",)))
+    app(environ, lambda *_: None)
+
+    # Three scrapes: the report's part once, the small client and self-metric parts every time.
+    assert len(first_report) == 1 + 3 * 2 and first_report.count(report_bytes) == 1
+    assert sorted(first_report)[-2] < report_bytes / 5
+    # A new report is compressed again, on the scrape after it.
+    assert len(compressed) == len(first_report) + 3 and max(compressed[-3:]) > report_bytes / 5
+
+
 def test_name_parameter_restricts_the_scrape(exporter):
     _, _, body = get(f"http://127.0.0.1:{exporter.port}/metrics?name[]=neuroncore_utilization_ratio")
 

@@ -649,7 +649,7 @@ class MetricsApp:
         self._registry = metrics_registry(mapping, client_metrics=client_metrics)
         # content type -> (the report part, its deflate blocks): compressed once per report, as it
         # is formatted once per report. Scrape threads may race to fill it; they compute the same.
-        self._deflated_report: dict[str, tuple[bytes, bytes]] = {}
+        self._deflated_report_parts: dict[str, tuple[bytes, bytes]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         started = time.perf_counter()
@@ -665,25 +665,27 @@ class MetricsApp:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
         if names:  # rare: neither formatting nor compression is cached
             parts = [without_eof(encoder(self._registry.restricted_registry(names))) + eof]
-            cached_report: tuple[bytes, bytes] | None = None
         else:
             client_part = without_eof(encoder(self._client)) if self._client is not None else b""
             report_part, self_part = self._mapping.exposition_parts(encoder, content_type, started=started)
             parts = [client_part, report_part, self_part + eof]
-            cached_report = self._deflated_report.get(content_type)
-            if cached_report is None or cached_report[0] is not report_part:
-                cached_report = self._deflated_report[content_type] = (report_part, deflate_blocks(report_part))
         headers = [("Content-Type", content_type)]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
             headers.append(("Content-Encoding", "gzip"))
-            deflated = [deflate_blocks(part) for part in parts]
-            if cached_report is not None:
-                deflated[1] = cached_report[1]
+            deflated = [deflate_blocks(part) for part in parts] if names else [
+                deflate_blocks(parts[0]), self._deflated_report(content_type, parts[1]), deflate_blocks(parts[2])]
             body = gzip_member(parts, deflated)
         else:
             body = b"".join(parts)
         start_response("200 OK", headers)
         return [body]
+
+    def _deflated_report(self, content_type: str, report_part: bytes) -> bytes:
+        """The report's part as deflate blocks, compressed on the first gzip scrape after a report."""
+        cached = self._deflated_report_parts.get(content_type)
+        if cached is None or cached[0] is not report_part:  # the same bytes object until the next report
+            cached = self._deflated_report_parts[content_type] = (report_part, deflate_blocks(report_part))
+        return cached[1]
 
 
 # One gzip member (RFC 1952) whose deflate stream is joined from blocks compressed apart: every
