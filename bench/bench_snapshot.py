@@ -166,7 +166,18 @@ def codec_costs(snapshot: pb.Snapshot, count: int) -> dict[str, list[int]]:
                                    count, clock=time.thread_time_ns)
 
 
-def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
+def shows_the_load(snapshot: pb.Snapshot) -> bool:
+    """What the helper holds is what the snapshot shows: a session owning each core, every model,
+    each executed once, and those executions in the sessions' latency histograms."""
+    owners = {core.core_id: core.owner_session_id for core in snapshot.cores}
+    return (len(snapshot.sessions) == len(snapshot.cores)
+            and all(owners[session.core_ids[0]] == session.session_id for session in snapshot.sessions)
+            and len(snapshot.models) == MODELS and all(model.executions == 1 for model in snapshot.models)
+            and sum(session.stats.total_latency.count for session in snapshot.sessions) == MODELS)
+
+
+def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> bool:
+    """Prints the table and the verdict; False when the snapshot did not show the load."""
     loaded, snapshot = measured.loaded, measured.loaded_snapshot
     sessions, models = len(snapshot.sessions), len(snapshot.models)
     reference = common.percentiles(loaded["health"])[50]
@@ -189,12 +200,16 @@ def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
     common.print_table(("call", "p50 ms", "p90 ms", "p99 ms", "x health p50", "message"), rows)
     p50 = common.percentiles(loaded["snapshot"])[50]
     ok = p50 <= BUDGET_P50_NS
+    right = shows_the_load(snapshot)
     print(f"budget: p50 under {common.ms(BUDGET_P50_NS)} ms with the sessions and models above -> "
           f"{p50 / BUDGET_P50_NS:.2f} x budget, {common.verdict(ok)}")
+    print(f"shown: a session owning each core, {MODELS} models executed once each, in the sessions' histograms: "
+          f"{'ok' if right else 'WRONG'}")
     common.print_result(f"snapshot p50 {common.ms(p50)} ms at {len(snapshot.cores)} cores ({sessions} sessions, "
                         f"{models} models, {size}; "
                         f"{p50 / reference:.1f} x health check) vs budget {common.ms(BUDGET_P50_NS)} ms: "
-                        f"{common.verdict(ok)}")
+                        f"{common.verdict(ok) if right else 'WRONG'}")
+    return right
 
 
 def print_profile(stats: pstats.Stats) -> None:
@@ -223,11 +238,11 @@ def main() -> int:
         builds, profile = build_costs(min(calls // 2, 1000), args.profile, machine)
     parts = {"daemon builds the message (replica)": builds,
              **codec_costs(measured.loaded_snapshot, min(calls, 1000))}
-    report(measured, parts, calls)
+    right = report(measured, parts, calls)
     print(common.machine_note(load_before))
     if profile is not None:
         print_profile(profile)
-    return 0
+    return 0 if right else 1
 
 
 if __name__ == "__main__":
