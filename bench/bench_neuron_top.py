@@ -5,11 +5,15 @@ screen showing it.
 A real neurond runs in its own process, and a workload process opens 20 runtime sessions (16 on one
 core, 4 on two) that keep all 24 cores busy with timing-only kernels of about 7 ms. Then:
 
-1. the installed `neuron-top` runs in a real 200x60 terminal (tmux) at its default 1 s interval;
-   after a warm-up, its CPU time and resident memory are sampled from /proc for --seconds;
+1. the installed `neuron-top` runs in a real 200x60 terminal (tmux, on a private tmux server: its
+   own socket in a temporary directory, removed afterwards) at its default 1 s interval; after a
+   warm-up, its CPU time and resident memory are sampled from /proc for --seconds;
 2. neuron-top's app runs headless in this process against the same daemon for --frames reports;
    for each one, the time from the daemon taking the snapshot to the screen having been redrawn
    with it (snapshot, collector, view data and render: everything the user waits for).
+
+The verdict also needs neuron-top to have shown what is there: the terminal shows the 20
+applications' tabs, and the headless app saw all 20 applications.
 
     .venv/bin/python bench/bench_neuron_top.py [--seconds 30] [--frames 20] [--quick]
 """
@@ -24,9 +28,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import common  # also puts the checkout on sys.path
@@ -91,25 +95,31 @@ def run_workload(address: str) -> None:
 
 def measure_in_terminal(address: str, seconds: float) -> tuple[float, float, float, str]:
     """CPU % of one core, mean and peak RSS in MiB of neuron-top in a 200x60 tmux pane; its last screen."""
+    with tempfile.TemporaryDirectory(prefix="bench-tmux-") as tmp:
+        tmux = ["tmux", "-S", os.path.join(tmp, "socket"), "-f", os.devnull]  # a server of our own
+        try:
+            return _measure_in(tmux, address, seconds)
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def _measure_in(tmux: list[str], address: str, seconds: float) -> tuple[float, float, float, str]:
     import psutil
 
-    name = f"bench-neuron-top-{uuid.uuid4().hex[:8]}"
+    name = "neuron-top"
     command = f"unset COLUMNS LINES; exec {NEURON_TOP} --address {address}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "200", "-y", "60", command], check=True)
-    try:
-        pid = int(subprocess.run(["tmux", "display", "-p", "-t", name, "#{pane_pid}"], capture_output=True,
-                                 text=True, check=True).stdout)
-        process = psutil.Process(pid)
-        time.sleep(WARM_UP_SECONDS)  # start-up (imports, first contact) is not the steady state
-        before, started = process.cpu_times(), time.monotonic()
-        rss = []
-        while time.monotonic() - started < seconds:
-            rss.append(process.memory_info().rss / 2**20)
-            time.sleep(1.0)
-        after, elapsed = process.cpu_times(), time.monotonic() - started
-        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    subprocess.run([*tmux, "new-session", "-d", "-s", name, "-x", "200", "-y", "60", command], check=True)
+    pid = int(subprocess.run([*tmux, "display", "-p", "-t", name, "#{pane_pid}"], capture_output=True,
+                             text=True, check=True).stdout)
+    process = psutil.Process(pid)
+    time.sleep(WARM_UP_SECONDS)  # start-up (imports, first contact) is not the steady state
+    before, started = process.cpu_times(), time.monotonic()
+    rss = []
+    while time.monotonic() - started < seconds:
+        rss.append(process.memory_info().rss / 2**20)
+        time.sleep(1.0)
+    after, elapsed = process.cpu_times(), time.monotonic() - started
+    screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
     cpu = (after.user + after.system - before.user - before.system) / elapsed * 100
     return cpu, statistics.mean(rss), max(rss), screen
 
@@ -170,8 +180,10 @@ def main() -> int:
             workload.send_signal(signal.SIGTERM)
             workload.wait(timeout=60)
 
-    if "[20]:" not in screen and "»" not in screen:
-        print("warning: the terminal did not show the application tabs:\n" + screen)
+    shown = "[20]:" in screen or "»" in screen  # the last tab, or the marker of tabs beyond the screen
+    if not shown:
+        print("WRONG: the terminal did not show the application tabs:\n" + screen)
+    right = shown and applications == len(_layout())
     cuts = sorted(latencies)
     p50, p99 = statistics.median(cuts), cuts[min(len(cuts) - 1, round(0.99 * (len(cuts) - 1)))]
     print(f"neuron-top on inf2.48xlarge: 24 cores at {utilization:.0f}% mean utilization, {applications} "
@@ -186,7 +198,13 @@ def main() -> int:
           f"{'ok' if rss_ok else 'OVER BUDGET'}")
     print(f"{f'snapshot to screen, ms (p50 of {len(latencies)})':<44} {p50 * 1e3:>10.1f} {'':>10}")
     print(f"{'snapshot to screen, ms (p99; max ' + f'{cuts[-1] * 1e3:.1f})':<44} {p99 * 1e3:>10.1f} {'':>10}")
-    return 0 if cpu_ok and rss_ok else 1
+    print(f"shown: the terminal's application tabs {'ok' if shown else 'missing'}, {applications} of "
+          f"{len(_layout())} applications in the headless app: {'ok' if right else 'WRONG'}")
+    common.print_result(f"neuron-top {cpu:.2f}% of one core ({BUDGET_CPU_PERCENT:.0f}% budget), peak RSS "
+                        f"{rss_peak:.1f} MiB ({BUDGET_RSS_MIB:.0f} MiB budget), snapshot to screen p50 "
+                        f"{p50 * 1e3:.1f} ms; shown {'ok' if right else 'WRONG'}: "
+                        f"{common.verdict(cpu_ok and rss_ok) if right else 'WRONG'}")
+    return 0 if cpu_ok and rss_ok and right else 1
 
 
 if __name__ == "__main__":

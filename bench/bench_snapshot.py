@@ -14,7 +14,11 @@ that many bytes costs). The rows "of which" split the snapshot into the daemon b
 decode; they are CPU times of this process's thread, which a busy shared host inflates far less
 than wall times, so they stay comparable from run to run.
 
-    .venv/bin/python bench/bench_snapshot.py [--quick] [--profile]
+With `--cores N` (other than 24) the daemon is a machine of N/2 devices in a ring, described by a
+topology file (no catalogued instance has more than 32 cores): what a snapshot costs as machines
+grow. The sessions (one per core) and the 100 models scale with it as above.
+
+    .venv/bin/python bench/bench_snapshot.py [--quick] [--profile] [--cores 96]
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import multiprocessing
 import os
 import pstats
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from multiprocessing.synchronize import Event
 
 import common
@@ -37,11 +44,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
+from neurontools.daemon import topology
 from neurontools.daemon.embedded import running_daemon
 from neurontools.daemon.hbm_allocator import format_bytes
 from neurontools.kernels.examples import mlp_program
 
 INSTANCE_TYPE = "inf2.48xlarge"
+INSTANCE_CORES = 24
 WANTED_SESSIONS, MODELS = 50, 100
 BUDGET_P50_NS = 2_000_000
 HOLDER_TIMEOUT_S = 120.0
@@ -112,11 +121,34 @@ def measure(address: str, calls: int) -> Measured:
     return Measured(idle, loaded, idle_snapshot, loaded_snapshot)
 
 
-def build_costs(count: int, profile: bool) -> tuple[list[int], pstats.Stats | None]:
+def ring_machine(cores: int) -> dict:
+    """A topology file's content: cores/2 inf2 devices in a ring, 4 vCPUs per core."""
+    devices = cores // 2
+    return {"instance_type": f"bench.{cores}cores", "platform": "inf2", "vcpus": 4 * cores,
+            "host_memory_gib": 16 * cores,
+            "devices": [{"bdf": f"0000:{0x10 + index // 32:02x}:{index % 32:02x}.0", "cpu_affinity": f"0-{4 * cores - 1}",
+                         "numa_node": 0, "connected_to": sorted({(index - 1) % devices, (index + 1) % devices} - {index})}
+                        for index in range(devices)]}
+
+
+@contextlib.contextmanager
+def machine_file(cores: int) -> Iterator[Path | None]:
+    """None for the inf2.48xlarge, else a temporary topology file of a ring with that many cores."""
+    if cores == INSTANCE_CORES:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as tmp:
+        path = Path(tmp) / "machine.json"
+        path.write_text(json.dumps(ring_machine(cores)))
+        yield path
+
+
+def build_costs(count: int, profile: bool, machine: Path | None) -> tuple[list[int], pstats.Stats | None]:
     """CPU time of SnapshotBuilder.build alone, on a daemon in this process loaded like the measured one
     (by the same helper process): what the daemon spends assembling the message, without transport or
     encoding. With `profile`, `count` more builds run under cProfile."""
-    with running_daemon(INSTANCE_TYPE) as daemon, sessions_held(daemon.address):
+    spec = topology.load_topology_file(machine) if machine else None
+    with running_daemon(INSTANCE_TYPE, machine=spec) as daemon, sessions_held(daemon.address):
         build = daemon.server.snapshots.build
         samples = common.time_interleaved({"build": lambda: build([])}, count, clock=time.thread_time_ns)["build"]
         if not profile:
@@ -134,12 +166,24 @@ def codec_costs(snapshot: pb.Snapshot, count: int) -> dict[str, list[int]]:
                                    count, clock=time.thread_time_ns)
 
 
-def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
+def shows_the_load(snapshot: pb.Snapshot) -> bool:
+    """What the helper holds is what the snapshot shows: a session owning each core, every model,
+    each executed once, and those executions in the sessions' latency histograms."""
+    owners = {core.core_id: core.owner_session_id for core in snapshot.cores}
+    return (len(snapshot.sessions) == len(snapshot.cores)
+            and all(owners[session.core_ids[0]] == session.session_id for session in snapshot.sessions)
+            and len(snapshot.models) == MODELS and all(model.executions == 1 for model in snapshot.models)
+            and sum(session.stats.total_latency.count for session in snapshot.sessions) == MODELS)
+
+
+def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> bool:
+    """Prints the table and the verdict; False when the snapshot did not show the load."""
     loaded, snapshot = measured.loaded, measured.loaded_snapshot
     sessions, models = len(snapshot.sessions), len(snapshot.models)
     reference = common.percentiles(loaded["health"])[50]
-    print(f"Device.snapshot() of an {INSTANCE_TYPE} neurond (separate process) over its Unix socket, "
-          f"{calls} calls per row after warm-up, interleaved with the references")
+    machine = snapshot.topology.instance.instance_type or INSTANCE_TYPE
+    print(f"Device.snapshot() of neurond as {machine} ({len(snapshot.cores)} cores; separate process) over its "
+          f"Unix socket, {calls} calls per row after warm-up, interleaved with the references")
     print(f"asked for {WANTED_SESSIONS} sessions and {MODELS} models; measured {sessions} sessions and {models} "
           f"models: a session needs a NeuronCore and a core belongs to one session ({len(snapshot.cores)} cores)")
     size = format_bytes(snapshot.ByteSize())
@@ -156,11 +200,16 @@ def report(measured: Measured, parts: dict[str, list[int]], calls: int) -> None:
     common.print_table(("call", "p50 ms", "p90 ms", "p99 ms", "x health p50", "message"), rows)
     p50 = common.percentiles(loaded["snapshot"])[50]
     ok = p50 <= BUDGET_P50_NS
+    right = shows_the_load(snapshot)
     print(f"budget: p50 under {common.ms(BUDGET_P50_NS)} ms with the sessions and models above -> "
           f"{p50 / BUDGET_P50_NS:.2f} x budget, {common.verdict(ok)}")
-    common.print_result(f"snapshot p50 {common.ms(p50)} ms ({sessions} sessions, {models} models, {size}; "
+    print(f"shown: a session owning each core, {MODELS} models executed once each, in the sessions' histograms: "
+          f"{'ok' if right else 'WRONG'}")
+    common.print_result(f"snapshot p50 {common.ms(p50)} ms at {len(snapshot.cores)} cores ({sessions} sessions, "
+                        f"{models} models, {size}; "
                         f"{p50 / reference:.1f} x health check) vs budget {common.ms(BUDGET_P50_NS)} ms: "
-                        f"{common.verdict(ok)}")
+                        f"{common.verdict(ok) if right else 'WRONG'}")
+    return right
 
 
 def print_profile(stats: pstats.Stats) -> None:
@@ -174,20 +223,26 @@ def main() -> int:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--profile", action="store_true",
                             help="also profile the daemon's snapshot building and print its top costs")
+        parser.add_argument("--cores", type=int, default=INSTANCE_CORES,
+                            help=f"NeuronCores of the machine (default {INSTANCE_CORES}: the {INSTANCE_TYPE}; "
+                                 "others are a ring of cores/2 devices)")
 
     args = common.parse_args(__doc__.splitlines()[0], extra)
+    if args.cores < 2 or args.cores % 2 or args.cores > 2 * topology.MAX_CUSTOM_DEVICES:
+        raise SystemExit(f"--cores must be even, 2..{2 * topology.MAX_CUSTOM_DEVICES} (2 per device), not {args.cores}")
     calls = 500 if args.quick else 3000
     load_before = os.getloadavg()[0]
-    with common.neurond_process(INSTANCE_TYPE) as daemon:
-        measured = measure(daemon.address, calls)
-    builds, profile = build_costs(min(calls // 2, 1000), args.profile)
+    with machine_file(args.cores) as machine:
+        with common.neurond_process(INSTANCE_TYPE, topology_file=machine) as daemon:
+            measured = measure(daemon.address, calls)
+        builds, profile = build_costs(min(calls // 2, 1000), args.profile, machine)
     parts = {"daemon builds the message (replica)": builds,
              **codec_costs(measured.loaded_snapshot, min(calls, 1000))}
-    report(measured, parts, calls)
+    right = report(measured, parts, calls)
     print(common.machine_note(load_before))
     if profile is not None:
         print_profile(profile)
-    return 0
+    return 0 if right else 1
 
 
 if __name__ == "__main__":

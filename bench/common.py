@@ -127,11 +127,14 @@ def _socket_directory(prefix: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def neurond_process(instance_type: str = "inf2.48xlarge", env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """The real neurond CLI in its own process on a temporary Unix socket; `env` adds variables."""
+def neurond_process(instance_type: str = "inf2.48xlarge", env: Mapping[str, str] | None = None,
+                    topology_file: Path | None = None) -> Iterator[Server]:
+    """The real neurond CLI in its own process on a temporary Unix socket; `env` adds variables,
+    `topology_file` describes the machine instead of `instance_type`."""
     with _socket_directory("bench-neurond-") as tmp:
         address = f"unix://{tmp}/neurond.sock"
-        command = [sys.executable, "-m", "neurontools.daemon.cli", "--instance-type", instance_type,
+        machine = ["--topology-file", str(topology_file)] if topology_file else ["--instance-type", instance_type]
+        command = [sys.executable, "-m", "neurontools.daemon.cli", *machine,
                    "--address", address, "--log-level", "warning"]
         with _child_server(command, address, Path(tmp) / "neurond.log", env) as server:
             yield server

@@ -4,7 +4,7 @@
 
 Each benchmark runs as its own process with this interpreter; its output is shown as it comes.
 --quick is passed to the benchmarks that accept it. The summary lists each benchmark's status
-(ok, OVER BUDGET, or failed with its exit code), its wall time and the `result:` lines it printed.
+(ok, WRONG RESULT when its correctness check failed, OVER BUDGET, or failed with its exit code), its wall time and the `result:` lines it printed.
 Exits 0: a benchmark over budget or failing is reported, not fatal.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 RESULT_PREFIX = "result: "
 OVER_BUDGET = "OVER BUDGET"
+WRONG = "WRONG"  # what a benchmark prints when its correctness check fails
 
 
 @dataclass
@@ -28,10 +29,13 @@ class Outcome:
     seconds: float = 0.0
     returncode: int = 0
     over_budget: bool = False
+    wrong: bool = False
     results: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
+        if self.wrong:
+            return "WRONG RESULT"  # a fast wrong answer is no figure at all
         if self.over_budget:
             return OVER_BUDGET  # some benchmarks also exit non-zero then; the budget is the news
         return "ok" if self.returncode == 0 else f"FAILED (exit {self.returncode})"
@@ -55,6 +59,7 @@ def run(script: Path, quick: bool) -> Outcome:
         for line in process.stdout:
             print(line, end="", flush=True)
             outcome.over_budget |= OVER_BUDGET in line
+            outcome.wrong |= WRONG in line
             if line.startswith(RESULT_PREFIX):
                 outcome.results.append(line[len(RESULT_PREFIX):].strip())
     outcome.seconds = time.perf_counter() - started

@@ -4,12 +4,18 @@ Handles (tensor, model and session ids) cannot be known when examples are genera
 may put a *handle marker* (`marker("own_tensor")`) in an id field: a uint64 near the top of the range
 that the test resolves, just before sending, to the id of a real handle of that kind (its own tensor,
 a freed one, another session's). Any other id is sent as generated.
+
+Each request strategy draws, three times in four, from a *valid* strategy (requests the daemon must
+accept: own handles, offsets inside the tensor, loadable programs) and otherwise from one that sends
+anything a client could: so most examples reach the success paths and the oracles behind them, and
+the rest still probe every check at the door.
 """
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.kernels.examples import mlp_program
 
@@ -29,7 +35,10 @@ HANDLE_KINDS = (
     "unloaded_model",    # loaded, then unloaded
     "foreign_model",     # the bystander session's model
     "own_session",       # the fuzz session itself (EndSession)
+    "own_twin_tensor",   # float32[8] in HBM of the session's second core: same size as own_tensor (copies)
 )
+# The bytes of each own tensor kind (what a valid offset and length stay within).
+OWN_TENSOR_BYTES = {"own_tensor": 32, "own_host_tensor": 16, "own_far_tensor": 30, "own_twin_tensor": 32}
 _MARKER_BASE = UINT64_MAX - 64
 
 
@@ -68,7 +77,8 @@ def handle_ids(*kinds: str) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from([marker(k) for k in kinds]), uint64s())
 
 
-TENSOR_KINDS = ("own_tensor", "own_host_tensor", "own_far_tensor", "freed_tensor", "foreign_tensor")
+TENSOR_KINDS = ("own_tensor", "own_host_tensor", "own_far_tensor", "own_twin_tensor", "freed_tensor",
+                "foreign_tensor")
 MODEL_KINDS = ("own_model", "unloaded_model", "foreign_model")
 
 # -- scalars ----------------------------------------------------------------------------------------
@@ -106,26 +116,10 @@ def texts(limit: int) -> st.SearchStrategy[str]:
 
 # -- OpenSessionRequest -------------------------------------------------------------------------------
 
-MAX_CORE_RANGE = 100_000  # visible_cores ranges the strategies generate stay this short (see below)
-
-
-def _short_ranges(text: str) -> bool:
-    # neurond expands a range before checking it against the machine, so "0-99999999999" would eat the
-    # test process's memory; that bug has its own bounded test (test_huge_visible_cores_range_...).
-    for part in text.replace(" ", "").split(","):
-        first, dash, last = part.partition("-")
-        if dash and first.isdigit() and last.isdigit():
-            try:
-                if int(last) - int(first) > MAX_CORE_RANGE:
-                    return False
-            except ValueError:
-                pass
-    return True
-
-
 def _core_part() -> st.SearchStrategy[str]:
+    # Ranges of any width: "0-99999999999" once made neurond expand it before checking it.
     core = st.one_of(st.integers(0, 30), st.integers(0, 2**70))
-    span = st.integers(-3, 30) | st.integers(-(2**40), MAX_CORE_RANGE)
+    span = st.integers(-3, 30) | st.integers(-(2**40), 2**64)
     ranged = st.tuples(st.integers(0, 30) | st.integers(0, 2**64), span).map(
         lambda t: f"{t[0]}-{max(0, t[0] + t[1])}" if t[1] >= 0 else f"{t[0]}-{t[0] + t[1]}")
     return st.one_of(core.map(str), ranged)
@@ -140,10 +134,52 @@ def visible_cores() -> st.SearchStrategy[str]:
         st.lists(_core_part(), min_size=1, max_size=4).map(",".join),
         st.text(alphabet="0123456789-, ²٣", max_size=8),
         st.text(max_size=16),
-    ).filter(_short_ranges)
+    )
 
 
-def open_session_requests() -> st.SearchStrategy[pb.OpenSessionRequest]:
+def chance(percent: int) -> st.SearchStrategy[bool]:
+    """True in about `percent` % of examples. (st.one_of and st.sampled_from with repeated entries do
+    not give such shares: inside a test, Hypothesis's choices drift towards the richer branches.)"""
+    return st.integers(0, 99).map(lambda n: n < percent)
+
+
+def _mostly(valid: st.SearchStrategy, anything: st.SearchStrategy) -> st.SearchStrategy:
+    """Three examples in four from `valid`, the rest from `anything`."""
+    return chance(75).flatmap(lambda is_valid: valid if is_valid else anything)
+
+
+def _short_texts(limit: int) -> st.SearchStrategy[str]:
+    return st.one_of(st.just(""), st.text(max_size=min(limit, 12)))
+
+
+@st.composite
+def _free_cores_request(draw, free_cores: list[int]) -> tuple[str, int]:
+    """(visible_cores, num_cores) asking for a contiguous run of free cores, either way."""
+    first = draw(st.sampled_from(free_cores))
+    count = draw(st.integers(1, free_cores[-1] - first + 1))
+    if draw(st.booleans()):
+        return "", count
+    text = str(first) if count == 1 else f"{first}-{first + count - 1}"
+    return draw(st.sampled_from([text, f" {text} ", ",".join(map(str, range(first, first + count)))])), 0
+
+
+def valid_open_session_requests(free_cores: list[int]) -> st.SearchStrategy[pb.OpenSessionRequest]:
+    """Requests the daemon must grant: free contiguous cores (free_cores: a run with nothing taken in it)."""
+    @st.composite
+    def build(draw):
+        visible, count = draw(_free_cores_request(free_cores))
+        return pb.OpenSessionRequest(pid=draw(uint32s()), command=draw(_short_texts(4096)),
+                                     runtime_version=draw(_short_texts(64)), tag=draw(_short_texts(256)),
+                                     visible_cores=visible, num_cores=count,
+                                     exec_timeout_ns=draw(st.one_of(st.just(0), uint64s())))
+    return build()
+
+
+def open_session_requests(free_cores: list[int]) -> st.SearchStrategy[pb.OpenSessionRequest]:
+    return _mostly(valid_open_session_requests(free_cores), _any_open_session_requests())
+
+
+def _any_open_session_requests() -> st.SearchStrategy[pb.OpenSessionRequest]:
     return st.builds(
         pb.OpenSessionRequest,
         pid=uint32s(), command=texts(4096), runtime_version=texts(64), tag=texts(256),
@@ -151,6 +187,18 @@ def open_session_requests() -> st.SearchStrategy[pb.OpenSessionRequest]:
         num_cores=st.one_of(st.integers(0, 30), uint32s()),
         exec_timeout_ns=st.one_of(st.just(0), uint64s()),
     )
+
+
+# -- Watch ------------------------------------------------------------------------------------------
+
+def watch_requests() -> st.SearchStrategy[pb.WatchRequest]:
+    valid = st.builds(pb.WatchRequest, interval_ns=st.one_of(st.just(0), st.integers(10_000_000, 500_000_000)),
+                      queue_depth=st.integers(0, 64))
+    anything = st.builds(pb.WatchRequest,
+                         interval_ns=st.one_of(st.integers(0, 20_000_000), st.sampled_from([9_999_999, 10_000_000]),
+                                               uint64s()),
+                         queue_depth=st.one_of(st.integers(0, 70), uint32s()))
+    return _mostly(valid, anything)
 
 
 # -- tensors ----------------------------------------------------------------------------------------
@@ -165,12 +213,17 @@ def dims() -> st.SearchStrategy[int]:
 
 
 def allocate_tensor_requests(session_cores: list[int]) -> st.SearchStrategy[pb.AllocateTensorRequest]:
+    valid = st.builds(  # at most 64**3 elements of 4 bytes: 1 MiB, small enough to write and read back
+        pb.AllocateTensorRequest, name=_short_texts(256), shape=st.lists(st.integers(1, 64), min_size=1, max_size=3),
+        dtype=st.sampled_from(sorted(dtypes.NAMES)), placement=st.sampled_from([pb.DEVICE, pb.HOST]),
+        core_id=st.sampled_from(session_cores))
     shape = st.one_of(st.lists(st.integers(1, 64), min_size=1, max_size=4), st.lists(dims(), max_size=10))
-    return st.builds(
+    anything = st.builds(
         pb.AllocateTensorRequest,
         name=st.one_of(st.just(""), texts(256)), shape=shape, dtype=mostly_valid(pb.DType),
         placement=mostly_valid(pb.Placement), core_id=st.one_of(st.sampled_from(session_cores), core_ids(session_cores)),
     )
+    return _mostly(valid, anything)
 
 
 def _offsets() -> st.SearchStrategy[int]:
@@ -178,7 +231,31 @@ def _offsets() -> st.SearchStrategy[int]:
     return st.one_of(st.integers(0, 70), uint64s())
 
 
+@st.composite
+def _inside(draw, size: int) -> tuple[int, int]:
+    """(offset, length) of a byte range inside a tensor of `size` bytes (possibly empty)."""
+    offset = draw(st.integers(0, size))
+    return offset, draw(st.integers(0, size - offset))
+
+
+@st.composite
+def valid_write_chunk_streams(draw) -> list[pb.WriteTensorChunk]:
+    """A stream to one own tensor: every chunk inside it, later chunks naming it or leaving the id 0."""
+    kind = draw(st.sampled_from(sorted(OWN_TENSOR_BYTES)))
+    chunks = []
+    for index in range(draw(st.integers(1, 5))):
+        offset, length = draw(_inside(OWN_TENSOR_BYTES[kind]))
+        tensor_id = marker(kind) if index == 0 or draw(st.booleans()) else 0
+        chunks.append(pb.WriteTensorChunk(tensor_id=tensor_id, offset=offset,
+                                          data=draw(st.binary(min_size=length, max_size=length))))
+    return chunks
+
+
 def write_chunk_streams() -> st.SearchStrategy[list[pb.WriteTensorChunk]]:
+    return _mostly(valid_write_chunk_streams(), _any_write_chunk_streams())
+
+
+def _any_write_chunk_streams() -> st.SearchStrategy[list[pb.WriteTensorChunk]]:
     chunk = st.builds(
         pb.WriteTensorChunk,
         tensor_id=st.one_of(st.just(0), handle_ids(*TENSOR_KINDS)),
@@ -189,7 +266,20 @@ def write_chunk_streams() -> st.SearchStrategy[list[pb.WriteTensorChunk]]:
     return st.lists(chunk, max_size=5)
 
 
+@st.composite
+def valid_read_tensor_requests(draw) -> pb.ReadTensorRequest:
+    """A range inside an own tensor (length 0: to the end), in chunks the daemon allows."""
+    kind = draw(st.sampled_from(sorted(OWN_TENSOR_BYTES)))
+    offset, length = draw(_inside(OWN_TENSOR_BYTES[kind]))
+    chunk_bytes = draw(st.one_of(st.just(0), st.integers(1, 40), st.just(2**21)))
+    return pb.ReadTensorRequest(tensor_id=marker(kind), offset=offset, length=length, chunk_bytes=chunk_bytes)
+
+
 def read_tensor_requests() -> st.SearchStrategy[pb.ReadTensorRequest]:
+    return _mostly(valid_read_tensor_requests(), _any_read_tensor_requests())
+
+
+def _any_read_tensor_requests() -> st.SearchStrategy[pb.ReadTensorRequest]:
     return st.builds(
         pb.ReadTensorRequest,
         tensor_id=handle_ids(*TENSOR_KINDS), offset=_offsets(), length=_offsets(),
@@ -199,9 +289,17 @@ def read_tensor_requests() -> st.SearchStrategy[pb.ReadTensorRequest]:
 
 
 def copy_or_free_requests() -> st.SearchStrategy[pb.CopyTensorRequest | pb.FreeTensorRequest]:
+    # Valid while the tensors live: copies between the two 32-byte tensors (or a tensor onto itself),
+    # frees of own tensors; a sequence of them may free a tensor a later request names.
+    same_size = st.sampled_from([marker("own_tensor"), marker("own_twin_tensor")])
+    own = st.sampled_from([marker(kind) for kind in OWN_TENSOR_BYTES])
+    valid = st.one_of(st.builds(pb.CopyTensorRequest, src_tensor_id=same_size, dst_tensor_id=same_size),
+                      own.map(lambda tensor: pb.CopyTensorRequest(src_tensor_id=tensor, dst_tensor_id=tensor)),
+                      st.builds(pb.FreeTensorRequest, tensor_id=own))
     ids = handle_ids(*TENSOR_KINDS, *MODEL_KINDS)
-    return st.one_of(st.builds(pb.CopyTensorRequest, src_tensor_id=ids, dst_tensor_id=ids),
-                     st.builds(pb.FreeTensorRequest, tensor_id=ids))
+    anything = st.one_of(st.builds(pb.CopyTensorRequest, src_tensor_id=ids, dst_tensor_id=ids),
+                         st.builds(pb.FreeTensorRequest, tensor_id=ids))
+    return _mostly(valid, anything)
 
 
 # -- programs and models ------------------------------------------------------------------------------
@@ -456,7 +554,23 @@ def programs() -> st.SearchStrategy[pb.Program]:
     return st.one_of(mutated_programs(), mutated_programs(), random_programs())
 
 
+def valid_load_model_requests(session_cores: list[int]) -> st.SearchStrategy[pb.LoadModelRequest]:
+    """Unchanged templates on one or several distinct cores of the session, with modest memory asks."""
+    @st.composite
+    def build(draw):
+        cores = draw(st.lists(st.sampled_from(session_cores), min_size=1, max_size=3, unique=True))
+        subgraphs = [pb.SubgraphProgram(core_id=core, program=draw(st.sampled_from(TEMPLATES))()) for core in cores]
+        sizes = st.one_of(st.just(0), st.integers(1, 1 << 20))
+        return pb.LoadModelRequest(name=draw(_short_texts(256)), subgraphs=subgraphs,
+                                   scratchpad_bytes=draw(sizes), runtime_memory_bytes=draw(sizes))
+    return build()
+
+
 def load_model_requests(session_cores: list[int]) -> st.SearchStrategy[pb.LoadModelRequest]:
+    return _mostly(valid_load_model_requests(session_cores), _any_load_model_requests(session_cores))
+
+
+def _any_load_model_requests(session_cores: list[int]) -> st.SearchStrategy[pb.LoadModelRequest]:
     near = st.sampled_from(session_cores[:1]).map(lambda c: [c])
     cores = st.one_of(near, near, st.lists(core_ids(session_cores), max_size=3))
     sizes = st.one_of(st.just(0), st.just(0), st.integers(1, 2**30), uint64s())

@@ -50,16 +50,47 @@ def test_tensor_roundtrip_in_chunks(address):
         assert host.read().sum() == 16
 
 
-def test_dtypes_are_stored_faithfully(address):
-    values = np.array([1.0, 1 / 3, 1000.5, -2.75], np.float32)
+# float32 inputs -> what each dtype must store, computed by hand: round to the nearest value the
+# format holds, ties to even; floats overflow to inf, integers saturate. 1/3 lies in [0.25, 0.5), so
+# with m mantissa bits it becomes round(1/3 * 2**(m + 2)) / 2**(m + 2); 5e9 is 4999999488 in float32.
+DTYPE_CASES = {
+    "tfloat32": ([1.0, 1 / 3, 1000.25, 1000.3, -2.75, 5e9],  # 10 mantissa bits: 1000.25 ties to 1000.0
+                 [1.0, 1365 / 4096, 1000.0, 1000.5, -2.75, 1192 * 2.0**22]),
+    "bfloat16": ([1.0, 1 / 3, 1000.25, 300.0, -200.0, 5e9],  # 7 bits: steps of 4 in [512, 1024)
+                 [1.0, 171 / 512, 1000.0, 300.0, -200.0, 149 * 2.0**25]),
+    "float16": ([1.0, 1 / 3, 1000.25, -2.75, 70000.0],  # 10 bits; largest finite 65504
+                [1.0, 1365 / 4096, 1000.0, -2.75, np.inf]),
+    "float8_e4m3": ([1.0, 1 / 3, -2.75, -200.0, 0.01],  # 3 bits; -200 = -12.5 steps of 16: ties to -192
+                    [1.0, 11 / 32, -2.75, -192.0, 5 * 2.0**-9]),  # 0.01 = 5.12 subnormal steps of 2**-9
+    "float8_e5m2": ([1.0, 1 / 3, -2.75, 300.0, -200.0],  # 2 bits: -2.75 = -5.5 steps of 0.5: ties to -3
+                    [1.0, 5 / 16, -3.0, 320.0, -192.0]),
+    "int8": ([1.0, 1 / 3, -2.75, 2.5, 3.5, 300.0, -200.0, 5e9],
+             [1, 0, -3, 2, 4, 127, -128, 127]),
+    "uint32": ([1.0, 1 / 3, -2.75, 2.5, 1000.5, 300.0, -200.0, 5e9],
+               [1, 0, 0, 2, 1000, 300, 0, 2**32 - 1]),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CASES)
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # float16's inf case
+def test_dtypes_are_stored_faithfully(address, dtype):
+    inputs, expected = DTYPE_CASES[dtype]
+    values = np.array(inputs, np.float32)
     with _session(address, "0") as session:
-        for dtype in ("bfloat16", "float16", "float8_e4m3", "float8_e5m2", "tfloat32", "int8", "uint32"):
-            tensor = session.allocate(values.shape, dtype)
-            tensor.write(values)
-            stored = tensor.read()
-            from neurontools import dtypes
-            expected = dtypes.cast_to(values, dtypes.from_name(dtype))
-            np.testing.assert_array_equal(stored.astype(np.float64), expected.astype(np.float64))
+        tensor = session.allocate(values.shape, dtype)
+        tensor.write(values)
+        stored = tensor.read()
+    assert stored.astype(np.float64).tolist() == expected
+
+
+def test_hand_computed_dtype_values_agree_with_ml_dtypes():
+    # A check on the table above: ml_dtypes (no code of ours) rounds the floats the same way.
+    import ml_dtypes
+    for dtype, storage in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16),
+                           ("float8_e4m3", ml_dtypes.float8_e4m3), ("float8_e5m2", ml_dtypes.float8_e5m2)):
+        inputs, expected = DTYPE_CASES[dtype]
+        with np.errstate(over="ignore"):  # float16's overflow to inf is one of the cases
+            assert np.array(inputs, np.float32).astype(storage).astype(np.float64).tolist() == expected, dtype
 
 
 def test_copy_and_free(address):
@@ -210,6 +241,52 @@ def test_snapshot_shows_session_memory_and_utilization(address):
         assert sum(latency) == 20 and percentiles(latency, [0.5])[0] > 0
         model_info = next(m for m in after.models if m.model_id == model.model_id)
         assert model_info.subgraphs[0].name == "sg_00" and model_info.executions == 20
+
+
+def _comparable(snapshot: pb.Snapshot) -> str:
+    """The snapshot as text, without what belongs to the instant it was taken or the builder's start."""
+    for name in ("unix_ns", "monotonic_ns", "daemon_start_unix_ns"):
+        snapshot.ClearField(name)
+    for core in snapshot.cores:
+        core.ClearField("occupied_ns")
+    return str(snapshot)
+
+
+def test_snapshots_built_from_kept_parts_equal_a_build_from_scratch(daemon):
+    # The daemon keeps the parts of a snapshot between calls and rebuilds only what changed; a
+    # builder that has never built anything reads everything from the state (the oracle). After
+    # each kind of change, both must agree.
+    from neurontools.daemon.snapshot import SnapshotBuilder
+    state, kept = daemon.server.state, daemon.server.snapshots
+
+    def agree(step: str) -> None:
+        with state.lock:  # no other test's change between the two builds
+            assert _comparable(kept.build([])) == _comparable(SnapshotBuilder(state).build([])), step
+
+    agree("start")
+    with _session(daemon.address, "20-21") as session, Device(daemon.address) as device:
+        agree("session opened")
+        model = session.load_model("mlp", mlp_program())
+        agree("model loaded")
+        x = session.allocate((128, 64), "float32", core_id=20)
+        out, rowmax = session.allocate((64, 256), "float32"), session.allocate((64, 1), "float32")
+        agree("tensors allocated")
+        x.write(np.ones((128, 64), np.float32))
+        agree("tensor written (materialized)")
+        model.execute(xT=x, out=out, rowmax=rowmax, timing_only=True)
+        agree("executed")
+        model.execute(xT=x, out=out, rowmax=rowmax)
+        agree("executed with data")
+        spare = session.allocate((8,), "int8", core_id=21)
+        agree("small tensor")
+        spare.free()
+        agree("tensor freed")
+        fault = device.inject_fault("mem_ecc_corrected", device=10, count=3)
+        agree("ECC events")
+        device.clear_faults(fault.fault_id)
+        model.unload()
+        agree("model unloaded")
+    agree("session closed")
 
 
 def test_watch_streams_frames_and_reports_missed_ones(address):

@@ -8,20 +8,28 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_components import private_tmux
 
 from neurontools.monitor.report_json import loads_report
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/install-system-deps.sh)")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tmux_server")]
+TMUX: list[str] = []  # the command for the module's private tmux server
+
+
+@pytest.fixture(scope="module")
+def tmux_server() -> Iterator[None]:
+    with private_tmux() as command:
+        TMUX[:] = command
+        yield
 
 DEMO = [sys.executable, "-m", "neurontools.workloads.demo"]
 # Quick to load: an encoder data-parallel on a chip and a decoder tensor-parallel over another.
@@ -54,11 +62,11 @@ class Tmux:
     def __init__(self, command: str) -> None:
         self.name = f"neuron-demo-{uuid.uuid4().hex[:8]}"
         script = f"unset COLUMNS LINES; {command}; echo \"EXITED $?\"; sleep 60"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", "bash", "-c", script],
+        subprocess.run([*TMUX, "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", "bash", "-c", script],
                        check=True)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
+        return subprocess.run([*TMUX, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
                               check=True).stdout
 
     def wait_for(self, text: str, timeout: float) -> str:
@@ -70,7 +78,7 @@ class Tmux:
         return screen
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", self.name], capture_output=True)
 
 
 def test_neuron_top_shows_the_workloads_and_q_stops_everything_the_demo_started(tmp_path):
@@ -85,7 +93,7 @@ def test_neuron_top_shows_the_workloads_and_q_stops_everything_the_demo_started(
         # the decoder's cores (ND1) busy too, and some memory in use
         term.wait_for(r"^ND1 +\|+ +\[ *[1-9]", timeout=120)
         assert _processes_naming(tmp)  # the daemon runs on a socket in our TMPDIR
-        subprocess.run(["tmux", "send-keys", "-t", term.name, "q"], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", term.name, "q"], check=True)
         screen = term.wait_for("EXITED", timeout=60)
         assert "EXITED 0" in screen
         assert re.search(r"bert-base +cores 0-1: ok, \d+ requests", screen)

@@ -12,13 +12,18 @@ methods also get bytes that are no message at all. Whatever is sent, the daemon 
 - lose nothing: a refused request leaves device memory as it was, and closing a fuzzing session gives
   back every byte it held (snapshot memory, stacks, categories, materialized bytes).
 
+Most examples are valid requests (tests/fuzz_strategies.py), so they reach the success paths and the
+oracles behind them; how far each fuzzer got is printed in the terminal summary ("fuzz reach").
+
 The tests after the fuzzers pin the daemon bugs found while writing them, each with its minimal request.
 NEURON_FUZZ_SCALE=20 runs twenty times the examples (a longer hunt; the default keeps the file ~1 min).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -42,6 +47,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 import fuzz_strategies as fs
+from fuzz_reach import REACH
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
@@ -74,9 +80,11 @@ def fuzz_settings(examples: int) -> settings:
 # -------------------------------------------------------------------------------------------------
 
 class DaemonLog(logging.Handler):
-    """ERROR records of the daemon ("neurond", "neurond.execution") and of grpc's server, with tracebacks."""
+    """ERROR records of the daemon ("neurond", "neurond.execution"), of grpc's server, and of what would
+    report a task or callback of the daemon's that failed unseen: asyncio ("Task exception was never
+    retrieved", an exception in a callback) and concurrent.futures (a failing done-callback)."""
 
-    LOGGERS = ("neurond", "grpc")
+    LOGGERS = ("neurond", "grpc", "asyncio", "concurrent.futures")
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -263,7 +271,13 @@ class Harness:
         # Materialized bytes may grow (a refused Execute may have zero-filled its outputs already): that is
         # the daemon's RAM, not device memory, and it is checked when the session closes.
         change = memory_change(before, self.snapshot(), materialized=False)
+        REACH.checked("nothing lost (device memory as before the request)")
         assert not change, f"{what} changed device memory: {change}"
+
+    def intact(self, session: OpenedSession, tensor_id: int, expected: bytes) -> None:
+        """The tensor holds exactly the bytes it must."""
+        REACH.checked("bytes intact (a tensor read back as written)")
+        assert self.read(session, tensor_id) == expected, f"tensor {tensor_id} holds the wrong bytes"
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -303,6 +317,7 @@ class Harness:
         finally:
             self.release(session)
         change = memory_change(before, self.settled_snapshot())
+        REACH.checked("nothing lost (a closed session gave back every byte)")
         assert not change, f"closing the fuzz session did not give back all it held: {change}"
 
     def allocate(self, session: OpenedSession, shape, dtype, *, core: int | None = None,
@@ -347,6 +362,8 @@ class Harness:
         h["own_tensor"] = self.allocate(session, [8], pb.FLOAT32, data=bytes(range(32)))
         h["own_host_tensor"] = self.allocate(session, [4, 4], pb.INT8, placement=pb.HOST, data=bytes(range(100, 116)))
         h["own_far_tensor"] = self.allocate(session, [3, 5], pb.BFLOAT16, core=2, data=bytes(range(200, 230)))
+        h["own_twin_tensor"] = self.allocate(session, [8], pb.FLOAT32, core=session.core_ids[1],
+                                             data=bytes(range(50, 82)))
         h["freed_tensor"] = self.allocate(session, [2], pb.INT32)
         self.free(session, h["freed_tensor"])
         h["foreign_tensor"] = self.bystander.tensor_id
@@ -454,14 +471,16 @@ def expected_cores(request: pb.OpenSessionRequest, owned: set[int]) -> tuple[set
     if visible.strip():
         if not visible.isascii():
             return None
-        wanted: set[int] = set()
+        bounds = []
         for part in visible.replace(" ", "").split(","):
             match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
             if not match or (match[2] and int(match[2]) < int(match[1])):
                 return faults | {SC.INVALID_ARGUMENT}, None
-            wanted.update(range(int(match[1]), int(match[2] or match[1]) + 1))
-        cores = sorted(wanted)
-        if cores[-1] >= CORE_COUNT or cores != list(range(cores[0], cores[-1] + 1)):
+            bounds.append((int(match[1]), int(match[2] or match[1])))
+        if max(last for _, last in bounds) >= CORE_COUNT:  # checked before expanding: ranges may be huge
+            return faults | {SC.INVALID_ARGUMENT}, None
+        cores = sorted({core for first, last in bounds for core in range(first, last + 1)})
+        if cores != list(range(cores[0], cores[-1] + 1)):
             return faults | {SC.INVALID_ARGUMENT}, None
     elif request.num_cores > CORE_COUNT:
         return faults | {SC.INVALID_ARGUMENT}, None
@@ -479,8 +498,9 @@ def expected_cores(request: pb.OpenSessionRequest, owned: set[int]) -> tuple[set
 
 
 @fuzz_settings(150)
-@given(request=fs.open_session_requests())
+@given(request=fs.open_session_requests(free_cores=list(range(BYSTANDER_CORE))))
 def test_open_session_fuzz(harness, request):
+    REACH.example("OpenSession")
     with harness.example():
         before = harness.settled_snapshot()
         owned = {c.core_id for c in before.cores if c.owner_session_id}
@@ -506,6 +526,7 @@ def test_open_session_fuzz(harness, request):
             assert (info.pid, info.command, info.tag) == (request.pid, request.command,
                                                           request.tag or str(request.pid))
             assert list(info.core_ids) == cores
+            REACH.reached("OpenSession", "opened with the cores asked for")
         finally:
             harness.release(session)
         harness.unchanged("an opened and closed session", before)
@@ -518,6 +539,7 @@ def test_open_session_fuzz(harness, request):
 @fuzz_settings(120)
 @given(request=fs.allocate_tensor_requests(FUZZ_CORES))
 def test_allocate_tensor_fuzz(harness, request):
+    REACH.example("AllocateTensor")
     with harness.example(), harness.fuzz_session() as session:
         before = harness.snapshot()
         shape = list(request.shape)
@@ -553,52 +575,79 @@ def test_allocate_tensor_fuzz(harness, request):
         assert list(info.shape) == shape and info.dtype == request.dtype and info.core_id == request.core_id
         assert info.size_bytes == math.prod(shape) * dtypes.itemsize(request.dtype)
         assert info.device_index == request.core_id // 2
+        REACH.reached("AllocateTensor", "allocated")
+        session.tensors[info.tensor_id] = bytearray(info.size_bytes)
+        if info.size_bytes <= 1 << 20:  # the new tensor holds zeros, then what is written to it
+            harness.intact(session, info.tensor_id, bytes(info.size_bytes))
+            data = np.random.default_rng(info.tensor_id).integers(0, 256, info.size_bytes, np.uint8).tobytes()
+            harness.write(session, info.tensor_id, data)
+            harness.intact(session, info.tensor_id, data)
+            REACH.reached("AllocateTensor", "written and read back")
         harness.call("FreeTensor", harness.runtime.FreeTensor, pb.FreeTensorRequest(tensor_id=info.tensor_id),
                      metadata=session.metadata, allowed=frozenset())
+        del session.tensors[info.tensor_id]
         harness.unchanged("an allocated and freed tensor", before)
 
 
-@fuzz_settings(120)
-@given(chunks=fs.write_chunk_streams())
-def test_write_tensor_fuzz(harness, chunks):
+@fuzz_settings(80)
+@given(streams=st.lists(fs.write_chunk_streams(), min_size=1, max_size=4))
+def test_write_tensor_fuzz(harness, streams):
+    REACH.example("WriteTensor")
     with harness.example(), harness.fuzz_session() as session:
         harness.prepare_handles(session)
-        for chunk in chunks:
-            fs.resolve_markers(chunk, session.resolve)
-        # what the daemon must do, chunk by chunk
-        faults: set = set()
-        expected = {tid: bytearray(data) for tid, data in session.tensors.items()}
-        if not chunks:
-            faults.add(SC.INVALID_ARGUMENT)
+        written = False
+        for chunks in streams:
+            for chunk in chunks:
+                fs.resolve_markers(chunk, session.resolve)
+            written |= _write_stream(harness, session, chunks)
+        if written:
+            REACH.reached("WriteTensor", "a stream written and every tensor intact")
+
+
+def _write_stream(harness: Harness, session: OpenedSession, chunks: list[pb.WriteTensorChunk]) -> bool:
+    """One WriteTensor stream against what the daemon must do; afterwards every own tensor holds
+    exactly what it must. True when the daemon accepted it."""
+    # what the daemon must do, chunk by chunk
+    faults: set = set()
+    expected = {tid: bytearray(data) for tid, data in session.tensors.items()}
+    if not chunks:
+        faults.add(SC.INVALID_ARGUMENT)
+    else:
+        target = chunks[0].tensor_id
+        fault = tensor_fault(harness, session, target)
+        if fault:
+            faults.add(fault)
         else:
-            target = chunks[0].tensor_id
-            fault = tensor_fault(harness, session, target)
-            if fault:
-                faults.add(fault)
-            else:
-                size = len(expected[target])
-                for chunk in chunks:
-                    if chunk.tensor_id not in (0, target):
-                        faults.add(SC.INVALID_ARGUMENT)
-                        break
-                    if chunk.offset > size or len(chunk.data) > size - chunk.offset:
-                        faults.add(SC.OUT_OF_RANGE)
-                        break
-                    expected[target][chunk.offset:chunk.offset + len(chunk.data)] = chunk.data
-        reply, error = harness.call("WriteTensor", harness.runtime.WriteTensor, iter(chunks),
-                                    metadata=session.metadata)
-        faults_or_success(f"WriteTensor {[(c.tensor_id, c.offset, len(c.data)) for c in chunks]}", faults, reply, error)
-        if error is None:
-            assert reply.bytes_written == sum(len(c.data) for c in chunks)
-        target = chunks[0].tensor_id if chunks else None
-        for tensor_id, data in expected.items():
-            if error is None or tensor_id != target:  # a refused stream may have written a prefix of its chunks
-                assert harness.read(session, tensor_id) == bytes(data), f"tensor {tensor_id} holds the wrong bytes"
+            size = len(expected[target])
+            for chunk in chunks:
+                if chunk.tensor_id not in (0, target):
+                    faults.add(SC.INVALID_ARGUMENT)
+                    break
+                if chunk.offset > size or len(chunk.data) > size - chunk.offset:
+                    faults.add(SC.OUT_OF_RANGE)
+                    break
+                expected[target][chunk.offset:chunk.offset + len(chunk.data)] = chunk.data
+    reply, error = harness.call("WriteTensor", harness.runtime.WriteTensor, iter(chunks),
+                                metadata=session.metadata)
+    faults_or_success(f"WriteTensor {[(c.tensor_id, c.offset, len(c.data)) for c in chunks]}", faults, reply, error)
+    if error is None:
+        assert reply.bytes_written == sum(len(c.data) for c in chunks)
+    target = chunks[0].tensor_id if chunks else None
+    for tensor_id, data in expected.items():
+        if error is None or tensor_id != target:  # a refused stream may have written a prefix of its chunks
+            harness.intact(session, tensor_id, bytes(data))
+    if error is None:
+        session.tensors.update(expected)
+    else:  # what the refused stream left in its target is unknown: learn it, the other tensors are checked
+        for tensor_id in session.tensors.keys() & {target}:
+            session.tensors[tensor_id] = bytearray(harness.read(session, tensor_id))
+    return error is None
 
 
 @fuzz_settings(120)
 @given(request=fs.read_tensor_requests())
 def test_read_tensor_fuzz(harness, request):
+    REACH.example("ReadTensor")
     with harness.example(), harness.fuzz_session() as session:
         harness.prepare_handles(session)
         fs.resolve_markers(request, session.resolve)
@@ -618,14 +667,18 @@ def test_read_tensor_fuzz(harness, request):
                                        metadata=session.metadata)
         faults_or_success(f"ReadTensor {request}", faults, chunks, error)
         if error is None:
+            REACH.checked("bytes intact (a tensor read back as written)")
             assert b"".join(c.data for c in chunks) == data[request.offset:request.offset + length]
             assert [c.offset for c in chunks] == list(range(request.offset, request.offset + max(length, 1), chunk))
             assert all(len(c.data) <= chunk for c in chunks)
+            REACH.reached("ReadTensor", "read the right bytes")
 
 
 @fuzz_settings(100)
 @given(requests=st.lists(fs.copy_or_free_requests(), min_size=1, max_size=6))
 def test_copy_and_free_fuzz(harness, requests):
+    REACH.example("CopyTensor/FreeTensor")
+    reached: set[str] = set()
     with harness.example(), harness.fuzz_session() as session:
         harness.prepare_handles(session)
         for request in requests:
@@ -642,6 +695,7 @@ def test_copy_and_free_fuzz(harness, requests):
                 if error is None:
                     assert reply.bytes_copied == len(session.tensors[src])
                     session.tensors[dst] = bytearray(session.tensors[src])
+                    reached.add("copied")
             else:
                 fault = tensor_fault(harness, session, request.tensor_id)
                 reply, error = harness.call(f"FreeTensor {request.tensor_id}", harness.runtime.FreeTensor, request,
@@ -649,10 +703,13 @@ def test_copy_and_free_fuzz(harness, requests):
                 faults_or_success(f"FreeTensor {request.tensor_id}", {fault} - {None}, reply, error)
                 if error is None:
                     del session.tensors[request.tensor_id]
+                    reached.add("freed")
             if error is not None:
                 harness.unchanged(f"a refused {type(request).__name__}", before)
         for tensor_id, data in session.tensors.items():
-            assert harness.read(session, tensor_id) == bytes(data), f"tensor {tensor_id} holds the wrong bytes"
+            harness.intact(session, tensor_id, bytes(data))
+        for path in sorted(reached):
+            REACH.reached("CopyTensor/FreeTensor", path)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -679,6 +736,7 @@ def _run_loaded_model(harness: Harness, session: OpenedSession, request: pb.Load
                             pb.ExecuteRequest(model_id=model_id, bindings=bindings, timing_only=timing_only),
                             metadata=session.metadata, allowed=frozenset())
     event(f"Execute of an accepted model: {pb.ExecutionStatus.Name(reply.status)}")
+    REACH.reached("LoadModel", f"executed: {pb.ExecutionStatus.Name(reply.status)}")
     assert reply.status in (pb.COMPLETED, pb.COMPLETED_WITH_NUM_ERR, pb.TIMED_OUT), \
         f"a valid execution of an accepted model ended {pb.ExecutionStatus.Name(reply.status)}: {reply.message}"
     assert (reply.status == pb.COMPLETED) != bool(reply.message), reply
@@ -690,6 +748,7 @@ def _run_loaded_model(harness: Harness, session: OpenedSession, request: pb.Load
 @given(request=fs.load_model_requests(FUZZ_CORES), timing_only=st.booleans(), write_inputs=st.booleans(),
        alias=st.booleans())
 def test_load_model_fuzz(harness, request, timing_only, write_inputs, alias):
+    REACH.example("LoadModel")
     with harness.example(), harness.fuzz_session() as session:
         harness.prepare_handles(session)
         fs.resolve_markers(request, session.resolve)
@@ -701,6 +760,7 @@ def test_load_model_fuzz(harness, request, timing_only, write_inputs, alias):
             return
         assert [sg.core_id for sg in info.subgraphs] == [sg.core_id for sg in request.subgraphs]
         assert info.model_id in {m.model_id for m in harness.snapshot().models}
+        REACH.reached("LoadModel", "loaded")
         _run_loaded_model(harness, session, request, info.model_id, timing_only, write_inputs, alias)
         harness.call("UnloadModel", harness.runtime.UnloadModel, pb.UnloadModelRequest(model_id=info.model_id),
                      metadata=session.metadata, allowed=frozenset())
@@ -722,15 +782,24 @@ EXECUTE_PARAMETERS = {"single": {0: ["x", "y", "r"]}, "two_core": {0: ["x", "y",
 @fuzz_settings(120)
 @given(data=st.data())
 def test_execute_fuzz(harness, data):
+    REACH.example("Execute")
     with harness.example(), harness.fuzz_session() as session:
         harness.prepare_handles(session, models=True)
-        x = np.linspace(-3, 3, 64 * 32, dtype=np.float32).reshape(64, 32)
+        # Inputs of the example's own (so valid examples differ, and Hypothesis keeps generating them)
+        seed = data.draw(st.integers(0, 2**32 - 1), label="input seed")
+        x = (np.random.default_rng(seed).standard_normal((64, 32)) * 3).astype(np.float32)
         for name, (shape, dtype, core, placement) in EXECUTE_TENSORS.items():
             session.named[name] = harness.allocate(session, shape, dtype, core=core, placement=placement,
                                                    data=x.tobytes() if name in ("x", "x_host") else None)
         models = {"single": session.handles["own_model"],
                   "two_core": harness.load(session, {0: fs.elementwise_program(), 2: fs.matmul_program()})}
-        kind = data.draw(st.sampled_from(["single", "two_core", "marker", "random"]), label="model")
+        # Two examples in three: one of the session's own models with its right bindings (they execute and
+        # have their numbers checked); the rest probe the refusals: edited or random bindings, other models.
+        scenario = data.draw(st.integers(0, 99).map(
+            lambda n: "right" if n < 70 else "edited" if n < 80 else "random bindings" if n < 90 else "other model"),
+            label="scenario")
+        kinds = ["marker", "random"] if scenario == "other model" else ["single", "two_core"]
+        kind = data.draw(st.sampled_from(kinds), label="model")
         if kind == "marker":
             model_id = session.resolve(data.draw(st.sampled_from(fs.MODEL_KINDS), label="marker"))
         elif kind == "random":
@@ -739,9 +808,9 @@ def test_execute_fuzz(harness, data):
             model_id = models[kind]
         params = EXECUTE_PARAMETERS.get(kind, EXECUTE_PARAMETERS["single"])
         correct = [(core, name, name) for core, names in params.items() for name in names]
-        if data.draw(st.booleans(), label="start from correct bindings"):
-            bindings = list(correct)
-            for _ in range(data.draw(st.integers(0, 2), label="edits")):
+        if scenario != "random bindings":
+            bindings = data.draw(st.permutations(correct), label="bindings in any order")
+            for _ in range(data.draw(st.integers(1, 2), label="edits") if scenario == "edited" else 0):
                 if not bindings:
                     break
                 i = data.draw(st.integers(0, len(bindings) - 1))
@@ -779,6 +848,8 @@ def test_execute_fuzz(harness, data):
         assert (reply.status == pb.COMPLETED) != bool(reply.message), reply
         sent = sorted((b.core_id, b.name, b.tensor_id) for b in request.bindings)
         is_correct = model_id in models.values() and sent == sorted((c, n, session.named[t]) for c, n, t in correct)
+        if reply.status == pb.COMPLETED:
+            REACH.reached("Execute", "completed")
         if is_correct:
             assert reply.status == pb.COMPLETED, reply.message
             if not timing_only:
@@ -786,6 +857,7 @@ def test_execute_fuzz(harness, data):
                 expected = np.maximum(2 * x, 0) + x
                 np.testing.assert_array_equal(y.reshape(64, 32).astype(np.float32),
                                               expected.astype(y.dtype).astype(np.float32))
+                REACH.reached("Execute", "computed numbers checked")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -793,11 +865,9 @@ def test_execute_fuzz(harness, data):
 # -------------------------------------------------------------------------------------------------
 
 @fuzz_settings(60)
-@given(request=st.builds(pb.WatchRequest,
-                         interval_ns=st.one_of(st.integers(0, 20_000_000), st.sampled_from([9_999_999, 10_000_000]),
-                                               fs.uint64s()),
-                         queue_depth=st.one_of(st.integers(0, 70), fs.uint32s())))
+@given(request=fs.watch_requests())
 def test_watch_fuzz(harness, request):
+    REACH.example("Watch")
     with harness.example():
         interval = request.interval_ns or 1_000_000_000
         faults = {SC.INVALID_ARGUMENT} if interval < 10_000_000 or (request.queue_depth or 4) > 64 else set()
@@ -814,15 +884,19 @@ def test_watch_fuzz(harness, request):
         faults_or_success(f"Watch {request}", faults, frame, error)
         if frame is not None:
             assert frame.snapshot.monotonic_ns and frame.missed_frames == 0
+            REACH.reached("Watch", "got a frame")
 
 
 @fuzz_settings(80)
 @given(data=st.data())
 def test_end_session_fuzz(harness, data):
+    REACH.example("EndSession")
     with harness.example(), harness.fuzz_session() as session:
-        target = data.draw(st.one_of(st.just(session.session_id), fs.uint64s()), label="session_id")
+        # Mostly what an operator does (its own call, no session key, a live session), else anything.
+        target = data.draw(fs.chance(85).flatmap(lambda own: st.just(session.session_id) if own else fs.uint64s()),
+                           label="session_id")
         assume(target != harness.bystander.session.session_id)
-        with_key = data.draw(st.booleans(), label="with the session key")
+        with_key = data.draw(fs.chance(15), label="with the session key")
         request = pb.EndSessionRequest(session_id=target, reason=data.draw(fs.texts(256), label="reason"))
         faults = ({SC.PERMISSION_DENIED} if with_key else set()) | ({SC.NOT_FOUND} if target != session.session_id
                                                                     else set())
@@ -837,6 +911,7 @@ def test_end_session_fuzz(harness, data):
                                     pb.AllocateTensorRequest(shape=[1], dtype=pb.FLOAT32, placement=pb.DEVICE),
                                     metadata=session.metadata)
             assert error is not None and error.code() == SC.UNAUTHENTICATED
+            REACH.reached("EndSession", "ended the session")
 
 
 _PRINTABLE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
@@ -846,8 +921,10 @@ _PRINTABLE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x
 @given(data=st.data())
 def test_metadata_fuzz(harness, data):
     """Session keys, client pids and commands are the client's word: odd ones never break a call."""
+    REACH.example("metadata")
     with harness.example(), harness.fuzz_session() as session:
-        key_value = data.draw(st.one_of(st.just(session.opened.session_key), _PRINTABLE), label="session key")
+        key_value = data.draw(fs.chance(75).flatmap(lambda right: st.just(session.opened.session_key) if right
+                                                    else _PRINTABLE), label="session key")
         pid = st.tuples(st.just("neuron-client-pid"), st.one_of(
             _PRINTABLE, st.integers(0, 2**40).map(str), st.integers(0, 2**70).map(str), st.just(str(os.getpid()))))
         entries = data.draw(st.lists(st.one_of(
@@ -857,6 +934,8 @@ def test_metadata_fuzz(harness, data):
             st.tuples(st.from_regex(r"\Ax-[a-z0-9_.-]{0,10}\Z").filter(lambda k: not k.endswith("-bin")),
                       _PRINTABLE),
         ), max_size=5), label="metadata")
+        if data.draw(fs.chance(75), label="the session key first"):
+            entries.insert(0, ("neuron-session-key", key_value))  # as a client sends it, then the rest
         keys = [v for k, v in entries if k == "neuron-session-key"]
         valid_key = bool(keys) and keys[0] == session.opened.session_key
         harness.call(f"GetSnapshot with metadata {entries}", harness.device.GetSnapshot, pb.SnapshotRequest(),
@@ -868,6 +947,8 @@ def test_metadata_fuzz(harness, data):
                                                             core_id=0), metadata=entries)
         faults_or_success(f"AllocateTensor with metadata {entries}", set() if valid_key else {SC.UNAUTHENTICATED},
                           info, error)
+        if error is None:
+            REACH.reached("metadata", "AllocateTensor accepted")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -1017,6 +1098,25 @@ def test_huge_visible_cores_range_is_refused_at_once():
     code, seconds, details = (last.split(" ", 2) + ["", ""])[:3]
     assert code == "INVALID_ARGUMENT", last
     assert float(seconds) < 1.0, f"refused after {seconds} s: {details}"
+
+
+def test_the_log_check_hears_a_daemon_task_that_failed_unseen(harness, daemon):
+    # A task of the daemon's (a Watch producer, say) that fails with nobody awaiting it is reported
+    # only by asyncio's logger: the check after each fuzzing example must hear it.
+    async def producer() -> None:
+        raise RuntimeError("the frame producer failed")
+
+    async def start_and_forget() -> None:
+        task = asyncio.get_running_loop().create_task(producer())
+        await asyncio.sleep(0.01)  # it runs and fails
+        del task  # the last reference: asyncio logs "Task exception was never retrieved"
+        gc.collect()
+
+    with pytest.raises(AssertionError, match="the daemon logged errors") as raised:
+        with harness.example():
+            daemon.call(start_and_forget())
+    assert "Task exception was never retrieved" in str(raised.value)
+    assert "the frame producer failed" in str(raised.value)
 
 
 def test_client_pid_metadata_beyond_uint32_does_not_break_snapshots(harness):

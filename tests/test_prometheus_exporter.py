@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,56 @@ def test_prometheus_scrape_is_gzipped_openmetrics_ending_once_with_eof(exporter)
     assert text.endswith(b"\n# EOF\n") and text.count(b"# EOF") == 1
     expected = openmetrics.generate_latest(metrics_registry(exporter.mapping))
     assert stable_lines(text) == stable_lines(expected)
+
+
+def test_gzip_scrape_is_one_member_that_any_decoder_reads_whole(exporter):
+    # The body is joined from separately compressed parts; a client that stops after the first
+    # gzip member (as some HTTP clients do) must still get everything: exactly one member.
+    url = f"http://127.0.0.1:{exporter.port}/metrics"
+    for accept in (PROMETHEUS_ACCEPT, "text/plain"):
+        _, headers, body = get(url, headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        _, _, plain = get(url, headers={"Accept": accept})
+        decoder = zlib.decompressobj(wbits=31)  # gzip framing: header, deflate stream, CRC and size checked
+        text = decoder.decompress(body)
+
+        assert headers["Content-Encoding"] == "gzip"
+        assert decoder.eof and decoder.unused_data == b""
+        assert stable_lines(text) == stable_lines(plain)
+
+
+def test_gzip_scrapes_follow_a_new_report(exporter):
+    # The compressed report part is cached per report: a new report must show in the next scrape.
+    url = f"http://127.0.0.1:{exporter.port}/metrics"
+    gzip_headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+    before = gzip.decompress(get(url, headers=gzip_headers)[2])
+    exporter.update(rich_report(tags=("another-runtime",)))
+    after = gzip.decompress(get(url, headers=gzip_headers)[2])
+
+    assert b'runtime_tag="15439"' in before and b'runtime_tag="another-runtime"' not in before
+    assert b'runtime_tag="another-runtime"' in after and b'runtime_tag="15439"' not in after
+
+
+def test_the_report_is_compressed_once_per_report_not_per_scrape(monkeypatch):
+    from neurontools.monitor import prometheus
+
+    compressed: list[int] = []  # the sizes of what was compressed, in order
+    original = prometheus.deflate_blocks
+    monkeypatch.setattr(prometheus, "deflate_blocks", lambda data: compressed.append(len(data)) or original(data))
+    mapping = fed(rich_report())
+    app = prometheus.MetricsApp(mapping)
+    environ = {"REQUEST_METHOD": "GET", "HTTP_ACCEPT": PROMETHEUS_ACCEPT, "HTTP_ACCEPT_ENCODING": "gzip"}
+    for _ in range(3):
+        app(environ, lambda *_: None)
+    report_bytes = max(compressed)
+    first_report = list(compressed)
+    mapping.update(rich_report(tags=("another-runtime",)))
+    app(environ, lambda *_: None)
+
+    # Three scrapes: the report's part once, the small client and self-metric parts every time.
+    assert len(first_report) == 1 + 3 * 2 and first_report.count(report_bytes) == 1
+    assert sorted(first_report)[-2] < report_bytes / 5
+    # A new report is compressed again, on the scrape after it.
+    assert len(compressed) == len(first_report) + 3 and max(compressed[-3:]) > report_bytes / 5
 
 
 def test_name_parameter_restricts_the_scrape(exporter):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from real_components import real_program
 
 from test_deploy import AWS_DASHBOARD_QUERIES, dashboard_queries
 
@@ -110,11 +110,7 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.fail("prometheus is not installed: run scripts/install-system-deps.sh (as root) to install "
-                    "Debian's prometheus package")
-    return path
+    return real_program("prometheus", "prometheus")
 
 
 @pytest.fixture(scope="module")

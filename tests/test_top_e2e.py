@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -16,12 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from real_components import private_tmux
 from test_top_fixtures import RECORDING, applications
 
 from neurontools.daemon.embedded import running_daemon
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/install-system-deps.sh)")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tmux_server")]
+TMUX: list[str] = []  # the command for the module's private tmux server
+
+
+@pytest.fixture(scope="module")
+def tmux_server() -> Iterator[None]:
+    with private_tmux() as command:
+        TMUX[:] = command
+        yield
 
 NEURON_TOP = str(Path(sys.executable).parent / "neuron-top")
 WIDTH, HEIGHT = 120, 40
@@ -32,11 +39,11 @@ class Terminal:
         self.name = name
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
+        return subprocess.run([*TMUX, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
                               check=True).stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", self.name, *keys], check=True)
 
     def wait_for(self, condition: Callable[[str], bool], timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
@@ -57,12 +64,12 @@ def terminal(command: str) -> Iterator[Terminal]:
     script = (f"unset COLUMNS LINES; before=$(stty -g); {command}; status=$?; "
               f"[ \"$before\" = \"$(stty -g)\" ] && tty=same || tty=changed; "
               f"echo \"EXITED $status TTY $tty\"; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "bash", "-c", script],
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "bash", "-c", script],
                    check=True)
     try:
         yield Terminal(name)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
 
 
 def _exited(screen: str) -> re.Match[str] | None:
@@ -112,7 +119,7 @@ def test_sigterm_ends_it_cleanly(tmp_path: Path) -> None:
 
     with terminal(f"{NEURON_TOP} --replay {shlex.quote(str(RECORDING))}") as term:
         term.wait_for(lambda s: "Neuron Apps" in s and "[2]:" in s)
-        shell = psutil.Process(int(subprocess.run(["tmux", "display", "-p", "-t", term.name, "#{pane_pid}"],
+        shell = psutil.Process(int(subprocess.run([*TMUX, "display", "-p", "-t", term.name, "#{pane_pid}"],
                                                   capture_output=True, text=True, check=True).stdout))
         (neuron_top,) = shell.children()
         neuron_top.terminate()

@@ -70,9 +70,11 @@ class MemoryLedger:
                         f"memory ledger underflow: scope {scope!r} category {category} "
                         f"has {used} bytes, cannot release {nbytes}"
                     )
+            # Bumped even for zero bytes: nothing changes here, but the allocator's count of
+            # regions does, and readers key what they build from it on this version.
+            self.version += 1
             if nbytes == 0:
                 return
-            self.version += 1
             for scope in scopes:
                 book = self._books[scope]
                 book.used[category] -= nbytes

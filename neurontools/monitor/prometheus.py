@@ -22,13 +22,14 @@ per-device utilization and HBM use can be computed in PromQL), and the exporter'
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import logging
 import socket
 import ssl
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -541,11 +542,17 @@ class PrometheusMapping:
         OpenMetrics `# EOF` line. The report's families are formatted once per report and format;
         only the self-metrics are formatted on every scrape. started: `time.perf_counter()` when
         the scrape began."""
+        return b"".join(self.exposition_parts(encoder, content_type, started=started))
+
+    def exposition_parts(self, encoder: Encoder, content_type: str, *, started: float) -> tuple[bytes, bytes]:
+        """`exposition()` in its two parts: the report's families (the same bytes object on every
+        scrape until the next report, so that what is derived from it can be cached by identity)
+        and the self-metrics, formatted anew on each call."""
         snapshot, fresh = self._latest()
         report_part = b""
         if fresh:
             report_part, self._series_lines = snapshot.render(encoder, content_type, self._series_lines)
-        return report_part + without_eof(encoder(_Collected(self._self_metrics(snapshot, fresh, started))))
+        return report_part, without_eof(encoder(_Collected(self._self_metrics(snapshot, fresh, started))))
 
     def _latest(self) -> tuple[_Snapshot | None, bool]:
         snapshot = self._snapshot
@@ -640,6 +647,9 @@ class MetricsApp:
         self._mapping = mapping
         self._client = client_registry() if client_metrics else None
         self._registry = metrics_registry(mapping, client_metrics=client_metrics)
+        # content type -> (the report part, its deflate blocks): compressed once per report, as it
+        # is formatted once per report. Scrape threads may race to fill it; they compute the same.
+        self._deflated_report_parts: dict[str, tuple[bytes, bytes]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         started = time.perf_counter()
@@ -651,20 +661,53 @@ class MetricsApp:
             start_response("405 Method Not Allowed", [("Allow", "OPTIONS,GET")])
             return [f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()]
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        eof = OPENMETRICS_EOF if content_type.startswith("application/openmetrics-text") else b""
         names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-        if names:
-            body = without_eof(encoder(self._registry.restricted_registry(names)))  # rare: not cached
+        if names:  # rare: neither formatting nor compression is cached
+            parts = [without_eof(encoder(self._registry.restricted_registry(names))) + eof]
         else:
             client_part = without_eof(encoder(self._client)) if self._client is not None else b""
-            body = client_part + self._mapping.exposition(encoder, content_type, started=started)
-        if content_type.startswith("application/openmetrics-text"):
-            body += OPENMETRICS_EOF
+            report_part, self_part = self._mapping.exposition_parts(encoder, content_type, started=started)
+            parts = [client_part, report_part, self_part + eof]
         headers = [("Content-Type", content_type)]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
             headers.append(("Content-Encoding", "gzip"))
+            deflated = [deflate_blocks(part) for part in parts] if names else [
+                deflate_blocks(parts[0]), self._deflated_report(content_type, parts[1]), deflate_blocks(parts[2])]
+            body = gzip_member(parts, deflated)
+        else:
+            body = b"".join(parts)
         start_response("200 OK", headers)
         return [body]
+
+    def _deflated_report(self, content_type: str, report_part: bytes) -> bytes:
+        """The report's part as deflate blocks, compressed on the first gzip scrape after a report."""
+        cached = self._deflated_report_parts.get(content_type)
+        if cached is None or cached[0] is not report_part:  # the same bytes object until the next report
+            cached = self._deflated_report_parts[content_type] = (report_part, deflate_blocks(report_part))
+        return cached[1]
+
+
+# One gzip member (RFC 1952) whose deflate stream is joined from blocks compressed apart: every
+# decoder reads it (unlike several members, which some HTTP clients stop after the first of).
+_GZIP_HEADER = bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 4, 255))  # deflate, no name, no mtime, fastest, OS unknown
+
+
+def deflate_blocks(data: bytes) -> bytes:
+    """data as raw deflate blocks from a fresh compressor (so nothing refers to bytes before them),
+    ending on a byte boundary and not final: such pieces can be joined, and cached."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def gzip_member(parts: list[bytes], deflated: list[bytes]) -> bytes:
+    """One gzip member holding the parts joined, from each part's `deflate_blocks`."""
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    size = sum(map(len, parts))
+    final_block = b"\x03\x00"  # an empty fixed-Huffman block marked final: ends the deflate stream
+    return b"".join((_GZIP_HEADER, *deflated, final_block, struct.pack("<II", crc, size & 0xFFFFFFFF)))
 
 
 class _QuietHandler(WSGIRequestHandler):
