@@ -22,7 +22,7 @@ import common
 import psutil
 
 from neurontools.client import Session
-from neurontools.daemon import cost_model
+from neurontools.daemon.isa import cost_model
 from neurontools.daemon import topology as topo
 from neurontools.daemon.collectives import Links, algorithm, event_cost
 from neurontools.kernels import library

@@ -29,7 +29,7 @@ import common
 import psutil
 
 from neurontools.client import Device
-from neurontools.daemon.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
+from neurontools.daemon.isa.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
 from neurontools.workloads.architectures import DECODERS as DECODER_SHAPES
 from neurontools.workloads.architectures import ENCODERS as ENCODER_SHAPES
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model as cm
+from neurontools.daemon.isa import cost_model as cm
 from neurontools.daemon import topology as topo
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
 from neurontools.daemon.collectives import (CollectiveError, Links, ModelCollectives, algorithm, check_group,
                                            event_cost, plan_model)
 from neurontools.daemon.faults import FaultTable
-from neurontools.daemon.program import ProgramError, compile_program
+from neurontools.daemon.isa.program import ProgramError, compile_program
 from neurontools.daemon.telemetry import Telemetry
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel, KernelError

@@ -1,4 +1,4 @@
-"""The NeuronCore-v2 timing model (neurontools.daemon.cost_model) and the estimates programs get from it."""
+"""The NeuronCore-v2 timing model (neurontools.daemon.isa.cost_model) and the estimates programs get from it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model as cm
-from neurontools.daemon.program import compile_program
+from neurontools.daemon.isa import cost_model as cm
+from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels import Kernel
 from neurontools.kernels.library import matmul_program
 

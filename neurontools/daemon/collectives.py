@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model
+from neurontools.daemon.isa import cost_model
 from neurontools.daemon import topology as topo
-from neurontools.daemon.program import CollectiveOp, CompiledProgram, RunResult, Timeline
+from neurontools.daemon.isa.collective import CollectiveOp
+from neurontools.daemon.isa.program import CompiledProgram, RunResult, Timeline
 
 # A transfer of one step of an algorithm: (from core, to core, bytes). A step's transfers run at once.
 Transfer = tuple[int, int, int]
