@@ -82,10 +82,13 @@ class _Transposer:
 # -- matmul ------------------------------------------------------------------------------------------
 
 def matmul(k: Kernel, out: Operand, a: Operand, b: Operand, *, a_transposed: bool = False,
-           dtype: DTypeLike | None = None) -> None:
-    """out[M, N] = a[M, K] @ b[K, N] (with a_transposed, a is given as A.T [K, M], the layout the
-    Tensor engine wants, and no on-chip transposes are needed). Operands are multiplied as `dtype`
-    (default: a's dtype; loads cast), accumulated in FP32 in PSUM and stored as out's dtype.
+           dtype: DTypeLike | None = None, bias: Operand | None = None, function: str = "copy",
+           residual: Operand | None = None) -> None:
+    """out[M, N] = function(a[M, K] @ b[K, N] + bias) + residual (with a_transposed, a is given as A.T
+    [K, M], the layout the Tensor engine wants, and no on-chip transposes are needed). Operands are
+    multiplied as `dtype` (default: a's dtype; loads cast), accumulated in FP32 in PSUM and stored as
+    out's dtype. bias ([1, N] or [N], broadcast over the rows), the Scalar-engine `function` and
+    residual ([M, N]) are optional and applied to each result tile on its way out of PSUM (_Epilogue).
 
     A.T for as many 128-column blocks of M as SBUF holds (a "superblock") stays resident while panels
     of B [K, 512] stream past it, double-buffered; each 128 x 512 output is one accumulation group over
@@ -100,11 +103,59 @@ def matmul(k: Kernel, out: Operand, a: Operand, b: Operand, *, a_transposed: boo
         raise KernelError(f"matmul shapes: out {list(out.shape)}, a {list(a.shape)}, b {list(b.shape)}; need "
                           f"a {list(expected)} and b [{kk}, {n}]")
     compute = dtype_of(dtype) if dtype is not None else a.dtype
-    plan = _ResidentPlan.fit(k, m, n, kk, compute, out.dtype, a_transposed)
+    epilogue = _Epilogue(k, out, bias, function, residual)
+    plan = _ResidentPlan.fit(k, m, n, kk, compute, out.dtype, a_transposed, epilogue)
     if plan is None:
-        _streaming_matmul(k, out, a, b, compute, a_transposed)
+        _streaming_matmul(k, out, a, b, compute, a_transposed, epilogue)
     else:
         plan.emit(out, a, b)
+
+
+class _Epilogue:
+    """What happens to each result tile of a matmul: function(acc + bias) + residual, each term optional,
+    on the tile's way from PSUM to HBM -- fused as the Neuron compiler fuses a bias, an activation and a
+    residual add into the matmul instead of running separate passes over the whole tensor through HBM.
+    The bias joins the PSUM accumulation group as one more matmul step, ones[1, M].T @ bias[1, N] (the
+    Tensor engine adds the row to every output row, exactly); the function is applied by the Scalar
+    engine as it evacuates PSUM (without one, evacuation alternates the Scalar and Vector engines); the
+    residual is added by the Vector engine before the store."""
+
+    def __init__(self, k: Kernel, out: View, bias: Operand | None, function: str, residual: Operand | None) -> None:
+        self.k, self.out = k, out
+        self.function = function
+        self.residual = _view(residual) if residual is not None else None
+        self.evacuate = _Evacuator(k)
+        m, n = out.shape
+        self.bias: Tensor | None = None
+        if bias is not None:
+            bias = _view(bias)
+            if bias.shape not in ((n,), (1, n)):
+                raise KernelError(f"matmul bias {list(bias.shape)}: need [{n}] or [1, {n}] for out {list(out.shape)}")
+            self.bias, self.ones = k.sbuf((1, n), bias.dtype), k.sbuf((1, P), bias.dtype)
+            k.memset(self.ones, 1.0)
+            k.load(self.bias, bias)
+        if self.residual is not None:
+            if self.residual.shape != out.shape:
+                raise KernelError(f"matmul residual {list(self.residual.shape)}: need out's {list(out.shape)}")
+            self.residuals = _Rotation([k.sbuf((P, min(n, N_MAX)), self.residual.dtype) for _ in range(2)])
+
+    def add_bias(self, acc: View, m0: int, m1: int, n0: int, n1: int) -> None:
+        """The last step of the accumulation group into `acc` (rows m0:m1, columns n0:n1 of out)."""
+        if self.bias is not None:
+            self.k.matmul(acc, self.ones[:, 0:m1 - m0], self.bias[:, n0:n1], accumulate=True)
+
+    def finish(self, staged: View, acc: View, m0: int, m1: int, n0: int, n1: int) -> None:
+        """Evacuates `acc` into `staged` through the function, adds the residual, stores."""
+        k = self.k
+        if self.function != "copy":
+            k.activation(staged, acc, self.function)
+        else:
+            self.evacuate.copy(staged, acc)
+        if self.residual is not None:
+            r = self.residuals.take()[0:m1 - m0, 0:n1 - n0]
+            k.load(r, self.residual[m0:m1, n0:n1])
+            k.tensor_tensor(staged, staged, r, "add")
+        k.store(self.out[m0:m1, n0:n1], staged)
 
 
 class _ResidentPlan:
@@ -115,13 +166,14 @@ class _ResidentPlan:
     operands lie side by side (the executor multiplies them in one product)."""
 
     def __init__(self, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int, a_transposed: bool,
-                 blocks: int, buffers: int) -> None:
+                 blocks: int, buffers: int, epilogue: _Epilogue, nb: int) -> None:
         self.k, self.m, self.n, self.kk = k, m, n, kk
         self.a_transposed = a_transposed
         self.k_chunks = chunks(kk, P)
-        self.nb = min(n, N_MAX)
+        self.nb = nb
         self.width = blocks * P
-        self.evacuate = _Evacuator(k)
+        self.epilogue = epilogue
+        self.evacuate = epilogue.evacuate
         self.buffers = [k.sbuf((P, len(self.k_chunks) * self.width), compute) for _ in range(buffers)]
         self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.nb), compute) for _ in range(2)])
         self.outs = _Rotation([k.sbuf((P, self.nb), out_dtype) for _ in range(2)])
@@ -132,14 +184,19 @@ class _ResidentPlan:
 
     @classmethod
     def fit(cls, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int,
-            a_transposed: bool) -> "_ResidentPlan | None":
+            a_transposed: bool, epilogue: _Epilogue) -> "_ResidentPlan | None":
         width = math.ceil(kk / P)
         size = dtypes.itemsize(compute)
-        fixed = (2 * width * min(n, N_MAX) * size + 2 * min(n, N_MAX) * dtypes.itemsize(out_dtype)
-                 + (0 if a_transposed else 2 * min(kk, ROW_PIECE) * size))
         per_block = width * P * size
-        room = (k.sbuf_free_bytes - fixed) // per_block
         total = math.ceil(m / P)
+        # Panels of B as wide as a PSUM bank (512 columns) when they fit next to a block of A.T; narrower
+        # ones (more, smaller DMAs) rather than giving up the resident plan when SBUF is short.
+        for nb in (min(n, N_MAX), min(n, N_MAX // 2), min(n, N_MAX // 4)):
+            fixed = (2 * width * nb * size + 2 * nb * dtypes.itemsize(out_dtype)
+                     + (0 if a_transposed else 2 * min(kk, ROW_PIECE) * size))
+            room = (k.sbuf_free_bytes - fixed) // per_block
+            if room >= 1:
+                break
         if room >= total:
             buffers, blocks = 1, total
         elif room >= 2:
@@ -149,7 +206,7 @@ class _ResidentPlan:
         else:
             return None
         blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
-        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers)
+        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb)
 
     def emit(self, out: View, a: View, b: View) -> None:
         k = self.k
@@ -174,9 +231,8 @@ class _ResidentPlan:
                         column = i * self.width + j * P
                         k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0],
                                  panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], accumulate=i > 0)
-                    staged = self.outs.take()[0:m1 - m0, 0:n1 - n0]
-                    self.evacuate.copy(staged, acc)
-                    k.store(out[m0:m1, n0:n1], staged)
+                    self.epilogue.add_bias(acc, m0, m1, n0, n1)
+                    self.epilogue.finish(self.outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
                 share = prefetch[len(prefetch) * p // len(n_blocks):len(prefetch) * (p + 1) // len(n_blocks)]
                 for action in share:
                     action()
@@ -206,11 +262,12 @@ class _ResidentPlan:
             self.transpose(buffer[0:k1 - k0, column:column + m1 - m0], rows[0:m1 - m0, k0:k1])
 
 
-def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_transposed: bool) -> None:
+def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_transposed: bool,
+                      epilogue: _Epilogue) -> None:
     """Every 128 x 512 output streams its own K chunks through small rotating tiles: any K fits."""
     m, n = out.shape
     nb = min(n, N_MAX)
-    evacuate = _Evacuator(k)
+    evacuate = epilogue.evacuate
     stationary = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
     moving = _Rotation([k.sbuf((P, nb), compute) for _ in range(2)])
     outs = _Rotation([k.sbuf((P, nb), out.dtype) for _ in range(2)])
@@ -232,9 +289,8 @@ def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_tr
                 mv = moving.take()[0:k1 - k0, 0:n1 - n0]
                 k.load(mv, b[k0:k1, n0:n1])
                 k.matmul(acc, s, mv, accumulate=i > 0)
-            staged = outs.take()[0:m1 - m0, 0:n1 - n0]
-            evacuate.copy(staged, acc)
-            k.store(out[m0:m1, n0:n1], staged)
+            epilogue.add_bias(acc, m0, m1, n0, n1)
+            epilogue.finish(outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
 
 
 def matmul_program(m: int, kk: int, n: int, dtype: DTypeLike = "bfloat16", *, out_dtype: DTypeLike | None = None,

@@ -122,20 +122,16 @@ def build_layers(shape: EncoderShape, layers: int) -> pb.Program:
         w_in, w_out = w["w_in"][j * d:(j + 1) * d], w["w_out"][j * (d + f):(j + 1) * (d + f)]
         b_in = w["b_in"][j:j + 1]
         vec = {name: w["vectors"][j * len(VECTORS) + i:j * len(VECTORS) + i + 1] for i, name in enumerate(VECTORS)}
-        _op(k, library.matmul, qkv, hidden, w_in[:, 0:3 * d])
-        _op(k, bias_add, qkv, qkv, bias=b_in[:, 0:3 * d])
+        _op(k, library.matmul, qkv, hidden, w_in[:, 0:3 * d], bias=b_in[:, 0:3 * d])
         for b in range(shape.batch):
             rows = slice(b * s, (b + 1) * s)
             for h in range(arch.heads):
                 q, keys, values = (qkv[rows, part * d + h * dh:part * d + (h + 1) * dh] for part in range(3))
                 _op(k, library.attention, context[rows, h * dh:(h + 1) * dh], q, keys, values)
-        _op(k, library.matmul, total, context, w_out[0:d])
-        _op(k, bias_add, total, total, bias=vec["out.bias"], residual=hidden)
+        _op(k, library.matmul, total, context, w_out[0:d], bias=vec["out.bias"], residual=hidden)
         _op(k, library.layernorm, hidden, total, vec["ln1.gamma"], vec["ln1.beta"], eps=LAYER_NORM_EPS)
-        _op(k, library.matmul, mlp, hidden, w_in[:, 3 * d:])
-        _op(k, bias_add, mlp, mlp, bias=b_in[:, 3 * d:], function="gelu")
-        _op(k, library.matmul, total, mlp, w_out[d:])
-        _op(k, bias_add, total, total, bias=vec["fc2.bias"], residual=hidden)
+        _op(k, library.matmul, mlp, hidden, w_in[:, 3 * d:], bias=b_in[:, 3 * d:], function="gelu")
+        _op(k, library.matmul, total, mlp, w_out[d:], bias=vec["fc2.bias"], residual=hidden)
         _op(k, library.layernorm, hidden, total, vec["ln2.gamma"], vec["ln2.beta"], eps=LAYER_NORM_EPS)
     return k.program()
 

@@ -58,7 +58,10 @@ def _execute_dma_copy(op: _DmaCopy, env: Env) -> None:
 
 
 def _cost_dma_copy(op: _DmaCopy) -> cost_model.InstructionCost:
-    return cost_model.dma_cost(op.nbytes, op.descriptors, HBM in (op.dst.space, op.src.space))
+    # A store (SBUF -> HBM) and a later load of what it stored are what fusion removes (cost_model.Schedule).
+    moves = ("store" if op.dst.space == HBM and op.src.space != HBM else
+             "load" if op.src.space == HBM and op.dst.space != HBM else "")
+    return cost_model.dma_cost(op.nbytes, op.descriptors, HBM in (op.dst.space, op.src.space), moves=moves)
 
 
 # The instructions of this family (instruction.Opcode: validate, execute, cost).
