@@ -428,9 +428,12 @@ def gelu_mlp(k: Kernel, out: Operand, x: Operand, w1: Operand, w2: Operand, *,
 def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operand, *,
               scale: float | None = None, causal: bool = False) -> None:
     """Single-head attention: out[S, d] = softmax(q @ keys.T * scale) @ values, d <= 128, scale
-    defaulting to 1/sqrt(d); causal masks key j > query i with affine_select. 128 queries at a time:
-    scores in FP32 rows of S_kv, softmax as in softmax(), probabilities transposed on the Tensor engine
-    for P @ V, the row normalization applied to the [128, d] result."""
+    defaulting to 1/sqrt(d); causal masks key j > query i with affine_select (and skips key blocks past
+    the diagonal). 128 queries at a time against blocks of 128 keys with an online softmax, as NKI's
+    flash attention does: per block, scores in FP32, the running row maximum, the probabilities (exp with
+    the maximum as bias, summed on the way), the running sum and output rescaled by exp(old - new
+    maximum), the probabilities transposed on the Tensor engine for P @ V. Each block's steps depend on the
+    previous block's, so the work grows with the square of the sequence in blocks."""
     out, q, keys, values = _view(out), _view(q), _view(keys), _view(values)
     s_q, d = q.shape
     s_kv = keys.shape[0]
@@ -439,49 +442,66 @@ def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operan
                           f"{list(values.shape)}, out {list(out.shape)}; head size d <= {P}")
     scale = 1 / math.sqrt(d) if scale is None else scale
     compute = q.dtype
-    kv_chunks = chunks(s_kv, P)
+    kv_blocks = chunks(s_kv, P)
     evacuate = _Evacuator(k)
     transpose = _Transposer(k, evacuate)
     rows = _Rotation([k.sbuf((P, d), compute) for _ in range(2)])
     keys_t = k.sbuf((P, s_kv), compute)             # keys.T: d on the partitions
-    values_sb = k.sbuf((P, len(kv_chunks) * d), compute)
-    for i, (j0, j1) in enumerate(kv_chunks):
+    values_sb = k.sbuf((P, len(kv_blocks) * d), compute)
+    for i, (j0, j1) in enumerate(kv_blocks):
         r = rows.take()[0:j1 - j0]
         k.load(r, keys[j0:j1])
         transpose(keys_t[0:d, j0:j1], r)
         k.load(values_sb[0:j1 - j0, i * d:(i + 1) * d], values[j0:j1])
     q_t = k.sbuf((P, P), compute)
-    scores = k.sbuf((P, s_kv), "float32")
-    probs = k.sbuf((P, s_kv), compute)
-    probs_t = k.sbuf((P, len(kv_chunks) * P), compute)
-    neg_max, total = k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
-    accs = _Rotation([k.psum((P, N_MAX)) for _ in range(2)])
+    scores = _Rotation([k.sbuf((P, P), "float32") for _ in range(2)])
+    probs = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+    probs_t = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+    # Per query block: the running -max (negated, as tensor_reduce gives it), sum and output; per key
+    # block: its -max, the new -max, the correction factor and the block's row sums.
+    neg_max, block_max, new_max = (k.sbuf((P, 1), "float32") for _ in range(3))
+    correction, total, block_sum = (k.sbuf((P, 1), "float32") for _ in range(3))
+    acc_out = k.sbuf((P, d), "float32")
+    accs = _Rotation([k.psum((P, P)) for _ in range(2)])
     outs = _Rotation([k.sbuf((P, d), out.dtype) for _ in range(2)])
     for q0, q1 in chunks(s_q, P):
         w = q1 - q0
         r = rows.take()[0:w]
         k.load(r, q[q0:q1])
         transpose(q_t[0:d, 0:w], r)
-        for n0, n1 in chunks(s_kv, N_MAX):  # scores = q @ keys.T * scale
-            acc = accs.take()[0:w, 0:n1 - n0]
-            k.matmul(acc, q_t[0:d, 0:w], keys_t[0:d, n0:n1])
-            k.activation(scores[0:w, n0:n1], acc, "copy", scale=scale)
-        if causal:  # keep key j <= query i: (q0 + p) - j >= 0
-            k.affine_select(scores[0:w], scores[0:w], -1e30, pattern=[(-1, s_kv)], offset=q0,
-                            channel_multiplier=1, cmp="is_ge")
-        k.tensor_reduce(neg_max[0:w], scores[0:w], "maximum", negate=True)
-        k.activation(probs[0:w], scores[0:w], "exp", bias=neg_max[0:w], reduce=total[0:w])
+        blocks = [(i, j0, j1) for i, (j0, j1) in enumerate(kv_blocks) if not causal or j0 <= q1 - 1]
+        for n, (i, j0, j1) in enumerate(blocks):
+            bj = j1 - j0
+            acc = accs.take()[0:w, 0:bj]
+            k.matmul(acc, q_t[0:d, 0:w], keys_t[0:d, j0:j1])
+            block = scores.take()[0:w, 0:bj]
+            k.activation(block, acc, "copy", scale=scale)
+            if causal and j1 - 1 > q0:  # keep key j <= query i: (q0 + p) - (j0 + c) >= 0
+                k.affine_select(block, block, -1e30, pattern=[(-1, bj)], offset=q0 - j0, channel_multiplier=1,
+                                cmp="is_ge")
+            first = n == 0
+            k.tensor_reduce(neg_max[0:w] if first else block_max[0:w], block, "maximum", negate=True)
+            if not first:  # -max_new = min(-max_old, -block max); correction = exp(max_old - max_new)
+                k.tensor_tensor(new_max[0:w], neg_max[0:w], block_max[0:w], "minimum")
+                k.activation(correction[0:w], neg_max[0:w], "exp", scale=-1.0, bias=new_max[0:w])
+                k.tensor_copy(neg_max[0:w], new_max[0:w])
+            p = probs.take()[0:w, 0:bj]
+            k.activation(p, block, "exp", bias=neg_max[0:w], reduce=total[0:w] if first else block_sum[0:w])
+            if not first:
+                k.tensor_scalar(total[0:w], total[0:w], "multiply", correction[0:w], "add", block_sum[0:w])
+            p_t = probs_t.take()[0:bj, 0:w]
+            transpose(p_t, p)
+            pv = accs.take()[0:w, 0:d]
+            k.matmul(pv, p_t, values_sb[0:bj, i * d:(i + 1) * d])
+            if first:
+                k.tensor_copy(acc_out[0:w], pv)
+            else:  # out = out * correction + P @ V
+                k.tensor_scalar(acc_out[0:w], acc_out[0:w], "multiply", correction[0:w])
+                k.tensor_tensor(acc_out[0:w], acc_out[0:w], pv, "add")
         k.activation(total[0:w], total[0:w], "reciprocal")
-        for i, (j0, j1) in enumerate(kv_chunks):
-            transpose(probs_t[0:j1 - j0, i * P:i * P + w], probs[0:w, j0:j1])
-        acc = accs.take()[0:w, 0:d]
-        for i, (j0, j1) in enumerate(kv_chunks):
-            k.matmul(acc, probs_t[0:j1 - j0, i * P:i * P + w], values_sb[0:j1 - j0, i * d:(i + 1) * d],
-                     accumulate=i > 0)
         o = outs.take()[0:w]
-        k.tensor_scalar(o, acc, "multiply", total[0:w])
+        k.tensor_scalar(o, acc_out[0:w], "multiply", total[0:w])
         k.store(out[q0:q1], o)
-
 
 
 # -- collectives and tensor parallelism ----------------------------------------------------------------
