@@ -216,6 +216,10 @@ class Kernel:
         """SBUF bytes per partition not yet taken by tiles."""
         return SBUF_PARTITION_BYTES - sum(self._sbuf.values())
 
+    def sbuf_fits(self, requests: Sequence[tuple[int, int, DTypeLike]]) -> bool:
+        """Whether SBUF tiles of these (partitions, free size, dtype) could all be allocated now."""
+        return sum(f * dtypes.itemsize(dtype_of(dtype)) for _, f, dtype in requests) <= self.sbuf_free_bytes
+
     @property
     def psum_banks_used(self) -> int:
         return psum_banks_needed(list(self._psum.values()))

@@ -186,25 +186,24 @@ class _ResidentPlan:
     def fit(cls, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int,
             a_transposed: bool, epilogue: _Epilogue) -> "_ResidentPlan | None":
         width = math.ceil(kk / P)
-        size = dtypes.itemsize(compute)
-        per_block = width * P * size
         total = math.ceil(m / P)
-        # Panels of B as wide as a PSUM bank (512 columns) when they fit next to a block of A.T; narrower
-        # ones (more, smaller DMAs) rather than giving up the resident plan when SBUF is short.
+
+        def fits(nb: int, buffers: int, blocks: int) -> bool:
+            requests = [(P, width * blocks * P, compute)] * buffers + [(P, width * nb, compute)] * 2
+            requests += [(P, nb, out_dtype)] * 2 + ([] if a_transposed else [(P, min(kk, ROW_PIECE), compute)] * 2)
+            return k.sbuf_fits(requests)
+
+        # As many blocks of A.T resident as fit (all of them in one buffer, else two buffers so the next
+        # superblock loads during this one), next to panels of B as wide as a PSUM bank (512 columns), or
+        # narrower ones (more, smaller DMAs) rather than giving up the resident plan when SBUF is short.
+        shapes = [(1, total)] + [(2, blocks) for blocks in range(total // 2, 0, -1)] + [(1, 1)]
         for nb in (min(n, N_MAX), min(n, N_MAX // 2), min(n, N_MAX // 4)):
-            fixed = (2 * width * nb * size + 2 * nb * dtypes.itemsize(out_dtype)
-                     + (0 if a_transposed else 2 * min(kk, ROW_PIECE) * size))
-            room = (k.sbuf_free_bytes - fixed) // per_block
-            if room >= 1:
+            chosen = next(((buffers, blocks) for buffers, blocks in shapes if fits(nb, buffers, blocks)), None)
+            if chosen is not None:
                 break
-        if room >= total:
-            buffers, blocks = 1, total
-        elif room >= 2:
-            buffers, blocks = 2, room // 2
-        elif room == 1:
-            buffers, blocks = 1, 1
         else:
             return None
+        buffers, blocks = chosen
         blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
         return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb)
 
