@@ -194,16 +194,15 @@ class _ResidentPlan:
             return k.sbuf_fits(requests)
 
         # As many blocks of A.T resident as fit (all of them in one buffer, else two buffers so the next
-        # superblock loads during this one), next to panels of B as wide as a PSUM bank (512 columns), or
-        # narrower ones (more, smaller DMAs) rather than giving up the resident plan when SBUF is short.
+        # superblock loads during this one): B is read once per superblock. Next to them, panels of B as
+        # wide as a PSUM bank (512 columns), or narrower ones (more, smaller DMAs) when that fits more blocks.
         shapes = [(1, total)] + [(2, blocks) for blocks in range(total // 2, 0, -1)] + [(1, 1)]
-        for nb in (min(n, N_MAX), min(n, N_MAX // 2), min(n, N_MAX // 4)):
-            chosen = next(((buffers, blocks) for buffers, blocks in shapes if fits(nb, buffers, blocks)), None)
-            if chosen is not None:
-                break
-        else:
+        widths = (min(n, N_MAX), min(n, N_MAX // 2), min(n, N_MAX // 4))
+        chosen = next(((buffers, blocks, nb) for buffers, blocks in shapes for nb in widths
+                       if fits(nb, buffers, blocks)), None)
+        if chosen is None:
             return None
-        buffers, blocks = chosen
+        buffers, blocks, nb = chosen
         blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
         return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb)
 
