@@ -22,6 +22,7 @@ P = 128           # partitions; K and M chunk of a matmul
 N_MAX = 512       # moving free size of a matmul: one PSUM bank of float32
 BN_CHUNK = 512    # bn_stats_fmax
 ROW_PIECE = 1024  # columns of A loaded at once for on-chip transposes
+PANEL_ROW_BYTES = 4096  # a weight panel's DMA per partition row: "4 KiB saturates" (ref §2.4)
 
 
 def chunks(total: int, size: int) -> list[tuple[int, int]]:
@@ -166,16 +167,17 @@ class _ResidentPlan:
     operands lie side by side (the executor multiplies them in one product)."""
 
     def __init__(self, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int, a_transposed: bool,
-                 blocks: int, buffers: int, epilogue: _Epilogue, nb: int) -> None:
+                 blocks: int, buffers: int, epilogue: _Epilogue, nb: int, pw: int) -> None:
         self.k, self.m, self.n, self.kk = k, m, n, kk
         self.a_transposed = a_transposed
         self.k_chunks = chunks(kk, P)
         self.nb = nb
+        self.pw = pw  # panel width: columns of B per DMA row, a multiple of nb
         self.width = blocks * P
         self.epilogue = epilogue
         self.evacuate = epilogue.evacuate
         self.buffers = [k.sbuf((P, len(self.k_chunks) * self.width), compute) for _ in range(buffers)]
-        self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.nb), compute) for _ in range(2)])
+        self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.pw), compute) for _ in range(2)])
         self.outs = _Rotation([k.sbuf((P, self.nb), out_dtype) for _ in range(2)])
         self.accs = _Rotation([k.psum((P, self.nb)) for _ in range(2)])
         if not a_transposed:
@@ -188,30 +190,35 @@ class _ResidentPlan:
         width = math.ceil(kk / P)
         total = math.ceil(m / P)
 
-        def fits(nb: int, buffers: int, blocks: int) -> bool:
-            requests = [(P, width * blocks * P, compute)] * buffers + [(P, width * nb, compute)] * 2
+        def fits(nb: int, pw: int, buffers: int, blocks: int) -> bool:
+            requests = [(P, width * blocks * P, compute)] * buffers + [(P, width * pw, compute)] * 2
             requests += [(P, nb, out_dtype)] * 2 + ([] if a_transposed else [(P, min(kk, ROW_PIECE), compute)] * 2)
             return k.sbuf_fits(requests)
 
         # As many blocks of A.T resident as fit (all of them in one buffer, else two buffers so the next
-        # superblock loads during this one): B is read once per superblock. Next to them, panels of B as
-        # wide as a PSUM bank (512 columns), or narrower ones (more, smaller DMAs) when that fits more blocks.
+        # superblock loads during this one): B is read once per superblock. Next to them, panels of B: for a
+        # single block of A (a few tokens: the weights dominate), PANEL_ROW_BYTES per partition row per DMA,
+        # the size that saturates the DMA engines, if they fit; else as wide as a PSUM bank (512 columns), or
+        # narrower ones (more, smaller DMAs) when that fits more blocks.
         shapes = [(1, total)] + [(2, blocks) for blocks in range(total // 2, 0, -1)] + [(1, 1)]
-        widths = (min(n, N_MAX), min(n, N_MAX // 2), min(n, N_MAX // 4))
-        chosen = next(((buffers, blocks, nb) for buffers, blocks in shapes for nb in widths
-                       if fits(nb, buffers, blocks)), None)
+        bank = min(n, N_MAX)
+        wide = max(bank, min(-(-n // N_MAX) * N_MAX, PANEL_ROW_BYTES // dtypes.itemsize(compute) // N_MAX * N_MAX))
+        widths = [(bank, bank), (min(n, N_MAX // 2),) * 2, (min(n, N_MAX // 4),) * 2]
+        chosen = next(((buffers, blocks, nb, pw) for buffers, blocks in shapes
+                       for nb, pw in ([(bank, wide)] if total == 1 else []) + widths
+                       if fits(nb, pw, buffers, blocks)), None)
         if chosen is None:
             return None
-        buffers, blocks, nb = chosen
+        buffers, blocks, nb, pw = chosen
         blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
-        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb)
+        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb, pw)
 
     def emit(self, out: View, a: View, b: View) -> None:
         k = self.k
         m_blocks = chunks(self.m, P)
         blocks = self.width // P
         supers = [m_blocks[i:i + blocks] for i in range(0, len(m_blocks), blocks)]
-        n_blocks = chunks(self.n, self.nb)
+        panels = chunks(self.n, self.pw)
         for action in self._a_loads(self.buffers[0], supers[0], a):
             action()
         for s, blocks_here in enumerate(supers):
@@ -219,19 +226,20 @@ class _ResidentPlan:
             following = supers[s + 1] if s + 1 < len(supers) else None
             # Two buffers: the next superblock's loads are spread over this one's panels.
             prefetch = self._a_loads(self.buffers[(s + 1) % 2], following, a) if following and len(self.buffers) == 2 else []
-            for p, (n0, n1) in enumerate(n_blocks):
+            for p, (p0, p1) in enumerate(panels):
                 panel = self.panels.take()
                 for i, (k0, k1) in enumerate(self.k_chunks):
-                    k.load(panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], b[k0:k1, n0:n1])
-                for j, (m0, m1) in enumerate(blocks_here):
-                    acc = self.accs.take()[0:m1 - m0, 0:n1 - n0]
-                    for i, (k0, k1) in enumerate(self.k_chunks):
-                        column = i * self.width + j * P
-                        k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0],
-                                 panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], accumulate=i > 0)
-                    self.epilogue.add_bias(acc, m0, m1, n0, n1)
-                    self.epilogue.finish(self.outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
-                share = prefetch[len(prefetch) * p // len(n_blocks):len(prefetch) * (p + 1) // len(n_blocks)]
+                    k.load(panel[0:k1 - k0, i * self.pw:i * self.pw + p1 - p0], b[k0:k1, p0:p1])
+                for n0, n1 in ((p0 + c0, p0 + c1) for c0, c1 in chunks(p1 - p0, self.nb)):
+                    for j, (m0, m1) in enumerate(blocks_here):
+                        acc = self.accs.take()[0:m1 - m0, 0:n1 - n0]
+                        for i, (k0, k1) in enumerate(self.k_chunks):
+                            column, c0 = i * self.width + j * P, i * self.pw + n0 - p0
+                            k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0], panel[0:k1 - k0, c0:c0 + n1 - n0],
+                                     accumulate=i > 0)
+                        self.epilogue.add_bias(acc, m0, m1, n0, n1)
+                        self.epilogue.finish(self.outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
+                share = prefetch[len(prefetch) * p // len(panels):len(prefetch) * (p + 1) // len(panels)]
                 for action in share:
                     action()
             if following and len(self.buffers) == 1:
