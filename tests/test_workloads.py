@@ -82,6 +82,13 @@ def test_parameter_counts_are_the_published_ones():
     layer = 4 * (7168**2 + 7168) + (7168 * 28672 + 28672) + (28672 * 7168 + 7168) + 4 * 7168
     assert DECODERS["opt-30b"].parameters() == (50272 + 2050) * 7168 + 48 * layer + 2 * 7168 == 29_974_540_288
     assert 174e9 < DECODERS["opt-175b"].parameters() < 176e9
+    # The model cards' counts: distilbert-base-uncased (no token types, no pooler), Meta-Llama-3-8B and
+    # Mistral-7B-v0.1 (grouped-query attention, 8 KV heads); OPT-13B as OPT-30B above.
+    assert ENCODERS["distilbert-base"].parameters() == 66_362_880
+    assert DECODERS["llama-3-8b"].parameters() == 8_030_261_248
+    assert DECODERS["mistral-7b"].parameters() == 7_241_732_096
+    layer = 4 * (5120**2 + 5120) + (5120 * 20480 + 20480) + (20480 * 5120 + 5120) + 4 * 5120
+    assert DECODERS["opt-13b"].parameters() == (50272 + 2050) * 5120 + 40 * layer + 2 * 5120
 
 
 def _weight_elements(workload: DecoderWorkload) -> int:

@@ -68,13 +68,19 @@ class EncoderShape:
 
     def constants(self, program: str) -> dict[str, tuple[int, int]]:
         arch, d = self.arch, self.arch.hidden
+        token_types = {"embeddings.token_type": (arch.token_types, d)} if arch.token_types else {}
         return {"embed": {"embeddings.word": (arch.vocab, d), "embeddings.position": (arch.max_positions, d),
-                          "embeddings.token_type": (arch.token_types, d), "embeddings.ln": (2, d)},
+                          **token_types, "embeddings.ln": (2, d)},
                 "layers": {},
                 "pooler": {"pooler.weight": (d, d), "pooler.bias": (1, d)}}[program]
 
 
 PROGRAMS = ("embed", "layers", "pooler")
+
+
+def programs(arch: EncoderArchitecture) -> tuple[str, ...]:
+    """The programs of a copy of the model: no pooler for a model without one (DistilBERT)."""
+    return PROGRAMS if arch.pooler else PROGRAMS[:2]
 
 
 def _declare(shape: EncoderShape, program: str, constants: Mapping[str, np.ndarray] | None
@@ -150,15 +156,18 @@ def random_weights(shape: EncoderShape, seed: int = 0) -> tuple[list[dict[str, n
                        "b_in": make.offsets(1, 3 * d + f), "vectors": vectors})
     constants = {"embeddings.word": make.offsets(arch.vocab, d),
                  "embeddings.position": make.offsets(arch.max_positions, d),
-                 "embeddings.token_type": make.offsets(arch.token_types, d),
-                 "embeddings.ln": np.concatenate([make.gains(1, d), make.offsets(1, d)]),
-                 "pooler.weight": make.matrix(d, d), "pooler.bias": make.offsets(1, d)}
+                 "embeddings.ln": np.concatenate([make.gains(1, d), make.offsets(1, d)])}
+    if arch.token_types:
+        constants["embeddings.token_type"] = make.offsets(arch.token_types, d)
+    if arch.pooler:
+        constants |= {"pooler.weight": make.matrix(d, d), "pooler.bias": make.offsets(1, d)}
     return layers, constants
 
 
 def reference(shape: EncoderShape, layers: list[dict[str, np.ndarray]], constants: Mapping[str, np.ndarray],
               embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same computation in float32 numpy: (hidden states [T, D], pooled [B, D])."""
+    """The same computation in float32 numpy: (hidden states [T, D], pooled [B, D] or None without a
+    pooler)."""
     arch = shape.arch
     d, dh, s = arch.hidden, arch.head_dim, shape.seq_len
 
@@ -181,6 +190,8 @@ def reference(shape: EncoderShape, layers: list[dict[str, np.ndarray]], constant
         x = layer_norm(context @ w_out[:d] + vec["out.bias"] + x, vec["ln1.gamma"], vec["ln1.beta"])
         mlp = gelu(x @ w_in[:, 3 * d:] + b_in[3 * d:])
         x = layer_norm(mlp @ w_out[d:] + vec["fc2.bias"] + x, vec["ln2.gamma"], vec["ln2.beta"])
+    if not arch.pooler:
+        return x, None
     pooled = np.tanh(x[::s] @ constants["pooler.weight"] + constants["pooler.bias"])
     return x, pooled
 
