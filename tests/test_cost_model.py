@@ -167,6 +167,36 @@ def test_dependent_chain_does_not_overlap():
     assert chained.device_time_ns == pytest.approx(dma_alone + mm_alone, abs=1)
 
 
+def test_fusion_a_load_of_what_a_store_just_wrote_reads_it_where_it_is():
+    """store t -> y, then load y -> u: the load waits for t's producer only, and takes no DMA time."""
+    params = [param("x", [128, 512]), param("y", [128, 512], kind=pb.OUTPUT), param("z", [128, 512], kind=pb.OUTPUT)]
+    tiles = [tile("t", [128, 512]), tile("u", [128, 512])]
+    load_t, store = dma("t", "x"), dma("y", "t")
+    fused = estimate(params, tiles, [load_t, store, dma("u", "y")])
+    store_alone = estimate(params, tiles, [load_t, store])
+    # The store finishes last; the reload is done when t was (its load's finish), not after the store.
+    assert fused.device_time_ns == store_alone.device_time_ns
+    assert fused.engine_instructions[pb.DMA] == 3
+    assert fused.engine_busy_ns[pb.DMA] == store_alone.engine_busy_ns[pb.DMA]
+    # Loading a region the store did not write (z) is an ordinary load: a third DMA's time.
+    other = estimate(params, tiles, [load_t, store, dma("u", "z")])
+    assert other.engine_busy_ns[pb.DMA] > store_alone.engine_busy_ns[pb.DMA]
+    # A later write to y by another path forgets what the store left in SBUF: the load goes to HBM.
+    rewritten = estimate(params, tiles, [load_t, store, dma("y", "x"), dma("u", "y")])
+    assert rewritten.device_time_ns > store_alone.device_time_ns
+
+
+def test_fusion_keeps_at_most_its_sbuf_budget():
+    n = cm.FUSION_SBUF_BYTES // 1024  # rows of 512 bfloat16, 1 KiB each: 2n rows are twice the budget
+    params = [param("x", [128, 512]), param("y", [2 * n, 512], kind=pb.OUTPUT)]
+    tiles = [tile("t", [128, 512]), tile("u", [128, 512])]
+    stores = [dma(ref("y", (r, r + 128)), "t") for r in range(0, 2 * n, 128)]
+    first = estimate(params, tiles, [dma("t", "x"), *stores, dma("u", ref("y", (0, 128)))])
+    last = estimate(params, tiles, [dma("t", "x"), *stores, dma("u", ref("y", (2 * n - 128, 2 * n)))])
+    # The oldest rows were evicted: reloading them costs a DMA; the newest are still in SBUF.
+    assert first.engine_busy_ns[pb.DMA] > last.engine_busy_ns[pb.DMA]
+
+
 def test_write_after_read_waits_for_the_reader():
     params = [param("y", [128, 512])]
     # The DMA overwrites x while the matmul may still be reading it: it must wait.

@@ -130,6 +130,29 @@ def test_matmul_with_two_superblock_buffers_taking_turns(rng):
     assert_close(out, as_stored(av, BF16) @ as_stored(bv, BF16), BF16)
 
 
+@pytest.mark.parametrize("m, kk, n", [(1, 200, 700), (300, 256, 520), (130, 1100, 2600)])
+@pytest.mark.parametrize("dtype", [F32, BF16])
+def test_matmul_epilogue_adds_the_bias_applies_the_function_and_the_residual(m, kk, n, dtype, rng):
+    a, b = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
+    bias, res = rng.standard_normal(n).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
+    k = Kernel()
+    library.matmul(k, k.output("out", (m, n), F32), k.input("a", (m, kk), dtype), k.input("b", (kk, n), dtype),
+                   bias=k.input("bias", (1, n), dtype), function="gelu", residual=k.input("res", (m, n), dtype))
+    out = run(k, a=a, b=b, bias=bias[None], res=res)["out"]
+    product = as_stored(a, dtype).astype(np.float64) @ as_stored(b, dtype)
+    expected = gelu(product + as_stored(bias, dtype)) + as_stored(res, dtype)
+    assert_close(out, expected, dtype, scale=np.abs(as_stored(a, dtype)) @ np.abs(as_stored(b, dtype)) + 1)
+
+
+def test_matmul_epilogue_checks_its_shapes():
+    k = Kernel()
+    a, b = k.input("a", (4, 8), F32), k.input("b", (8, 5), F32)
+    with pytest.raises(ValueError, match=r"matmul bias \[4\]: need \[5\] or \[1, 5\]"):
+        library.matmul(k, k.output("o", (4, 5), F32), a, b, bias=k.input("bias", (4,), F32))
+    with pytest.raises(ValueError, match=r"matmul residual \[5, 4\]: need out's \[4, 5\]"):
+        library.matmul(k, k.output("o2", (4, 5), F32), a, b, residual=k.input("r", (5, 4), F32))
+
+
 def test_matmul_rejects_mismatched_shapes():
     k = Kernel()
     with pytest.raises(ValueError, match=r"need a \[4, 8\] and b \[8, 5\]"):

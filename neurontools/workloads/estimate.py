@@ -97,7 +97,8 @@ def estimate(workload: EncoderWorkload | DecoderWorkload, instance_type: str) ->
         request = Attribution()
         request.add(planner.time(workload.programs["embed"], cores))
         request.add(planner.time(workload.programs["layers"], cores), workload.stages)
-        request.add(planner.time(workload.programs["pooler"], cores))
+        if "pooler" in workload.programs:
+            request.add(planner.time(workload.programs["pooler"], cores))
         request.add(_fixed(workload.overhead_seconds()))
         return Estimate("encoder", request)
     head = Attribution()
