@@ -197,6 +197,21 @@ def test_fusion_keeps_at_most_its_sbuf_budget():
     assert first.engine_busy_ns[pb.DMA] > last.engine_busy_ns[pb.DMA]
 
 
+def test_vector_and_scalar_take_turns_at_psum_but_not_at_sbuf():
+    """ref §2.2: Vector and Scalar cannot access PSUM in parallel."""
+    tiles = [tile("p1", [128, 512], F32, pb.PSUM), tile("p2", [128, 512], F32, pb.PSUM),
+             tile("s1", [128, 512], F32), tile("s2", [128, 512], F32), tile("o1", [128, 512], F32),
+             tile("o2", [128, 512], F32)]
+    copy = lambda dst, src: pb.Instruction(tensor_copy=pb.TensorCopy(dst=_r(dst), src=_r(src)))  # noqa: E731
+    vector_ns, scalar_ns = 512 / 1.12, 512 / 1.4  # max(64, F) cycles at each engine's clock
+    from_psum = estimate([], tiles, [copy("o1", "p1"), act("o2", "p2")])
+    from_sbuf = estimate([], tiles, [copy("o1", "s1"), act("o2", "s2")])
+    latency = lambda clock_ghz: 100 / clock_ghz + 2 * SRAM_NS  # noqa: E731  static overhead + 2 accesses
+    assert from_sbuf.device_time_ns == pytest.approx(max(vector_ns + latency(1.12), scalar_ns + latency(1.4)), abs=1)
+    # The Scalar instruction waits for the Vector one's turn at the PSUM port.
+    assert from_psum.device_time_ns == pytest.approx(vector_ns + scalar_ns + latency(1.4), abs=1)
+
+
 def test_write_after_read_waits_for_the_reader():
     params = [param("y", [128, 512])]
     # The DMA overwrites x while the matmul may still be reading it: it must wait.

@@ -122,6 +122,11 @@ COLLECTIVE_QUEUE = -2
 FUSION_SBUF_BYTES = 12 * 1024 * KiB
 
 COMPUTE_ENGINES = (pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD)
+# "Vector and GpSimd cannot access SBUF in parallel, Vector and Scalar cannot access PSUM in parallel"
+# (ref §2.2): such engines' accesses share a port, held for the instruction's occupancy. (The Tensor
+# engine and the DMA queues have paths of their own.) Port -> (the memory, the engines sharing it).
+PORTS = {"SBUF, Vector and GpSimd": ("SBUF", (pb.VECTOR, pb.GPSIMD)),
+         "PSUM, Vector and Scalar": ("PSUM", (pb.VECTOR, pb.SCALAR))}
 ENGINES = (*COMPUTE_ENGINES, pb.DMA)
 
 
@@ -370,12 +375,14 @@ class Schedule:
         self._collectives_free = 0.0
         self._accesses: dict[str, _Accesses] = {}
         self._resident = _Resident()
+        self._port_free = dict.fromkeys(PORTS, 0.0)
         self.makespan_ns = 0.0
         self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
         self.instructions: dict[int, int] = {engine: 0 for engine in ENGINES}
 
-    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> None:
-        """Schedules one instruction after those already issued."""
+    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region], *,
+              psum: bool = False, sbuf: bool = False) -> None:
+        """Schedules one instruction after those already issued; `psum`, `sbuf`: it reads or writes them."""
         engine = cost.engine
         if cost.moves == "load" and reads:
             available = self._resident.available(reads[0])
@@ -387,6 +394,12 @@ class Schedule:
         ready = self._ready(engine, reads, writes)
         if engine != pb.DMA:
             start = max(ready, self._engine_free[engine])
+            ports = [port for port, (touches, engines) in PORTS.items() if engine in engines
+                     and (psum if touches == "PSUM" else sbuf)]
+            for port in ports:  # engines that share a port take turns at it (ref §2.2)
+                start = max(start, self._port_free[port])
+            for port in ports:
+                self._port_free[port] = start + cost.occupancy_ns
             self._engine_free[engine] = start + cost.occupancy_ns
             self.busy_ns[engine] += cost.occupancy_ns
             finish = start + cost.occupancy_ns + cost.latency_ns

@@ -25,6 +25,7 @@ from neurontools.daemon.isa import collective as collectives
 from neurontools.daemon.isa import cost_model
 from neurontools.daemon.isa.operands import Context, Declarations, ParameterSpec, ProgramError
 from neurontools.daemon.isa.instruction import Env, Instruction, Opcode
+from neurontools.daemon.isa.limits import PSUM, SBUF
 from neurontools.daemon.isa.matmul_fusion import executable
 from neurontools.daemon.isa.collective import CollectiveOp
 
@@ -177,7 +178,8 @@ def _timeline(steps: list[tuple[Opcode, Instruction]]) -> Timeline:
             _, finish = yield op, schedule.collective_ready(reads, writes)
             schedule.issue_collective(finish, reads, writes)
         else:
-            schedule.issue(opcode.cost(op), reads, writes)
+            spaces = {v.space for v in (*op.reads, *op.writes)}
+            schedule.issue(opcode.cost(op), reads, writes, psum=PSUM in spaces, sbuf=SBUF in spaces)
         flops += op.flops
     return RunResult(
         device_time_ns=round(schedule.makespan_ns),
