@@ -85,7 +85,7 @@ class EncoderWorkload(Workload):
         s = self.shape
         return {"model": s.arch.name, "parameters": s.arch.parameters(), "batch": s.batch, "seq_len": s.seq_len,
                 "dtype": s.dtype, "data_parallel_cores": len(self.cores), "sequences_per_request": s.batch * len(self.cores),
-                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages + 2,
+                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages + len(self.programs) - 1,
                 "instructions_per_program": {name: len(p.instructions) for name, p in self.programs.items()}}
 
 
