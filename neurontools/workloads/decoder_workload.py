@@ -22,7 +22,7 @@ from neurontools.workloads.decoder import (DecoderShape, bucket, build_head, bui
                                            reference_logits, shard)
 from neurontools.workloads.memory_plan import MemoryPlan
 from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, stage_count,
-                                            step_overhead_seconds)
+                                            spend_overhead, step_overhead_seconds)
 
 Bindings = dict[int, dict[str, Tensor]]
 
@@ -194,7 +194,7 @@ class DecoderReplica(Replica):
             tokens = np.random.default_rng().integers(0, s.arch.vocab, (s.batch, s.prompt_len)) if tokens is None else tokens
             positions = np.arange(s.prompt_len)[None].repeat(s.batch, 0)
             self._write_hidden("prefill", embed(s.arch, w.full, tokens, positions).reshape(-1, s.arch.hidden))
-        first_device = self._run(self._step_calls(self.prefill, "prefill")) + w.overhead_seconds(prefill=True)
+        first_device = spend_overhead(w.overhead_seconds(prefill=True)) + self._run(self._step_calls(self.prefill, "prefill"))
         first = time.monotonic() - started
         logits = [self._logits()] if w.compute else []
         steps, step_devices = [], []
@@ -205,7 +205,8 @@ class DecoderReplica(Replica):
                 self._write_hidden("decode", embed(s.arch, w.full, tokens[:, -1], np.full(s.batch, position)))
             model, temporary = self._decode_model(position)
             try:
-                step_devices.append(self._run(self._step_calls(model, "decode")) + w.overhead_seconds(prefill=False))
+                step_devices.append(spend_overhead(w.overhead_seconds(prefill=False))
+                                    + self._run(self._step_calls(model, "decode")))
             finally:
                 if temporary:
                     model.unload()

@@ -24,7 +24,7 @@ from neurontools.workloads.encoder import (EncoderShape, build_embed, build_laye
                                            programs, random_weights, reference)
 from neurontools.workloads.memory_plan import MemoryPlan
 from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, stage_count,
-                                            step_overhead_seconds)
+                                            spend_overhead, step_overhead_seconds)
 
 
 class EncoderWorkload(Workload):
@@ -140,9 +140,10 @@ class EncoderReplica(Replica):
             for core in self.cores:
                 self.workspace[core]["embeddings"].write(self._random_embeddings(rng))
         started = time.monotonic()
+        overhead = spend_overhead(self.workload.overhead_seconds())
         results = self.runner.run(self._calls())
         return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
-                             device_seconds=sum(r.device_latency for r in results) + self.workload.overhead_seconds(),
+                             device_seconds=sum(r.device_latency for r in results) + overhead,
                              items=self.workload.shape.batch * len(self.cores), executions=len(results))
 
     def verify(self, seed: int = 1) -> tuple[float, float]:

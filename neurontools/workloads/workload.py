@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -99,6 +100,13 @@ def step_overhead_seconds(host_bytes: int, *, starts_generation: bool = False) -
     if starts_generation:
         ns += cost_model.GENERATION_START_NS
     return ns / 1e9
+
+
+def spend_overhead(seconds: float) -> float:
+    """Spends a step's fixed costs in wall time, as the host would (the daemon models the programs' device
+    time, not these), so a request's modeled time stays part of its wall time; returns `seconds`."""
+    time.sleep(seconds)
+    return seconds
 
 
 def stage_count(layers: int, layer_instructions: int, subgraphs: int, requested: int | None = None) -> int:
