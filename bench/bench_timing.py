@@ -83,7 +83,7 @@ def calibration() -> list[tuple[str, Attribution]]:
                      "ok" if abs(ratio - 1) <= TOLERANCE else "OUTSIDE"))
     common.print_table(["figure", "published ms", "modeled ms", "ratio", f"within ±{TOLERANCE:.0%}"], rows)
     common.print_result(f"timing model calibration: worst of the six figures off by {worst:.0%} "
-                        f"(target <= {TOLERANCE:.0%})")
+                        f"(target <= {TOLERANCE:.0%}): {common.verdict(worst <= TOLERANCE)}")
     print()
     return attributions
 
