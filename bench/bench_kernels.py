@@ -36,7 +36,7 @@ import psutil
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Session
-from neurontools.daemon.program import compile_program
+from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels.library import matmul_program
 
 SIZE = 2048

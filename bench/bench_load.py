@@ -26,7 +26,7 @@ import psutil
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
-from neurontools.daemon.program import compile_program
+from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels.builder import Kernel
 
 CORES = 24

@@ -5,9 +5,9 @@
    executions) against the real `neurond` of that size. Encoders run data-parallel on every core
    (batch 1 per core, 128 tokens); decoders tensor-parallel over every core (batch 1, a 128-token
    prompt, 32 generated tokens: decode steps in the 256-position bucket). One layer per program, so
-   every size runs the same programs (the cost model's dependency tracking is conservative over long
-   programs: 8 BERT layers in one program model 20 % slower per layer than one). A preset whose memory
-   plan does not fit the free HBM is reported as "does not fit" with the shortfall.
+   every size runs the same programs (longer programs model slightly less per layer: the next layer's
+   weights load during this one's tail). A preset whose memory plan does not fit the free HBM is
+   reported as "does not fit" with the shortfall.
 2. The wall-clock rate neurond sustains in timing-only mode with all 24 cores of an inf2.48xlarge busy,
    and its CPU: per mix, executions and requests per second, the cores' occupied fraction and modeled
    device time per wall second, the daemon's CPU seconds per wall second and per execution, next to
@@ -29,7 +29,7 @@ import common
 import psutil
 
 from neurontools.client import Device
-from neurontools.daemon.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
+from neurontools.daemon.isa.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
 from neurontools.workloads.architectures import DECODERS as DECODER_SHAPES
 from neurontools.workloads.architectures import ENCODERS as ENCODER_SHAPES
 

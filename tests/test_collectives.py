@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model as cm
+from neurontools.daemon.isa import cost_model as cm
 from neurontools.daemon import topology as topo
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
 from neurontools.daemon.collectives import (CollectiveError, Links, ModelCollectives, algorithm, check_group,
                                            event_cost, plan_model)
 from neurontools.daemon.faults import FaultTable
-from neurontools.daemon.program import ProgramError, compile_program
+from neurontools.daemon.isa.program import ProgramError, compile_program
 from neurontools.daemon.telemetry import Telemetry
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel, KernelError
@@ -191,20 +191,25 @@ def _recv_then_send(peer: int) -> pb.Program:
 # -- link traffic: the bytes each link carries in each direction ----------------------------------------
 
 def test_ring_all_reduce_on_the_full_inf2_48xlarge_ring_uses_both_directions_of_every_link():
-    n = 48 * 256  # divisible by 2 directions x 24 ranks
+    n = 48 * 1024 * 64  # divisible by 2 directions x 24 ranks; 12 MiB: large enough for the ring
     size = 4 * n
     event = plan("inf2.48xlarge", collective_programs(range(24), shape=(n,))).events[0]
+    assert event.algorithm == "ring"
     # Two counter-rotating rings, each with half the data: a link direction carries (R-1)/R of the half
     # in the reduce-scatter and again in the all-gather.
     assert event.link_bytes == {link: (23 * size // 24, 23 * size // 24) for link in range(12)}
-    assert event.duration_ns == pytest.approx(46 * (size / 48 / cm.LINK_BYTES_PER_S * 1e9 + HOP_NS))
+    # Each step: a half chunk (S/48) per link direction, and within every device one half chunk each way
+    # between its two cores (read and written at the collective copy rate).
+    step_s = max(size / 48 / cm.LINK_BYTES_PER_S, 2 * (2 * size / 48) / cm.COLLECTIVE_HBM_BYTES_PER_S)
+    assert event.duration_ns == pytest.approx(46 * (step_s * 1e9 + HOP_NS))
 
 
 def test_a_partial_ring_wraps_around_back_through_its_devices():
     machine = topo.lookup("inf2.48xlarge")
-    n = 8 * 64
+    n = 8 * 1024 * 256
     size = 4 * n
     event = plan("inf2.48xlarge", collective_programs(range(4, 12), shape=(n,))).events[0]  # devices 2-5
+    assert event.algorithm == "ring"
     carried = 2 * 7 * size // 8  # one ring: 7 chunks of S/8 per hop, reduce-scatter and all-gather
     # Forward 2 -> 3 -> 4 -> 5; the wrap-around 5 -> 2 takes the same links backwards.
     assert event.link_bytes == {link_id(machine, a, a + 1): (carried, carried) for a in (2, 3, 4)}
@@ -213,9 +218,10 @@ def test_a_partial_ring_wraps_around_back_through_its_devices():
 
 
 def test_ring_on_the_inf2_24xlarge_chain():
-    n = 12 * 32
+    n = 12 * 1024 * 256
     size = 4 * n
     event = plan("inf2.24xlarge", collective_programs(range(12), shape=(n,))).events[0]
+    assert event.algorithm == "ring"
     carried = 2 * 11 * size // 12
     assert event.link_bytes == {link: (carried, carried) for link in range(5)}
     assert event.duration_ns == pytest.approx(22 * (size / 12 / cm.LINK_BYTES_PER_S * 1e9 + 5 * HOP_NS))
@@ -223,23 +229,29 @@ def test_ring_on_the_inf2_24xlarge_chain():
 
 def test_torus_all_reduce_on_trn1_32xlarge_goes_along_rows_then_columns():
     machine = topo.lookup("trn1.32xlarge")
-    n = 2048
+    n = 2048 * 1024
     size = 4 * n
     event = plan("trn1.32xlarge", collective_programs(range(32), shape=(n,))).events[0]
+    assert event.algorithm == "torus"
     row, column = 7 * size // 8, 3 * size // 16
     expected = {link_id(machine, a, b): (row, row) if a // 4 == b // 4 else (column, column)
                 for a, b in machine.links()}
     assert event.link_bytes == expected
     # 7 row steps each way plus 2 x 3 column steps, all one hop: far fewer than a 32-rank ring's 62.
-    step = lambda nbytes: nbytes / cm.LINK_BYTES_PER_S * 1e9 + HOP_NS
-    assert event.duration_ns == pytest.approx(14 * step(size / 16) + 6 * step(2 * size / 64))
+    # A row step also copies a half chunk each way between the two cores of every device.
+    def step(nbytes: float, copied: float = 0) -> float:
+        return max(nbytes / cm.LINK_BYTES_PER_S, 2 * copied / cm.COLLECTIVE_HBM_BYTES_PER_S) * 1e9 + HOP_NS
+    assert event.duration_ns == pytest.approx(14 * step(size / 16, 2 * size / 16) + 6 * step(2 * size / 64))
 
 
 def test_torus_all_gather_and_reduce_scatter_move_what_a_ring_would_per_rank():
     machine = topo.lookup("trn1.32xlarge")
-    gather = plan("trn1.32xlarge", collective_programs(range(32), kind="all_gather", shape=(64,))).events[0]
-    scatter = plan("trn1.32xlarge", collective_programs(range(32), kind="reduce_scatter", shape=(32 * 64,))).events[0]
-    block = 4 * 64
+    elements = 64 * 1024  # large enough for the torus rings (small all-gathers take Bruck's algorithm)
+    gather = plan("trn1.32xlarge", collective_programs(range(32), kind="all_gather", shape=(elements,))).events[0]
+    scatter = plan("trn1.32xlarge", collective_programs(range(32), kind="reduce_scatter",
+                                                       shape=(32 * elements,))).events[0]
+    assert gather.algorithm == scatter.algorithm == "torus"
+    block = 4 * elements
     for event in (gather, scatter):
         for (a, b), link in zip(machine.links(), range(32)):
             # rows: 7 blocks per direction (half each way); columns: 3 row-blocks of 8 blocks, 2 rings sharing
@@ -278,15 +290,67 @@ def two_rank_all_reduce_s(size: int, cores=(0, 2)) -> float:
 
 
 def test_two_rank_all_reduce_against_nccom_test():
-    """Over one link the model's bus bandwidth is the link's 96 GiB/s per direction; nccom-test measured
-    52.8 GiB/s, so large messages take 0.55x the reference's time. Small ones take 2 hops of latency
-    (3 us) where nccom-test bottoms out at 58 us: its floor is the runtime's per-execution overhead,
-    which neurond pays in wall-clock time, not in device time (docs/timing-model.md)."""
+    """nccom-test's 2-rank all-reduce runs on the two cores of one device (its first two ranks): the model
+    copies through the device's HBM at the collective rate calibrated on its 1 GiB figure, and each
+    nccom-test iteration is one execution, which pays the launch. The calibration figure comes back
+    within 1 %; the others (not fitted) within the bounds below -- mid sizes are slower in the model,
+    which does not pipeline the steps of one collective."""
+    bounds = {1 << 10: (0.95, 1.05), 1 << 20: (0.95, 1.2), 4 << 20: (1.0, 1.3), 16 << 20: (0.95, 1.1),
+              64 << 20: (0.95, 1.05), 1 << 30: (0.99, 1.01)}
     for size, reference in NCCOM_2_RANK_ALL_REDUCE.items():
-        modeled = two_rank_all_reduce_s(size)
-        assert modeled == pytest.approx(size / cm.LINK_BYTES_PER_S + 2 * HOP_NS / 1e9)
-        if size >= 64 << 20:
-            assert 0.5 < modeled / reference < 0.6
+        modeled = two_rank_all_reduce_s(size, cores=(0, 1)) + cm.EXECUTION_LAUNCH_NS / 1e9
+        assert modeled == pytest.approx(4 * size / cm.COLLECTIVE_HBM_BYTES_PER_S + 2 * HOP_NS / 1e9
+                                        + cm.EXECUTION_LAUNCH_NS / 1e9)
+        low, high = bounds[size]
+        assert low < modeled / reference < high, (size, modeled / reference)
+
+
+def test_two_ranks_on_neighbouring_devices_move_half_the_message_each_way_over_their_link():
+    for size in NCCOM_2_RANK_ALL_REDUCE:
+        assert two_rank_all_reduce_s(size) == pytest.approx(size / cm.LINK_BYTES_PER_S + 2 * HOP_NS / 1e9)
+
+
+def _contributions_after(steps, ranks, combine):
+    """What each rank holds after the steps, as a set of the ranks whose data reached it (a transfer
+    sends what the sender holds before the step)."""
+    held = {r: {r} for r in ranks}
+    for step in steps:
+        sent = [(dst, set(held[src])) for src, dst, _ in step]
+        for dst, data in sent:
+            held[dst] = combine(held[dst], data)
+    return held
+
+
+@pytest.mark.parametrize("ranks", [3, 4, 6, 12, 16, 24, 32])
+def test_recursive_doubling_reduces_every_rank_into_every_rank(ranks):
+    from neurontools.daemon.collectives import _recursive_doubling
+    steps = _recursive_doubling(list(range(ranks)), 4096)
+    held = _contributions_after(steps, range(ranks), lambda mine, theirs: mine | theirs)
+    assert all(held[r] == set(range(ranks)) for r in range(ranks))
+    power = 1 << (ranks.bit_length() - 1)
+    assert len(steps) == power.bit_length() - 1 + (2 if ranks != power else 0)  # log2 p, and the fold
+
+
+@pytest.mark.parametrize("ranks", [3, 5, 12, 24, 32])
+def test_bruck_all_gather_gives_every_rank_every_block_in_log_steps(ranks):
+    from neurontools.daemon.collectives import _bruck
+    steps = _bruck(list(range(ranks)), 64)
+    held = _contributions_after(steps, range(ranks), lambda mine, theirs: mine | theirs)
+    assert all(held[r] == set(range(ranks)) for r in range(ranks))
+    assert len(steps) == (ranks - 1).bit_length()
+    assert sum(n for _, _, n in steps[-1]) == ranks * (ranks - (1 << (len(steps) - 1))) * 64  # the rest
+
+
+def test_small_all_reduces_take_the_latency_optimal_algorithm_large_ones_the_ring():
+    small = plan("inf2.48xlarge", collective_programs(range(24), shape=(4800,))).events[0]  # 19 KB
+    large = plan("inf2.48xlarge", collective_programs(range(24), shape=(1 << 22,))).events[0]  # 16 MiB
+    assert small.algorithm == "recursive doubling" and large.algorithm == "ring"
+    links = Links(topo.lookup("inf2.48xlarge"))
+    ring_small, _ = event_cost(links, algorithm(links, "all_reduce", tuple(range(24)), 4800, 4))
+    # The ring pays 46 steps of hop latency; recursive doubling 6 steps (the longest 4 hops).
+    step_s = max(19200 / 48 / cm.LINK_BYTES_PER_S, 2 * (2 * 19200 / 48) / cm.COLLECTIVE_HBM_BYTES_PER_S)
+    assert ring_small == pytest.approx(46 * (step_s * 1e9 + HOP_NS))
+    assert small.duration_ns < ring_small / 2
 
 
 def test_a_collective_overlaps_independent_compute_on_its_rank():

@@ -12,7 +12,7 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, InvalidRequest, Session
-from neurontools.daemon.activation_functions import erf64
+from neurontools.daemon.isa.activation_functions import erf64
 from neurontools.daemon import topology as topo
 from neurontools.daemon.embedded import running_daemon
 from neurontools.kernels import library
@@ -160,7 +160,7 @@ def _link_bytes(daemon) -> list[tuple[int, int]]:
 
 
 def test_link_counters_in_snapshots_match_the_algorithms_arithmetic(daemon):
-    n = 48 * 1024
+    n = 48 * 1024 * 8  # 1.5 MiB: large enough for the ring (small all-reduces take recursive doubling)
     size = 4 * n
     programs = _collective(range(24), "all_reduce", (n,), (n,))
     inputs = {c: {"x": np.ones(n, np.float32)} for c in range(24)}
@@ -257,11 +257,13 @@ def test_a_rank_that_is_late_past_the_timeout_fails_the_execution_without_hangin
 def test_all_reduce_on_the_chain_and_the_torus(instance, cores):
     rng = np.random.default_rng(7)
     cores = list(cores)
-    xs = {c: rng.standard_normal(256, dtype=np.float32) for c in cores}
+    n = 1 << 19  # 2 MiB: large enough for the ring and the torus, which use every link (small messages
+    # take recursive doubling)
+    xs = {c: rng.standard_normal(n, dtype=np.float32) for c in cores}
     with running_daemon(instance) as other, _session(other, f"0-{cores[-1]}") as session:
         before = _link_bytes(other)
-        _, out = _run(session, _collective(cores, "all_reduce", (256,), (256,)), {c: {"x": xs[c]} for c in cores},
-                      {"y": ((256,), "float32")})
+        _, out = _run(session, _collective(cores, "all_reduce", (n,), (n,)), {c: {"x": xs[c]} for c in cores},
+                      {"y": ((n,), "float32")})
         after = _link_bytes(other)
     total = xs[0].copy()
     for c in cores[1:]:

@@ -1,11 +1,11 @@
-"""The daemon's registry of GpSimd custom operators (neurontools.daemon.custom_ops)."""
+"""The daemon's registry of GpSimd custom operators (neurontools.daemon.isa.custom_ops)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from neurontools.daemon import custom_ops
+from neurontools.daemon.isa import custom_ops
 
 
 def test_registry_lists_the_real_operators():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.program import compile_program
+from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels import Kernel, KernelError
 
 

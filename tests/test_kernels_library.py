@@ -12,9 +12,9 @@ import pytest
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Session
-from neurontools.daemon.activation_functions import erf64
+from neurontools.daemon.isa.activation_functions import erf64
 from neurontools.daemon.embedded import running_daemon
-from neurontools.daemon.program import compile_program
+from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels import Kernel, library
 
 F32, BF16 = "float32", "bfloat16"
@@ -100,17 +100,57 @@ def test_matmul_streams_k_when_sbuf_is_short(a_transposed, rng):
     assert_close(out, a.astype(np.float64) @ b, F32, scale=np.abs(a) @ np.abs(b))
 
 
-def test_matmul_with_several_superblocks_and_bfloat16_output(rng):
-    m, kk, n = 2200, 4096, 512  # A.T does not fit at once next to the panels: two buffers take turns
+def test_matmul_keeps_all_of_a_resident_next_to_narrower_panels(rng):
+    m, kk, n = 2200, 4096, 512  # A.T fits at once only next to narrower panels of B
     k = Kernel()
     a, b = k.input("a", (m, kk), BF16), k.input("b", (kk, n), BF16)
     library.matmul(k, k.output("out", (m, n), BF16), a, b)
     widths = [t.shape[1] for t in k.program().tiles]
-    assert widths.count(32 * 6 * 128) == 2  # 18 blocks of M: superblocks of 6, K in 32 chunks
+    # 18 blocks of M, K in 32 chunks (8 KiB per block): all of A.T (144 KiB) fits the 192 KiB next to two
+    # 256-column panels of B (2 x 16 KiB), not next to 512-column ones (2 x 32 KiB): B is read once
+    # instead of three times with two buffers of 6 blocks taking turns.
+    assert widths.count(32 * 18 * 128) == 1 and widths.count(32 * 256) == 2
     av, bv = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
     out = run(k, a=av, b=bv)["out"]
     a64, b64 = as_stored(av, BF16), as_stored(bv, BF16)
     assert_close(out, a64 @ b64, BF16)
+
+
+def test_matmul_with_two_superblock_buffers_taking_turns(rng):
+    m, kk, n = 4400, 4096, 256
+    k = Kernel()
+    a, b = k.input("a", (m, kk), BF16), k.input("b", (kk, n), BF16)
+    library.matmul(k, k.output("out", (m, n), BF16), a, b)
+    # 35 blocks of 8 KiB: two buffers of 9 blocks (2 x 72 KiB) next to 128-column panels (2 x 8 KiB); with
+    # 256-column panels (2 x 16 KiB) they would need 192 KiB and the rest leaves no room.
+    widths = [t.shape[1] for t in k.program().tiles]
+    assert widths.count(32 * 9 * 128) == 2 and widths.count(32 * 128) == 2
+    av, bv = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
+    out = run(k, a=av, b=bv)["out"]
+    assert_close(out, as_stored(av, BF16) @ as_stored(bv, BF16), BF16)
+
+
+@pytest.mark.parametrize("m, kk, n", [(1, 200, 700), (300, 256, 520), (130, 1100, 2600)])
+@pytest.mark.parametrize("dtype", [F32, BF16])
+def test_matmul_epilogue_adds_the_bias_applies_the_function_and_the_residual(m, kk, n, dtype, rng):
+    a, b = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
+    bias, res = rng.standard_normal(n).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
+    k = Kernel()
+    library.matmul(k, k.output("out", (m, n), F32), k.input("a", (m, kk), dtype), k.input("b", (kk, n), dtype),
+                   bias=k.input("bias", (1, n), dtype), function="gelu", residual=k.input("res", (m, n), dtype))
+    out = run(k, a=a, b=b, bias=bias[None], res=res)["out"]
+    product = as_stored(a, dtype).astype(np.float64) @ as_stored(b, dtype)
+    expected = gelu(product + as_stored(bias, dtype)) + as_stored(res, dtype)
+    assert_close(out, expected, dtype, scale=np.abs(as_stored(a, dtype)) @ np.abs(as_stored(b, dtype)) + 1)
+
+
+def test_matmul_epilogue_checks_its_shapes():
+    k = Kernel()
+    a, b = k.input("a", (4, 8), F32), k.input("b", (8, 5), F32)
+    with pytest.raises(ValueError, match=r"matmul bias \[4\]: need \[5\] or \[1, 5\]"):
+        library.matmul(k, k.output("o", (4, 5), F32), a, b, bias=k.input("bias", (4,), F32))
+    with pytest.raises(ValueError, match=r"matmul residual \[5, 4\]: need out's \[4, 5\]"):
+        library.matmul(k, k.output("o2", (4, 5), F32), a, b, residual=k.input("r", (5, 4), F32))
 
 
 def test_matmul_rejects_mismatched_shapes():

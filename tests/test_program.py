@@ -1,4 +1,4 @@
-"""The program compiler/validator and the numpy engines (neurontools.daemon.program)."""
+"""The program compiler/validator and the numpy engines (neurontools.daemon.isa)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.activation_functions import FUNCTIONS, erf64
-from neurontools.daemon.program import ProgramError, RunResult, compile_program
+from neurontools.daemon.isa.activation_functions import FUNCTIONS, erf64
+from neurontools.daemon.isa.program import ProgramError, RunResult, compile_program
 from neurontools.kernels import Kernel
 
 F32, BF16, F16, TF32 = pb.FLOAT32, pb.BFLOAT16, pb.FLOAT16, pb.TFLOAT32

@@ -55,6 +55,16 @@ def test_encoder_on_two_cores_matches_numpy(address, dtype):
     assert error <= TOLERANCE[dtype] * scale, (error, scale)
 
 
+def test_an_encoder_without_pooler_or_token_types_matches_numpy(address):
+    """DistilBERT's shape: no token-type table, no pooler program (bert-tiny sized)."""
+    from dataclasses import replace
+    arch = replace(ENCODERS["bert-tiny"], token_types=0, pooler=False)
+    workload = EncoderWorkload(arch, [2], batch=1, seq_len=32, dtype="float32", compute=True)
+    assert set(workload.programs) == {"embed", "layers"} and "pooled" not in workload.workspace_shapes()
+    error, scale = _verify(address, workload)
+    assert error <= TOLERANCE["float32"] * scale, (error, scale)
+
+
 @pytest.mark.parametrize("preset, tp, dtype", [
     ("llama-tiny", 2, "float32"),   # grouped-query attention, 2 KV heads over 2 cores
     ("llama-tiny", 4, "float32"),   # more cores than KV heads: each core keeps its group's KV head
@@ -82,6 +92,13 @@ def test_parameter_counts_are_the_published_ones():
     layer = 4 * (7168**2 + 7168) + (7168 * 28672 + 28672) + (28672 * 7168 + 7168) + 4 * 7168
     assert DECODERS["opt-30b"].parameters() == (50272 + 2050) * 7168 + 48 * layer + 2 * 7168 == 29_974_540_288
     assert 174e9 < DECODERS["opt-175b"].parameters() < 176e9
+    # The model cards' counts: distilbert-base-uncased (no token types, no pooler), Meta-Llama-3-8B and
+    # Mistral-7B-v0.1 (grouped-query attention, 8 KV heads); OPT-13B as OPT-30B above.
+    assert ENCODERS["distilbert-base"].parameters() == 66_362_880
+    assert DECODERS["llama-3-8b"].parameters() == 8_030_261_248
+    assert DECODERS["mistral-7b"].parameters() == 7_241_732_096
+    layer = 4 * (5120**2 + 5120) + (5120 * 20480 + 20480) + (20480 * 5120 + 5120) + 4 * 5120
+    assert DECODERS["opt-13b"].parameters() == (50272 + 2050) * 5120 + 40 * layer + 2 * 5120
 
 
 def _weight_elements(workload: DecoderWorkload) -> int:
@@ -177,3 +194,43 @@ def test_decode_buckets_cover_the_generation():
     assert shape.capacity == 512
     workload = DecoderWorkload(DECODERS["llama-2-7b"], list(range(8)), tp=8, prompt_len=100, gen_len=200)
     assert workload.buckets == [128, 256, 512]
+
+
+# -- specs, fixed costs and the in-process estimate --------------------------------------------------
+
+def test_a_spec_overrides_the_layer_count():
+    from neurontools.workloads import catalog
+    spec = catalog.parse_spec("llama-3-8b:layers=2,tp=8", catalog.Settings())
+    arch = catalog.architecture(spec)
+    assert (arch.layers, arch.kv_heads, arch.vocab) == (2, 8, 128256)
+    assert catalog.architecture(catalog.parse_spec("bert-large", catalog.Settings())).layers == 24
+    with pytest.raises(catalog.SpecError, match="layers must be >= 1"):
+        catalog.parse_spec("bert-base:layers=0", catalog.Settings())
+
+
+def test_fixed_costs_of_a_step():
+    from neurontools.daemon.isa import cost_model as cm
+    from neurontools.workloads.workload import step_overhead_seconds
+    # 32 MB over the 32 GB/s host link is 1 ms, next to one launch; a generation adds its start.
+    assert step_overhead_seconds(32_000_000) == pytest.approx(1e-3 + cm.EXECUTION_LAUNCH_NS / 1e9)
+    assert step_overhead_seconds(0, starts_generation=True) == pytest.approx(
+        (cm.EXECUTION_LAUNCH_NS + cm.GENERATION_START_NS) / 1e9)
+    # A bert-base request on one core: 128 embeddings in and one pooled vector out, bfloat16.
+    workload = EncoderWorkload(ENCODERS["bert-base"], [0], batch=1, seq_len=128)
+    assert workload.overhead_seconds() == pytest.approx(step_overhead_seconds(129 * 768 * 2))
+
+
+def test_the_in_process_estimate_adds_up_the_programs_and_the_fixed_costs():
+    from neurontools.daemon.isa.program import compile_program
+    from neurontools.workloads.estimate import estimate
+    workload = EncoderWorkload(ENCODERS["bert-tiny"], [0], batch=1, seq_len=64)
+    modeled = estimate(workload, "inf2.xlarge").request
+    programs = sum(compile_program(p).estimate.device_time_ns * (workload.stages if name == "layers" else 1)
+                   for name, p in workload.programs.items()) / 1e9
+    assert modeled.total == pytest.approx(programs + workload.overhead_seconds())
+    assert modeled.seconds["fixed"] == pytest.approx(workload.overhead_seconds())
+    assert modeled.seconds["collectives"] == 0
+    # A tensor-parallel decoder's collectives show up as their own share.
+    decoder = estimate(DecoderWorkload(DECODERS["llama-tiny"], [0, 1], tp=2, batch=1, prompt_len=16, gen_len=4),
+                       "inf2.xlarge")
+    assert decoder.token.seconds["collectives"] > 0 and decoder.request.seconds["fixed"] > 0.016

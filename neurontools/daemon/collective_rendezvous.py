@@ -21,7 +21,8 @@ import numpy as np
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.collectives import ModelCollectives, cores_text
 from neurontools.daemon.faults import FaultTable
-from neurontools.daemon.program import CollectiveOp, Env
+from neurontools.daemon.isa.collective import CollectiveOp
+from neurontools.daemon.isa.instruction import Env
 from neurontools.daemon.telemetry import Telemetry
 
 log = logging.getLogger("neurond.collectives")

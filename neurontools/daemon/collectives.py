@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import cost_model
+from neurontools.daemon.isa import cost_model
 from neurontools.daemon import topology as topo
-from neurontools.daemon.program import CollectiveOp, CompiledProgram, RunResult, Timeline
+from neurontools.daemon.isa.collective import CollectiveOp
+from neurontools.daemon.isa.program import CompiledProgram, RunResult, Timeline
 
 # A transfer of one step of an algorithm: (from core, to core, bytes). A step's transfers run at once.
 Transfer = tuple[int, int, int]
@@ -43,6 +44,7 @@ class Event:
                                                    # (sender, receiver)
     duration_ns: float
     link_bytes: dict[int, tuple[int, int]]         # link id -> bytes carried (a -> b, b -> a)
+    algorithm: str = "direct"                      # "ring", "torus", "recursive doubling", "bruck", ...
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,58 @@ def algorithm(links: Links, kind: str, group: tuple[int, ...], src_elements: int
             + phase([(row, dict.fromkeys(row, block)) for row in rows], True, False))
 
 
+# Latency-optimal algorithms (small messages): few steps, each moving the whole message. A ring's 2(R - 1)
+# steps each pay the hop latency, which dominates below a few hundred KiB; these take about log2(R) steps
+# and more bytes. Collective libraries switch between the two by message size (NCCL, the Neuron
+# collectives' "algorithm" selection); fastest() picks whichever the cost model times lower.
+
+def _recursive_doubling(ring: list[int], nbytes: int) -> list[Step]:
+    """All-reduce by recursive doubling over the ranks in ring order: in step k every rank exchanges its
+    partial result with the rank 2^k positions away. With R not a power of two, R - 2^floor(log2 R)
+    odd positions first hand their data to their even neighbour and get the result back at the end."""
+    r = len(ring)
+    p = 1 << (r.bit_length() - 1)
+    extra = r - p
+    steps: list[Step] = [[(ring[2 * j + 1], ring[2 * j], nbytes) for j in range(extra)]] if extra else []
+    members = [ring[2 * j] for j in range(extra)] + ring[2 * extra:]
+    distance = 1
+    while distance < p:
+        steps.append([(members[i], members[i ^ distance], nbytes) for i in range(p)])
+        distance *= 2
+    if extra:
+        steps.append([(ring[2 * j], ring[2 * j + 1], nbytes) for j in range(extra)])
+    return steps
+
+
+def _bruck(ring: list[int], block_bytes: int) -> list[Step]:
+    """All-gather by Bruck's algorithm: ceil(log2 R) steps; in each, every rank sends all the blocks it
+    has (at most the ones still missing downstream) to the rank `have` positions before it."""
+    r, have, steps = len(ring), 1, []
+    while have < r:
+        count = min(have, r - have)
+        steps.append([(ring[i], ring[(i - have) % r], count * block_bytes) for i in range(r)])
+        have += count
+    return steps
+
+
+def fastest(links: Links, kind: str, group: tuple[int, ...], src_elements: int, itemsize: int,
+            shift: int = 0) -> tuple[str, float, dict[int, tuple[int, int]]]:
+    """The algorithm a group collective runs with, its modeled time and link traffic: the bandwidth-optimal
+    one (ring, or rows and columns on the trn1 torus), or for all-reduce and all-gather of small messages
+    the latency-optimal one when the cost model times it lower."""
+    bandwidth = "torus" if _torus_rows(links.machine, group) is not None else "ring"
+    name = {"permute": "direct"}.get(kind, bandwidth)
+    best = (name, *event_cost(links, algorithm(links, kind, group, src_elements, itemsize, shift)))
+    if kind in ("all_reduce", "all_gather") and len(group) > 2:
+        ring = _ring_order(links.machine, group)
+        steps = (_recursive_doubling(ring, src_elements * itemsize) if kind == "all_reduce"
+                 else _bruck(ring, src_elements * itemsize))
+        duration, link_bytes = event_cost(links, steps)
+        if duration < best[1]:
+            best = ("recursive doubling" if kind == "all_reduce" else "bruck", duration, link_bytes)
+    return best
+
+
 def event_cost(links: Links, steps: list[Step]) -> tuple[float, dict[int, tuple[int, int]]]:
     """The modeled time of an algorithm's steps (cost_model.collective_step_ns each) and the bytes each
     link carries over all of them, by link id: (a -> b, b -> a)."""
@@ -382,9 +436,8 @@ def _group_event(links: Links, matcher: _Matcher, group: tuple[int, ...], n: int
     if op.kind == "permute" and op.shift % ranks == 0:
         raise CollectiveError(f"{op}: shift {op.shift} is a multiple of the {ranks} ranks of NeuronCores "
                               f"{cores_text(group)}, so it moves nothing")
-    steps = algorithm(links, op.kind, group, op.src.size, op.src.np_dtype.itemsize, op.shift)
-    duration, link_bytes = event_cost(links, steps)
-    return Event(f"{op} over NeuronCores {cores_text(group)}", ranked, duration, link_bytes)
+    name, duration, link_bytes = fastest(links, op.kind, group, op.src.size, op.src.np_dtype.itemsize, op.shift)
+    return Event(f"{op} over NeuronCores {cores_text(group)}", ranked, duration, link_bytes, name)
 
 
 def _pair_event(links: Links, sender: int, receiver: int, members: list[tuple[int, CollectiveOp]]) -> Event:

@@ -22,7 +22,7 @@ from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
 from neurontools.daemon.load_engine import Call, LoadEngine, Outcome, Work
-from neurontools.daemon.program import RunResult
+from neurontools.daemon.isa.program import RunResult
 from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
                                               host_memory_errors)
 from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.program import RunResult
+from neurontools.daemon.isa.program import RunResult
 from neurontools.daemon.runtime_state import LoadedModel, RuntimeState, Session
 from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS, ExecutionTelemetry
 

@@ -27,7 +27,7 @@ from neurontools.daemon.errors import (InvalidArgument, NotFound, OutOfRange, Pe
 from neurontools.daemon.faults import FaultTable
 from neurontools.daemon.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region
 from neurontools.daemon.memory_ledger import MemoryLedger
-from neurontools.daemon.program import CompiledProgram, ProgramError, compile_program
+from neurontools.daemon.isa.program import CompiledProgram, ProgramError, compile_program
 from neurontools.daemon.telemetry import ExecutionTelemetry, Telemetry
 
 MIB = 1 << 20

@@ -11,7 +11,7 @@
 
 Tensors and tiles slice like numpy arrays with unit steps (`t[0:64, 256:512]`); the builder tracks
 SBUF and PSUM capacity as tiles are allocated and fails at once, naming the tile and the budget. Every
-other rule is checked by the daemon when the program is loaded (neurontools.daemon.program).
+other rule is checked by the daemon when the program is loaded (neurontools.daemon.isa).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.program import (PARTITIONS, PSUM_BANK_BYTES, PSUM_BANKS, SBUF_PARTITION_BYTES,
-                                        psum_banks_needed)
+from neurontools.daemon.isa.limits import PARTITIONS, PSUM_BANK_BYTES, PSUM_BANKS, SBUF_PARTITION_BYTES
+from neurontools.daemon.isa.operands import psum_banks_needed
 
 DTypeLike = Union[str, int, np.dtype, type]
 
@@ -215,6 +215,10 @@ class Kernel:
     def sbuf_free_bytes(self) -> int:
         """SBUF bytes per partition not yet taken by tiles."""
         return SBUF_PARTITION_BYTES - sum(self._sbuf.values())
+
+    def sbuf_fits(self, requests: Sequence[tuple[int, int, DTypeLike]]) -> bool:
+        """Whether SBUF tiles of these (partitions, free size, dtype) could all be allocated now."""
+        return sum(f * dtypes.itemsize(dtype_of(dtype)) for _, f, dtype in requests) <= self.sbuf_free_bytes
 
     @property
     def psum_banks_used(self) -> int:

@@ -22,6 +22,7 @@ P = 128           # partitions; K and M chunk of a matmul
 N_MAX = 512       # moving free size of a matmul: one PSUM bank of float32
 BN_CHUNK = 512    # bn_stats_fmax
 ROW_PIECE = 1024  # columns of A loaded at once for on-chip transposes
+PANEL_ROW_BYTES = 4096  # a weight panel's DMA per partition row: "4 KiB saturates" (ref §2.4)
 
 
 def chunks(total: int, size: int) -> list[tuple[int, int]]:
@@ -82,10 +83,13 @@ class _Transposer:
 # -- matmul ------------------------------------------------------------------------------------------
 
 def matmul(k: Kernel, out: Operand, a: Operand, b: Operand, *, a_transposed: bool = False,
-           dtype: DTypeLike | None = None) -> None:
-    """out[M, N] = a[M, K] @ b[K, N] (with a_transposed, a is given as A.T [K, M], the layout the
-    Tensor engine wants, and no on-chip transposes are needed). Operands are multiplied as `dtype`
-    (default: a's dtype; loads cast), accumulated in FP32 in PSUM and stored as out's dtype.
+           dtype: DTypeLike | None = None, bias: Operand | None = None, function: str = "copy",
+           residual: Operand | None = None) -> None:
+    """out[M, N] = function(a[M, K] @ b[K, N] + bias) + residual (with a_transposed, a is given as A.T
+    [K, M], the layout the Tensor engine wants, and no on-chip transposes are needed). Operands are
+    multiplied as `dtype` (default: a's dtype; loads cast), accumulated in FP32 in PSUM and stored as
+    out's dtype. bias ([1, N] or [N], broadcast over the rows), the Scalar-engine `function` and
+    residual ([M, N]) are optional and applied to each result tile on its way out of PSUM (_Epilogue).
 
     A.T for as many 128-column blocks of M as SBUF holds (a "superblock") stays resident while panels
     of B [K, 512] stream past it, double-buffered; each 128 x 512 output is one accumulation group over
@@ -100,11 +104,59 @@ def matmul(k: Kernel, out: Operand, a: Operand, b: Operand, *, a_transposed: boo
         raise KernelError(f"matmul shapes: out {list(out.shape)}, a {list(a.shape)}, b {list(b.shape)}; need "
                           f"a {list(expected)} and b [{kk}, {n}]")
     compute = dtype_of(dtype) if dtype is not None else a.dtype
-    plan = _ResidentPlan.fit(k, m, n, kk, compute, out.dtype, a_transposed)
+    epilogue = _Epilogue(k, out, bias, function, residual)
+    plan = _ResidentPlan.fit(k, m, n, kk, compute, out.dtype, a_transposed, epilogue)
     if plan is None:
-        _streaming_matmul(k, out, a, b, compute, a_transposed)
+        _streaming_matmul(k, out, a, b, compute, a_transposed, epilogue)
     else:
         plan.emit(out, a, b)
+
+
+class _Epilogue:
+    """What happens to each result tile of a matmul: function(acc + bias) + residual, each term optional,
+    on the tile's way from PSUM to HBM -- fused as the Neuron compiler fuses a bias, an activation and a
+    residual add into the matmul instead of running separate passes over the whole tensor through HBM.
+    The bias joins the PSUM accumulation group as one more matmul step, ones[1, M].T @ bias[1, N] (the
+    Tensor engine adds the row to every output row, exactly); the function is applied by the Scalar
+    engine as it evacuates PSUM (without one, evacuation alternates the Scalar and Vector engines); the
+    residual is added by the Vector engine before the store."""
+
+    def __init__(self, k: Kernel, out: View, bias: Operand | None, function: str, residual: Operand | None) -> None:
+        self.k, self.out = k, out
+        self.function = function
+        self.residual = _view(residual) if residual is not None else None
+        self.evacuate = _Evacuator(k)
+        m, n = out.shape
+        self.bias: Tensor | None = None
+        if bias is not None:
+            bias = _view(bias)
+            if bias.shape not in ((n,), (1, n)):
+                raise KernelError(f"matmul bias {list(bias.shape)}: need [{n}] or [1, {n}] for out {list(out.shape)}")
+            self.bias, self.ones = k.sbuf((1, n), bias.dtype), k.sbuf((1, P), bias.dtype)
+            k.memset(self.ones, 1.0)
+            k.load(self.bias, bias)
+        if self.residual is not None:
+            if self.residual.shape != out.shape:
+                raise KernelError(f"matmul residual {list(self.residual.shape)}: need out's {list(out.shape)}")
+            self.residuals = _Rotation([k.sbuf((P, min(n, N_MAX)), self.residual.dtype) for _ in range(2)])
+
+    def add_bias(self, acc: View, m0: int, m1: int, n0: int, n1: int) -> None:
+        """The last step of the accumulation group into `acc` (rows m0:m1, columns n0:n1 of out)."""
+        if self.bias is not None:
+            self.k.matmul(acc, self.ones[:, 0:m1 - m0], self.bias[:, n0:n1], accumulate=True)
+
+    def finish(self, staged: View, acc: View, m0: int, m1: int, n0: int, n1: int) -> None:
+        """Evacuates `acc` into `staged` through the function, adds the residual, stores."""
+        k = self.k
+        if self.function != "copy":
+            k.activation(staged, acc, self.function)
+        else:
+            self.evacuate.copy(staged, acc)
+        if self.residual is not None:
+            r = self.residuals.take()[0:m1 - m0, 0:n1 - n0]
+            k.load(r, self.residual[m0:m1, n0:n1])
+            k.tensor_tensor(staged, staged, r, "add")
+        k.store(self.out[m0:m1, n0:n1], staged)
 
 
 class _ResidentPlan:
@@ -115,15 +167,17 @@ class _ResidentPlan:
     operands lie side by side (the executor multiplies them in one product)."""
 
     def __init__(self, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int, a_transposed: bool,
-                 blocks: int, buffers: int) -> None:
+                 blocks: int, buffers: int, epilogue: _Epilogue, nb: int, pw: int) -> None:
         self.k, self.m, self.n, self.kk = k, m, n, kk
         self.a_transposed = a_transposed
         self.k_chunks = chunks(kk, P)
-        self.nb = min(n, N_MAX)
+        self.nb = nb
+        self.pw = pw  # panel width: columns of B per DMA row, a multiple of nb
         self.width = blocks * P
-        self.evacuate = _Evacuator(k)
+        self.epilogue = epilogue
+        self.evacuate = epilogue.evacuate
         self.buffers = [k.sbuf((P, len(self.k_chunks) * self.width), compute) for _ in range(buffers)]
-        self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.nb), compute) for _ in range(2)])
+        self.panels = _Rotation([k.sbuf((P, len(self.k_chunks) * self.pw), compute) for _ in range(2)])
         self.outs = _Rotation([k.sbuf((P, self.nb), out_dtype) for _ in range(2)])
         self.accs = _Rotation([k.psum((P, self.nb)) for _ in range(2)])
         if not a_transposed:
@@ -132,31 +186,39 @@ class _ResidentPlan:
 
     @classmethod
     def fit(cls, k: Kernel, m: int, n: int, kk: int, compute: int, out_dtype: int,
-            a_transposed: bool) -> "_ResidentPlan | None":
+            a_transposed: bool, epilogue: _Epilogue) -> "_ResidentPlan | None":
         width = math.ceil(kk / P)
-        size = dtypes.itemsize(compute)
-        fixed = (2 * width * min(n, N_MAX) * size + 2 * min(n, N_MAX) * dtypes.itemsize(out_dtype)
-                 + (0 if a_transposed else 2 * min(kk, ROW_PIECE) * size))
-        per_block = width * P * size
-        room = (k.sbuf_free_bytes - fixed) // per_block
         total = math.ceil(m / P)
-        if room >= total:
-            buffers, blocks = 1, total
-        elif room >= 2:
-            buffers, blocks = 2, room // 2
-        elif room == 1:
-            buffers, blocks = 1, 1
-        else:
+
+        def fits(nb: int, pw: int, buffers: int, blocks: int) -> bool:
+            requests = [(P, width * blocks * P, compute)] * buffers + [(P, width * pw, compute)] * 2
+            requests += [(P, nb, out_dtype)] * 2 + ([] if a_transposed else [(P, min(kk, ROW_PIECE), compute)] * 2)
+            return k.sbuf_fits(requests)
+
+        # As many blocks of A.T resident as fit (all of them in one buffer, else two buffers so the next
+        # superblock loads during this one): B is read once per superblock. Next to them, panels of B: for a
+        # single block of A (a few tokens: the weights dominate), PANEL_ROW_BYTES per partition row per DMA,
+        # the size that saturates the DMA engines, if they fit; else as wide as a PSUM bank (512 columns), or
+        # narrower ones (more, smaller DMAs) when that fits more blocks.
+        shapes = [(1, total)] + [(2, blocks) for blocks in range(total // 2, 0, -1)] + [(1, 1)]
+        bank = min(n, N_MAX)
+        wide = max(bank, min(-(-n // N_MAX) * N_MAX, PANEL_ROW_BYTES // dtypes.itemsize(compute) // N_MAX * N_MAX))
+        widths = [(bank, bank), (min(n, N_MAX // 2),) * 2, (min(n, N_MAX // 4),) * 2]
+        chosen = next(((buffers, blocks, nb, pw) for buffers, blocks in shapes
+                       for nb, pw in ([(bank, wide)] if total == 1 else []) + widths
+                       if fits(nb, pw, buffers, blocks)), None)
+        if chosen is None:
             return None
+        buffers, blocks, nb, pw = chosen
         blocks = math.ceil(total / math.ceil(total / blocks))  # balance the superblocks
-        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers)
+        return cls(k, m, n, kk, compute, out_dtype, a_transposed, blocks, buffers, epilogue, nb, pw)
 
     def emit(self, out: View, a: View, b: View) -> None:
         k = self.k
         m_blocks = chunks(self.m, P)
         blocks = self.width // P
         supers = [m_blocks[i:i + blocks] for i in range(0, len(m_blocks), blocks)]
-        n_blocks = chunks(self.n, self.nb)
+        panels = chunks(self.n, self.pw)
         for action in self._a_loads(self.buffers[0], supers[0], a):
             action()
         for s, blocks_here in enumerate(supers):
@@ -164,20 +226,20 @@ class _ResidentPlan:
             following = supers[s + 1] if s + 1 < len(supers) else None
             # Two buffers: the next superblock's loads are spread over this one's panels.
             prefetch = self._a_loads(self.buffers[(s + 1) % 2], following, a) if following and len(self.buffers) == 2 else []
-            for p, (n0, n1) in enumerate(n_blocks):
+            for p, (p0, p1) in enumerate(panels):
                 panel = self.panels.take()
                 for i, (k0, k1) in enumerate(self.k_chunks):
-                    k.load(panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], b[k0:k1, n0:n1])
-                for j, (m0, m1) in enumerate(blocks_here):
-                    acc = self.accs.take()[0:m1 - m0, 0:n1 - n0]
-                    for i, (k0, k1) in enumerate(self.k_chunks):
-                        column = i * self.width + j * P
-                        k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0],
-                                 panel[0:k1 - k0, i * self.nb:i * self.nb + n1 - n0], accumulate=i > 0)
-                    staged = self.outs.take()[0:m1 - m0, 0:n1 - n0]
-                    self.evacuate.copy(staged, acc)
-                    k.store(out[m0:m1, n0:n1], staged)
-                share = prefetch[len(prefetch) * p // len(n_blocks):len(prefetch) * (p + 1) // len(n_blocks)]
+                    k.load(panel[0:k1 - k0, i * self.pw:i * self.pw + p1 - p0], b[k0:k1, p0:p1])
+                for n0, n1 in ((p0 + c0, p0 + c1) for c0, c1 in chunks(p1 - p0, self.nb)):
+                    for j, (m0, m1) in enumerate(blocks_here):
+                        acc = self.accs.take()[0:m1 - m0, 0:n1 - n0]
+                        for i, (k0, k1) in enumerate(self.k_chunks):
+                            column, c0 = i * self.width + j * P, i * self.pw + n0 - p0
+                            k.matmul(acc, buffer[0:k1 - k0, column:column + m1 - m0], panel[0:k1 - k0, c0:c0 + n1 - n0],
+                                     accumulate=i > 0)
+                        self.epilogue.add_bias(acc, m0, m1, n0, n1)
+                        self.epilogue.finish(self.outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
+                share = prefetch[len(prefetch) * p // len(panels):len(prefetch) * (p + 1) // len(panels)]
                 for action in share:
                     action()
             if following and len(self.buffers) == 1:
@@ -206,11 +268,12 @@ class _ResidentPlan:
             self.transpose(buffer[0:k1 - k0, column:column + m1 - m0], rows[0:m1 - m0, k0:k1])
 
 
-def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_transposed: bool) -> None:
+def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_transposed: bool,
+                      epilogue: _Epilogue) -> None:
     """Every 128 x 512 output streams its own K chunks through small rotating tiles: any K fits."""
     m, n = out.shape
     nb = min(n, N_MAX)
-    evacuate = _Evacuator(k)
+    evacuate = epilogue.evacuate
     stationary = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
     moving = _Rotation([k.sbuf((P, nb), compute) for _ in range(2)])
     outs = _Rotation([k.sbuf((P, nb), out.dtype) for _ in range(2)])
@@ -232,9 +295,8 @@ def _streaming_matmul(k: Kernel, out: View, a: View, b: View, compute: int, a_tr
                 mv = moving.take()[0:k1 - k0, 0:n1 - n0]
                 k.load(mv, b[k0:k1, n0:n1])
                 k.matmul(acc, s, mv, accumulate=i > 0)
-            staged = outs.take()[0:m1 - m0, 0:n1 - n0]
-            evacuate.copy(staged, acc)
-            k.store(out[m0:m1, n0:n1], staged)
+            epilogue.add_bias(acc, m0, m1, n0, n1)
+            epilogue.finish(outs.take()[0:m1 - m0, 0:n1 - n0], acc, m0, m1, n0, n1)
 
 
 def matmul_program(m: int, kk: int, n: int, dtype: DTypeLike = "bfloat16", *, out_dtype: DTypeLike | None = None,
@@ -372,9 +434,12 @@ def gelu_mlp(k: Kernel, out: Operand, x: Operand, w1: Operand, w2: Operand, *,
 def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operand, *,
               scale: float | None = None, causal: bool = False) -> None:
     """Single-head attention: out[S, d] = softmax(q @ keys.T * scale) @ values, d <= 128, scale
-    defaulting to 1/sqrt(d); causal masks key j > query i with affine_select. 128 queries at a time:
-    scores in FP32 rows of S_kv, softmax as in softmax(), probabilities transposed on the Tensor engine
-    for P @ V, the row normalization applied to the [128, d] result."""
+    defaulting to 1/sqrt(d); causal masks key j > query i with affine_select (and skips key blocks past
+    the diagonal). 128 queries at a time against blocks of 128 keys with an online softmax, as NKI's
+    flash attention does: per block, scores in FP32, the running row maximum, the probabilities (exp with
+    the maximum as bias, summed on the way), the running sum and output rescaled by exp(old - new
+    maximum), the probabilities transposed on the Tensor engine for P @ V. Each block's steps depend on the
+    previous block's, so the work grows with the square of the sequence in blocks."""
     out, q, keys, values = _view(out), _view(q), _view(keys), _view(values)
     s_q, d = q.shape
     s_kv = keys.shape[0]
@@ -383,49 +448,66 @@ def attention(k: Kernel, out: Operand, q: Operand, keys: Operand, values: Operan
                           f"{list(values.shape)}, out {list(out.shape)}; head size d <= {P}")
     scale = 1 / math.sqrt(d) if scale is None else scale
     compute = q.dtype
-    kv_chunks = chunks(s_kv, P)
+    kv_blocks = chunks(s_kv, P)
     evacuate = _Evacuator(k)
     transpose = _Transposer(k, evacuate)
     rows = _Rotation([k.sbuf((P, d), compute) for _ in range(2)])
     keys_t = k.sbuf((P, s_kv), compute)             # keys.T: d on the partitions
-    values_sb = k.sbuf((P, len(kv_chunks) * d), compute)
-    for i, (j0, j1) in enumerate(kv_chunks):
+    values_sb = k.sbuf((P, len(kv_blocks) * d), compute)
+    for i, (j0, j1) in enumerate(kv_blocks):
         r = rows.take()[0:j1 - j0]
         k.load(r, keys[j0:j1])
         transpose(keys_t[0:d, j0:j1], r)
         k.load(values_sb[0:j1 - j0, i * d:(i + 1) * d], values[j0:j1])
     q_t = k.sbuf((P, P), compute)
-    scores = k.sbuf((P, s_kv), "float32")
-    probs = k.sbuf((P, s_kv), compute)
-    probs_t = k.sbuf((P, len(kv_chunks) * P), compute)
-    neg_max, total = k.sbuf((P, 1), "float32"), k.sbuf((P, 1), "float32")
-    accs = _Rotation([k.psum((P, N_MAX)) for _ in range(2)])
+    scores = _Rotation([k.sbuf((P, P), "float32") for _ in range(2)])
+    probs = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+    probs_t = _Rotation([k.sbuf((P, P), compute) for _ in range(2)])
+    # Per query block: the running -max (negated, as tensor_reduce gives it), sum and output; per key
+    # block: its -max, the new -max, the correction factor and the block's row sums.
+    neg_max, block_max, new_max = (k.sbuf((P, 1), "float32") for _ in range(3))
+    correction, total, block_sum = (k.sbuf((P, 1), "float32") for _ in range(3))
+    acc_out = k.sbuf((P, d), "float32")
+    accs = _Rotation([k.psum((P, P)) for _ in range(2)])
     outs = _Rotation([k.sbuf((P, d), out.dtype) for _ in range(2)])
     for q0, q1 in chunks(s_q, P):
         w = q1 - q0
         r = rows.take()[0:w]
         k.load(r, q[q0:q1])
         transpose(q_t[0:d, 0:w], r)
-        for n0, n1 in chunks(s_kv, N_MAX):  # scores = q @ keys.T * scale
-            acc = accs.take()[0:w, 0:n1 - n0]
-            k.matmul(acc, q_t[0:d, 0:w], keys_t[0:d, n0:n1])
-            k.activation(scores[0:w, n0:n1], acc, "copy", scale=scale)
-        if causal:  # keep key j <= query i: (q0 + p) - j >= 0
-            k.affine_select(scores[0:w], scores[0:w], -1e30, pattern=[(-1, s_kv)], offset=q0,
-                            channel_multiplier=1, cmp="is_ge")
-        k.tensor_reduce(neg_max[0:w], scores[0:w], "maximum", negate=True)
-        k.activation(probs[0:w], scores[0:w], "exp", bias=neg_max[0:w], reduce=total[0:w])
+        blocks = [(i, j0, j1) for i, (j0, j1) in enumerate(kv_blocks) if not causal or j0 <= q1 - 1]
+        for n, (i, j0, j1) in enumerate(blocks):
+            bj = j1 - j0
+            acc = accs.take()[0:w, 0:bj]
+            k.matmul(acc, q_t[0:d, 0:w], keys_t[0:d, j0:j1])
+            block = scores.take()[0:w, 0:bj]
+            k.activation(block, acc, "copy", scale=scale)
+            if causal and j1 - 1 > q0:  # keep key j <= query i: (q0 + p) - (j0 + c) >= 0
+                k.affine_select(block, block, -1e30, pattern=[(-1, bj)], offset=q0 - j0, channel_multiplier=1,
+                                cmp="is_ge")
+            first = n == 0
+            k.tensor_reduce(neg_max[0:w] if first else block_max[0:w], block, "maximum", negate=True)
+            if not first:  # -max_new = min(-max_old, -block max); correction = exp(max_old - max_new)
+                k.tensor_tensor(new_max[0:w], neg_max[0:w], block_max[0:w], "minimum")
+                k.activation(correction[0:w], neg_max[0:w], "exp", scale=-1.0, bias=new_max[0:w])
+                k.tensor_copy(neg_max[0:w], new_max[0:w])
+            p = probs.take()[0:w, 0:bj]
+            k.activation(p, block, "exp", bias=neg_max[0:w], reduce=total[0:w] if first else block_sum[0:w])
+            if not first:
+                k.tensor_scalar(total[0:w], total[0:w], "multiply", correction[0:w], "add", block_sum[0:w])
+            p_t = probs_t.take()[0:bj, 0:w]
+            transpose(p_t, p)
+            pv = accs.take()[0:w, 0:d]
+            k.matmul(pv, p_t, values_sb[0:bj, i * d:(i + 1) * d])
+            if first:
+                k.tensor_copy(acc_out[0:w], pv)
+            else:  # out = out * correction + P @ V
+                k.tensor_scalar(acc_out[0:w], acc_out[0:w], "multiply", correction[0:w])
+                k.tensor_tensor(acc_out[0:w], acc_out[0:w], pv, "add")
         k.activation(total[0:w], total[0:w], "reciprocal")
-        for i, (j0, j1) in enumerate(kv_chunks):
-            transpose(probs_t[0:j1 - j0, i * P:i * P + w], probs[0:w, j0:j1])
-        acc = accs.take()[0:w, 0:d]
-        for i, (j0, j1) in enumerate(kv_chunks):
-            k.matmul(acc, probs_t[0:j1 - j0, i * P:i * P + w], values_sb[0:j1 - j0, i * d:(i + 1) * d],
-                     accumulate=i > 0)
         o = outs.take()[0:w]
-        k.tensor_scalar(o, acc, "multiply", total[0:w])
+        k.tensor_scalar(o, acc_out[0:w], "multiply", total[0:w])
         k.store(out[q0:q1], o)
-
 
 
 # -- collectives and tensor parallelism ----------------------------------------------------------------

@@ -1,8 +1,11 @@
 """The published shapes of the models the workloads imitate, and their parameter counts.
 
 Shapes come from the models' published configurations (Hugging Face config.json of
-bert-base-uncased, bert-large-uncased, meta-llama/Llama-2-{7b,13b,70b}-hf, facebook/opt-{30b,66b})
-and the OPT paper (Zhang et al. 2022, table 1) for OPT-175B. The "tiny" presets are reduced
+bert-base-uncased, bert-large-uncased, distilbert-base-uncased, google/electra-large-discriminator,
+meta-llama/Llama-2-{7b,13b,70b}-hf, meta-llama/Meta-Llama-3-8B, mistralai/Mistral-7B-v0.1,
+facebook/opt-{13b,30b,66b}) and the OPT paper (Zhang et al. 2022, table 1) for OPT-175B.
+Mistral's sliding attention window (4096) is not modeled: prompts and generations here stay within it
+or attend over the whole cache. The "tiny" presets are reduced
 sizes for compute mode: small enough to check every number against numpy in a second.
 """
 
@@ -14,7 +17,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class EncoderArchitecture:
-    """A BERT-style encoder: post-LayerNorm layers, GELU MLP, biases everywhere, a tanh pooler."""
+    """A BERT-style encoder: post-LayerNorm layers, GELU MLP, biases everywhere, a tanh pooler (not
+    DistilBERT, which also has no token-type embeddings)."""
 
     name: str
     layers: int
@@ -24,6 +28,7 @@ class EncoderArchitecture:
     vocab: int = 30522
     max_positions: int = 512
     token_types: int = 2
+    pooler: bool = True
 
     @property
     def head_dim(self) -> int:
@@ -40,7 +45,7 @@ class EncoderArchitecture:
         return (self.vocab + self.max_positions + self.token_types) * d + 2 * d  # tables + LayerNorm
 
     def parameters(self) -> int:
-        pooler = self.hidden * self.hidden + self.hidden
+        pooler = self.hidden * self.hidden + self.hidden if self.pooler else 0
         return self.embedding_parameters() + self.layers * self.layer_parameters() + pooler
 
 
@@ -97,6 +102,9 @@ class DecoderArchitecture:
 ENCODERS: dict[str, EncoderArchitecture] = {a.name: a for a in (
     EncoderArchitecture("bert-base", layers=12, hidden=768, heads=12, intermediate=3072),
     EncoderArchitecture("bert-large", layers=24, hidden=1024, heads=16, intermediate=4096),
+    EncoderArchitecture("distilbert-base", layers=6, hidden=768, heads=12, intermediate=3072, token_types=0,
+                        pooler=False),
+    EncoderArchitecture("electra-large", layers=24, hidden=1024, heads=16, intermediate=4096),
     EncoderArchitecture("bert-tiny", layers=2, hidden=128, heads=2, intermediate=512, vocab=1024,
                         max_positions=128),
 )}
@@ -108,6 +116,12 @@ DECODERS: dict[str, DecoderArchitecture] = {a.name: a for a in (
                         intermediate=13824, vocab=32000, max_positions=4096),
     DecoderArchitecture("llama-2-70b", "llama", layers=80, hidden=8192, heads=64, kv_heads=8,
                         intermediate=28672, vocab=32000, max_positions=4096),
+    DecoderArchitecture("llama-3-8b", "llama", layers=32, hidden=4096, heads=32, kv_heads=8,
+                        intermediate=14336, vocab=128256, max_positions=8192),
+    DecoderArchitecture("mistral-7b", "llama", layers=32, hidden=4096, heads=32, kv_heads=8,
+                        intermediate=14336, vocab=32000, max_positions=32768),
+    DecoderArchitecture("opt-13b", "opt", layers=40, hidden=5120, heads=40, kv_heads=40,
+                        intermediate=20480, vocab=50272, max_positions=2048),
     DecoderArchitecture("opt-30b", "opt", layers=48, hidden=7168, heads=56, kv_heads=56,
                         intermediate=28672, vocab=50272, max_positions=2048),
     DecoderArchitecture("opt-66b", "opt", layers=64, hidden=9216, heads=72, kv_heads=72,

@@ -2,8 +2,9 @@
 
 A spec is a preset name and optional key=value settings that override the command line's defaults:
 cores (a count, or a list such as 0-3 or 4,5), tp, batch, seq_len (the prompt length of a decoder),
-gen_len, dtype, layers_per_program, rate, tag. Cores are taken in order from those the process may use
-(NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES, as for any Neuron process), no session holds
+gen_len, dtype, layers (the preset's architecture with that many layers), layers_per_program, rate, tag.
+Cores are taken in order from those the process may use (NEURON_RT_VISIBLE_CORES or
+NEURON_RT_NUM_CORES, as for any Neuron process), no session holds
 and no earlier workload of the mix took; groups of two or more cores start on a device boundary,
 since collectives need whole consecutive devices. A decoder without a tp gets the smallest degree
 whose weights, KV cache and workspace fit in the free HBM.
@@ -20,7 +21,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.core_selection import parse_visible_cores, select_cores
 from neurontools.daemon.errors import RequestError
 from neurontools.daemon.topology import CORES_PER_DEVICE
-from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchitecture
+from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchitecture, EncoderArchitecture
 from neurontools.workloads.decoder import DecoderShape
 from neurontools.workloads.decoder_workload import DecoderWorkload
 from neurontools.workloads.encoder_workload import EncoderWorkload
@@ -45,6 +46,7 @@ class Settings:
     seq_len: int | None = None
     gen_len: int = 32
     dtype: str = "bfloat16"
+    layers: int | None = None
     layers_per_program: int | None = None
     rate: float | None = None
     tag: str | None = None
@@ -57,7 +59,7 @@ class Spec:
     settings: Settings = field(default_factory=Settings)
 
 
-_KEYS = {"cores": str, "tp": int, "batch": int, "seq_len": int, "gen_len": int, "dtype": str,
+_KEYS = {"cores": str, "tp": int, "batch": int, "seq_len": int, "gen_len": int, "dtype": str, "layers": int,
          "layers_per_program": int, "rate": float, "tag": str}
 
 
@@ -81,6 +83,8 @@ def parse_spec(text: str, defaults: Settings) -> Spec:
             raise SpecError(f"{text!r}: {key} must be {_KEYS[key].__name__}, not {value!r}") from None
     if "dtype" in values:
         dtypes.from_name(values["dtype"])
+    if values.get("layers", 1) < 1:
+        raise SpecError(f"{text!r}: layers must be >= 1")
     return Spec(name, replace(defaults, **values))
 
 
@@ -190,13 +194,19 @@ def quick_bytes_per_core(shape: DecoderShape) -> int:
     return (shape.arch.layers * per_layer + workspace + head) * size + RUNTIME_SLACK_PER_CORE
 
 
+def architecture(spec: Spec) -> EncoderArchitecture | DecoderArchitecture:
+    """The preset's architecture, with the layer count the spec overrides."""
+    arch = ENCODERS.get(spec.preset) or DECODERS[spec.preset]
+    return replace(arch, layers=spec.settings.layers) if spec.settings.layers else arch
+
+
 def build(spec: Spec, placer: Placer) -> Workload:
     s = spec.settings
-    if spec.preset in ENCODERS:
+    arch = architecture(spec)
+    if isinstance(arch, EncoderArchitecture):
         cores = _cores(s, placer, ENCODER_CORES)
-        return EncoderWorkload(ENCODERS[spec.preset], cores, batch=s.batch, seq_len=s.seq_len or 128,
+        return EncoderWorkload(arch, cores, batch=s.batch, seq_len=s.seq_len or 128,
                                dtype=s.dtype, compute=s.compute, layers_per_program=s.layers_per_program)
-    arch = DECODERS[spec.preset]
     prompt = s.seq_len or 128
     tp = s.tp or choose_tp(arch, s, prompt, placer)
     cores = _cores(s, placer, tp)

@@ -25,7 +25,7 @@ neurond, print progress on stderr and a JSON summary on stdout: latency percenti
 tokens per second, modeled device time next to wall time, HBM used by category.
 
 A WORKLOAD is a preset name with optional settings: NAME[:key=value,...], keys cores (a count or a
-list such as 0-3), tp, batch, seq_len, gen_len, dtype, layers_per_program, rate, tag. Several make a
+list such as 0-3), tp, batch, seq_len, gen_len, dtype, layers, layers_per_program, rate, tag. Several make a
 mix; each gets its own runtime session and cores.
 """
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--seq-len", type=int, help="sequence length; a decoder's prompt length (default 128)")
     shape.add_argument("--gen-len", type=int, default=32, help="tokens a decoder generates per request (default 32)")
     shape.add_argument("--dtype", default="bfloat16", help="weights and activations (default bfloat16)")
+    shape.add_argument("--layers", type=int, help="layers of every preset (default: its architecture's)")
     shape.add_argument("--layers-per-program", type=int, help="layers per stage program (default: by size)")
     shape.add_argument("--rate", type=float, help="requests per second per workload (default: back to back)")
     shape.add_argument("--tag", help="process tag of the sessions (default: the workload's name)")
@@ -76,12 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_presets() -> str:
-    lines = [f"{'preset':<12} {'kind':<8} {'parameters':>16}  shape"]
+    lines = [f"{'preset':<16} {'kind':<8} {'parameters':>16}  shape"]
     for a in ENCODERS.values():
-        lines.append(f"{a.name:<12} {'encoder':<8} {a.parameters():>16,}  {a.layers} layers, hidden {a.hidden}, "
+        lines.append(f"{a.name:<16} {'encoder':<8} {a.parameters():>16,}  {a.layers} layers, hidden {a.hidden}, "
                      f"{a.heads} heads, MLP {a.intermediate}")
     for d in DECODERS.values():
-        lines.append(f"{d.name:<12} {'decoder':<8} {d.parameters():>16,}  {d.layers} layers, hidden {d.hidden}, "
+        lines.append(f"{d.name:<16} {'decoder':<8} {d.parameters():>16,}  {d.layers} layers, hidden {d.hidden}, "
                      f"{d.heads} heads ({d.kv_heads} KV), MLP {d.intermediate}, vocabulary {d.vocab}")
     return "\n".join(lines) + "\n"
 
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading.Event) -> int:
     defaults = catalog.Settings(tp=args.tp, batch=args.batch, seq_len=args.seq_len, gen_len=args.gen_len,
-                                dtype=args.dtype, layers_per_program=args.layers_per_program, rate=args.rate,
+                                dtype=args.dtype, layers=args.layers, layers_per_program=args.layers_per_program,
+                                rate=args.rate,
                                 tag=args.tag, compute=args.compute)
     with Device(address) as device:
         topology = device.topology()

@@ -21,7 +21,8 @@ from neurontools.workloads.architectures import DecoderArchitecture
 from neurontools.workloads.decoder import (DecoderShape, bucket, build_head, build_stage, embed, random_weights,
                                            reference_logits, shard)
 from neurontools.workloads.memory_plan import MemoryPlan
-from neurontools.workloads.workload import Replica, RequestRecord, StageRunner, Workload, stage_count
+from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, stage_count,
+                                            spend_overhead, step_overhead_seconds)
 
 Bindings = dict[int, dict[str, Tensor]]
 
@@ -62,6 +63,13 @@ class DecoderWorkload(Workload):
         if self.compute:
             return build_stage(self.shape, self.layers_per_program, context=position + 1)
         return self.decode[bucket(position + 1)]
+
+    def overhead_seconds(self, *, prefill: bool) -> float:
+        """The fixed cost of a prefill (which starts the generation) or of a decode step: token ids in
+        (int32), each sequence's logits out (float32)."""
+        s = self.shape
+        tokens = s.batch * (s.prompt_len if prefill else 1)
+        return step_overhead_seconds(4 * tokens + 4 * s.batch * s.arch.vocab, starts_generation=prefill)
 
     def memory_plan(self) -> MemoryPlan:
         s = self.shape
@@ -186,7 +194,7 @@ class DecoderReplica(Replica):
             tokens = np.random.default_rng().integers(0, s.arch.vocab, (s.batch, s.prompt_len)) if tokens is None else tokens
             positions = np.arange(s.prompt_len)[None].repeat(s.batch, 0)
             self._write_hidden("prefill", embed(s.arch, w.full, tokens, positions).reshape(-1, s.arch.hidden))
-        first_device = self._run(self._step_calls(self.prefill, "prefill"))
+        first_device = spend_overhead(w.overhead_seconds(prefill=True)) + self._run(self._step_calls(self.prefill, "prefill"))
         first = time.monotonic() - started
         logits = [self._logits()] if w.compute else []
         steps, step_devices = [], []
@@ -197,7 +205,8 @@ class DecoderReplica(Replica):
                 self._write_hidden("decode", embed(s.arch, w.full, tokens[:, -1], np.full(s.batch, position)))
             model, temporary = self._decode_model(position)
             try:
-                step_devices.append(self._run(self._step_calls(model, "decode")))
+                step_devices.append(spend_overhead(w.overhead_seconds(prefill=False))
+                                    + self._run(self._step_calls(model, "decode")))
             finally:
                 if temporary:
                     model.unload()

@@ -68,13 +68,19 @@ class EncoderShape:
 
     def constants(self, program: str) -> dict[str, tuple[int, int]]:
         arch, d = self.arch, self.arch.hidden
+        token_types = {"embeddings.token_type": (arch.token_types, d)} if arch.token_types else {}
         return {"embed": {"embeddings.word": (arch.vocab, d), "embeddings.position": (arch.max_positions, d),
-                          "embeddings.token_type": (arch.token_types, d), "embeddings.ln": (2, d)},
+                          **token_types, "embeddings.ln": (2, d)},
                 "layers": {},
                 "pooler": {"pooler.weight": (d, d), "pooler.bias": (1, d)}}[program]
 
 
 PROGRAMS = ("embed", "layers", "pooler")
+
+
+def programs(arch: EncoderArchitecture) -> tuple[str, ...]:
+    """The programs of a copy of the model: no pooler for a model without one (DistilBERT)."""
+    return PROGRAMS if arch.pooler else PROGRAMS[:2]
 
 
 def _declare(shape: EncoderShape, program: str, constants: Mapping[str, np.ndarray] | None
@@ -122,20 +128,16 @@ def build_layers(shape: EncoderShape, layers: int) -> pb.Program:
         w_in, w_out = w["w_in"][j * d:(j + 1) * d], w["w_out"][j * (d + f):(j + 1) * (d + f)]
         b_in = w["b_in"][j:j + 1]
         vec = {name: w["vectors"][j * len(VECTORS) + i:j * len(VECTORS) + i + 1] for i, name in enumerate(VECTORS)}
-        _op(k, library.matmul, qkv, hidden, w_in[:, 0:3 * d])
-        _op(k, bias_add, qkv, qkv, bias=b_in[:, 0:3 * d])
+        _op(k, library.matmul, qkv, hidden, w_in[:, 0:3 * d], bias=b_in[:, 0:3 * d])
         for b in range(shape.batch):
             rows = slice(b * s, (b + 1) * s)
             for h in range(arch.heads):
                 q, keys, values = (qkv[rows, part * d + h * dh:part * d + (h + 1) * dh] for part in range(3))
                 _op(k, library.attention, context[rows, h * dh:(h + 1) * dh], q, keys, values)
-        _op(k, library.matmul, total, context, w_out[0:d])
-        _op(k, bias_add, total, total, bias=vec["out.bias"], residual=hidden)
+        _op(k, library.matmul, total, context, w_out[0:d], bias=vec["out.bias"], residual=hidden)
         _op(k, library.layernorm, hidden, total, vec["ln1.gamma"], vec["ln1.beta"], eps=LAYER_NORM_EPS)
-        _op(k, library.matmul, mlp, hidden, w_in[:, 3 * d:])
-        _op(k, bias_add, mlp, mlp, bias=b_in[:, 3 * d:], function="gelu")
-        _op(k, library.matmul, total, mlp, w_out[d:])
-        _op(k, bias_add, total, total, bias=vec["fc2.bias"], residual=hidden)
+        _op(k, library.matmul, mlp, hidden, w_in[:, 3 * d:], bias=b_in[:, 3 * d:], function="gelu")
+        _op(k, library.matmul, total, mlp, w_out[d:], bias=vec["fc2.bias"], residual=hidden)
         _op(k, library.layernorm, hidden, total, vec["ln2.gamma"], vec["ln2.beta"], eps=LAYER_NORM_EPS)
     return k.program()
 
@@ -154,15 +156,18 @@ def random_weights(shape: EncoderShape, seed: int = 0) -> tuple[list[dict[str, n
                        "b_in": make.offsets(1, 3 * d + f), "vectors": vectors})
     constants = {"embeddings.word": make.offsets(arch.vocab, d),
                  "embeddings.position": make.offsets(arch.max_positions, d),
-                 "embeddings.token_type": make.offsets(arch.token_types, d),
-                 "embeddings.ln": np.concatenate([make.gains(1, d), make.offsets(1, d)]),
-                 "pooler.weight": make.matrix(d, d), "pooler.bias": make.offsets(1, d)}
+                 "embeddings.ln": np.concatenate([make.gains(1, d), make.offsets(1, d)])}
+    if arch.token_types:
+        constants["embeddings.token_type"] = make.offsets(arch.token_types, d)
+    if arch.pooler:
+        constants |= {"pooler.weight": make.matrix(d, d), "pooler.bias": make.offsets(1, d)}
     return layers, constants
 
 
 def reference(shape: EncoderShape, layers: list[dict[str, np.ndarray]], constants: Mapping[str, np.ndarray],
               embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same computation in float32 numpy: (hidden states [T, D], pooled [B, D])."""
+    """The same computation in float32 numpy: (hidden states [T, D], pooled [B, D] or None without a
+    pooler)."""
     arch = shape.arch
     d, dh, s = arch.hidden, arch.head_dim, shape.seq_len
 
@@ -185,6 +190,8 @@ def reference(shape: EncoderShape, layers: list[dict[str, np.ndarray]], constant
         x = layer_norm(context @ w_out[:d] + vec["out.bias"] + x, vec["ln1.gamma"], vec["ln1.beta"])
         mlp = gelu(x @ w_in[:, 3 * d:] + b_in[3 * d:])
         x = layer_norm(mlp @ w_out[d:] + vec["fc2.bias"] + x, vec["ln2.gamma"], vec["ln2.beta"])
+    if not arch.pooler:
+        return x, None
     pooled = np.tanh(x[::s] @ constants["pooler.weight"] + constants["pooler.bias"])
     return x, pooled
 

@@ -20,10 +20,11 @@ import numpy as np
 from neurontools import dtypes
 from neurontools.client import Model, Session, Tensor
 from neurontools.workloads.architectures import EncoderArchitecture
-from neurontools.workloads.encoder import (PROGRAMS, EncoderShape, build_embed, build_layers, build_pooler,
-                                           random_weights, reference)
+from neurontools.workloads.encoder import (EncoderShape, build_embed, build_layers, build_pooler,
+                                           programs, random_weights, reference)
 from neurontools.workloads.memory_plan import MemoryPlan
-from neurontools.workloads.workload import Replica, RequestRecord, StageRunner, Workload, stage_count
+from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, stage_count,
+                                            spend_overhead, step_overhead_seconds)
 
 
 class EncoderWorkload(Workload):
@@ -45,8 +46,15 @@ class EncoderWorkload(Workload):
                                               layers_per_program)
         self.stages = arch.layers // self.layers_per_program
         self.programs = {"embed": build_embed(self.shape, self.constant_data),
-                         "layers": build_layers(self.shape, self.layers_per_program),
-                         "pooler": build_pooler(self.shape, self.constant_data)}
+                         "layers": build_layers(self.shape, self.layers_per_program)}
+        if arch.pooler:
+            self.programs["pooler"] = build_pooler(self.shape, self.constant_data)
+
+    def overhead_seconds(self) -> float:
+        """The fixed cost of a request: launch, and each core's embeddings in and pooled outputs out (the
+        cores' transfers run side by side)."""
+        s = self.shape
+        return step_overhead_seconds((s.tokens + s.batch) * s.arch.hidden * dtypes.itemsize(dtypes.from_name(s.dtype)))
 
     def memory_plan(self) -> MemoryPlan:
         plan = MemoryPlan()
@@ -66,7 +74,7 @@ class EncoderWorkload(Workload):
     def workspace_shapes(self) -> dict[str, tuple[int, int]]:
         """Every program's workspace parameters: one set of tensors serves them all."""
         space: dict[str, tuple[int, int]] = {}
-        for program in PROGRAMS:
+        for program in programs(self.shape.arch):
             space |= self.shape.workspace(program)
         return space
 
@@ -77,7 +85,7 @@ class EncoderWorkload(Workload):
         s = self.shape
         return {"model": s.arch.name, "parameters": s.arch.parameters(), "batch": s.batch, "seq_len": s.seq_len,
                 "dtype": s.dtype, "data_parallel_cores": len(self.cores), "sequences_per_request": s.batch * len(self.cores),
-                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages + 2,
+                "layers_per_program": self.layers_per_program, "executions_per_request": self.stages + len(self.programs) - 1,
                 "instructions_per_program": {name: len(p.instructions) for name, p in self.programs.items()}}
 
 
@@ -122,7 +130,8 @@ class EncoderReplica(Replica):
                     | (self.weights[stage][core] if stage is not None else {}) for core in self.cores}
 
         layers = [(self.models["layers"], bindings("layers", stage)) for stage in range(w.stages)]
-        return [(self.models["embed"], bindings("embed")), *layers, (self.models["pooler"], bindings("pooler"))]
+        pooler = [(self.models["pooler"], bindings("pooler"))] if "pooler" in self.models else []
+        return [(self.models["embed"], bindings("embed")), *layers, *pooler]
 
     def request(self) -> RequestRecord:
         assert self.runner is not None, "load() first"
@@ -131,9 +140,10 @@ class EncoderReplica(Replica):
             for core in self.cores:
                 self.workspace[core]["embeddings"].write(self._random_embeddings(rng))
         started = time.monotonic()
+        overhead = spend_overhead(self.workload.overhead_seconds())
         results = self.runner.run(self._calls())
         return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
-                             device_seconds=sum(r.device_latency for r in results),
+                             device_seconds=sum(r.device_latency for r in results) + overhead,
                              items=self.workload.shape.batch * len(self.cores), executions=len(results))
 
     def verify(self, seed: int = 1) -> tuple[float, float]:
@@ -150,9 +160,11 @@ class EncoderReplica(Replica):
         error = scale = 0.0
         for core, embeddings in inputs.items():
             expected = reference(w.shape, w.layer_data, w.constant_data, embeddings)
-            got = (self.workspace[core]["hidden"].read(), self.workspace[core]["pooled"].read())
-            error = max(error, *(float(np.max(np.abs(g.astype(np.float32) - e))) for g, e in zip(got, expected)))
-            scale = max(scale, *(float(np.max(np.abs(e))) for e in expected))
+            pairs = [(self.workspace[core]["hidden"].read(), expected[0])]
+            if expected[1] is not None:
+                pairs.append((self.workspace[core]["pooled"].read(), expected[1]))
+            error = max(error, *(float(np.max(np.abs(g.astype(np.float32) - e))) for g, e in pairs))
+            scale = max(scale, *(float(np.max(np.abs(e))) for _, e in pairs))
         return error, scale
 
     def _random_embeddings(self, rng: np.random.Generator) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
+from neurontools import dtypes
 from neurontools.kernels.builder import DTypeLike, Kernel, Tensor, View, dtype_of
 
 RESERVE_BYTES = 32 * 1024  # per partition: the float32 tiles of attention scores and norm statistics
@@ -44,6 +45,22 @@ class PooledKernel(Kernel):
     @property
     def sbuf_free_bytes(self) -> int:
         return max(0, Kernel.sbuf_free_bytes.fget(self) - RESERVE_BYTES)
+
+    def sbuf_fits(self, requests: Sequence[tuple[int, int, DTypeLike]]) -> bool:
+        """As Kernel.sbuf_fits, counting the free tiles of the pool that would serve requests (the same
+        choice sbuf() makes, largest request first), new tiles from the SBUF left."""
+        free = [t for t in self._free if t.space == "sbuf"]
+        left = self.sbuf_free_bytes
+        for p, f, dtype in sorted(requests, key=lambda r: -r[1] * dtypes.itemsize(dtype_of(r[2]))):
+            code = dtype_of(dtype)
+            fits = [t for t in free if t.dtype == code and t.shape[0] >= p and t.shape[1] >= f]
+            if fits:
+                free.remove(min(fits, key=lambda t: (t.shape[1], t.shape[0])))
+            else:
+                left -= f * dtypes.itemsize(code)
+                if left < 0:
+                    return False
+        return True
 
     def sbuf(self, shape: Sequence[int], dtype: DTypeLike, name: str | None = None) -> View:  # type: ignore[override]
         code = dtype_of(dtype)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from neurontools.client import ExecutionResult, Model, Session, Tensor
+from neurontools.daemon.isa import cost_model
 from neurontools.workloads.memory_plan import MemoryPlan
 
 # Executions of one request kept in flight in timing-only mode. The core runs them in order; without
@@ -33,7 +35,7 @@ class RequestRecord:
 
     started: float          # time.monotonic() at submission
     wall_seconds: float     # until the last result arrived
-    device_seconds: float   # modeled NeuronCore-v2 time of its executions (per core, summed)
+    device_seconds: float   # modeled time: its executions (per core, summed) and the fixed costs of its steps
     items: int              # inferences (encoder) or generated tokens (decoder)
     executions: int
     first_item_seconds: float | None = None        # decoder: time to first token (the prefill), wall
@@ -87,6 +89,24 @@ class Workload(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> dict:
         """The configuration, for the summary."""
+
+
+def step_overhead_seconds(host_bytes: int, *, starts_generation: bool = False) -> float:
+    """The fixed cost of one model step besides its programs' device time (docs/timing-model.md "Fixed
+    costs"): one launch and synchronization of the model, its inputs and outputs over the host link, and
+    for a decoder's prefill the start of a generation. A step is an encoder request, a prefill or a decode
+    step: the real runtime runs it as one program, however many stage programs neurond splits it into."""
+    ns = cost_model.EXECUTION_LAUNCH_NS + host_bytes / cost_model.HOST_LINK_BYTES_PER_S * 1e9
+    if starts_generation:
+        ns += cost_model.GENERATION_START_NS
+    return ns / 1e9
+
+
+def spend_overhead(seconds: float) -> float:
+    """Spends a step's fixed costs in wall time, as the host would (the daemon models the programs' device
+    time, not these), so a request's modeled time stays part of its wall time; returns `seconds`."""
+    time.sleep(seconds)
+    return seconds
 
 
 def stage_count(layers: int, layer_instructions: int, subgraphs: int, requested: int | None = None) -> int:

@@ -7,6 +7,7 @@ docs/timing-model.md explains the model, its calibration and what it leaves out.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -85,13 +86,47 @@ LINK_BYTES_PER_S = topology.LINK_BYTES_PER_SECOND
 # "Per-hop latency ~1-2 us (depends on HBM load)" (intranode collective guide, ref §4.6): the middle. Paid
 # once per step of an algorithm per link hop of its longest route (a step within one device pays one).
 COLLECTIVE_HOP_LATENCY_NS = 1500.0
-# Ranks on the same device exchange through its HBM: a copy reads and writes, at the chip's bandwidth.
-COLLECTIVE_HBM_BYTES_PER_S = HBM_BYTES_PER_S_PER_CHIP
+# -- Fixed costs of running a model (docs/timing-model.md "Fixed costs") -----------------------------
+# Launching one execution of a compiled model on its cores and synchronizing at its end: nccom-test's
+# floor of a 2-rank all-reduce, 58 us at 1 KiB (ref §4.6), is one such execution around a collective the
+# model times at 2 x 1.5 us. Paid once per model step of a workload (an encoder request, a decoder's
+# prefill, each decode step): the stage programs a step is split into here are an artifact of neurond's
+# instruction budget, which the real runtime runs as one program.
+EXECUTION_LAUNCH_NS = 55_000.0
+# Host to device and back: the request's inputs and outputs cross PCIe Gen4 x16 (Inf2's Neuron devices
+# are PCIe devices, ref §1.2), 32 GB/s nominal.
+HOST_LINK_BYTES_PER_S = 32e9
+# Starting a generation, once per decoder request before its prefill: the serving stack's work besides
+# the model (the inputs replicated to every rank, the context-encoding program launched on each, the
+# first token sampled on the host). Not in the reference: calibrated on the one published time to first
+# token (llama-2-7b, inf2.48xlarge, tp=24: 27.6 ms), the least grounded constant here.
+GENERATION_START_NS = 16.1e6
+
+# Ranks on the same device exchange through its HBM, each copy read and written by the collective DMA
+# rings -- not at the chip's full HBM bandwidth: nccom-test's 2-rank all-reduce (two cores of one device)
+# moves 1 GiB in 18.93 ms (ref §4.6). Its two steps each copy S within the device: 4 S / rate + 2 hop
+# latencies + one launch = 18.93 ms gives 4 GiB / 18.872 ms = 212 GiB/s (26 % of the chip's 820 GiB/s).
+COLLECTIVE_HBM_BYTES_PER_S = 212 * GiB
 # Collectives run on dedicated hardware "not shared with computational resources" (ref §4.6): a queue of
 # their own per core, in program order, next to the engines. Not a pb.Engine: it has no busy counter.
 COLLECTIVE_QUEUE = -2
 
+# -- Fusion (docs/timing-model.md "Fusion") ----------------------------------------------------------
+# The Neuron compiler keeps an operation's output in SBUF for the next operation that reads it, instead of
+# storing it to HBM and loading it back, where it fits. Programs here are written op by op (store, then
+# load); the schedule models what the compiler makes of them: a load from HBM of data that a store just
+# wrote from SBUF, still among the last FUSION_SBUF_BYTES stored, reads it where it is -- it waits for the
+# data to be in SBUF, not for the store's round trip, and takes no DMA time. The store itself still runs
+# (the data may be needed in HBM later). The budget is half of the core's 24 MiB SBUF (ref §2.3): the other
+# half holds the operations' working tiles (weight panels, double buffers).
+FUSION_SBUF_BYTES = 12 * 1024 * KiB
+
 COMPUTE_ENGINES = (pb.TENSOR, pb.VECTOR, pb.SCALAR, pb.GPSIMD)
+# "Vector and GpSimd cannot access SBUF in parallel, Vector and Scalar cannot access PSUM in parallel"
+# (ref §2.2): such engines' accesses share a port, held for the instruction's occupancy. (The Tensor
+# engine and the DMA queues have paths of their own.) Port -> (the memory, the engines sharing it).
+PORTS = {"SBUF, Vector and GpSimd": ("SBUF", (pb.VECTOR, pb.GPSIMD)),
+         "PSUM, Vector and Scalar": ("PSUM", (pb.VECTOR, pb.SCALAR))}
 ENGINES = (*COMPUTE_ENGINES, pb.DMA)
 
 
@@ -109,6 +144,8 @@ class InstructionCost:
     occupancy_ns: float
     latency_ns: float
     dma_queues: int = 0
+    moves: str = ""  # DMA between SBUF and HBM: "store" (to HBM) or "load" (from HBM); else ""
+    nbytes: int = 0  # DMA: bytes moved
 
 
 def _ns(cycles: float, clock_hz: float) -> float:
@@ -148,7 +185,7 @@ def gpsimd_cost(stream_cycles: float, tensors: int) -> InstructionCost:
     return _streaming_cost(pb.GPSIMD, GPSIMD_CLOCK_HZ, stream_cycles, tensors)
 
 
-def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool) -> InstructionCost:
+def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool, moves: str = "") -> InstructionCost:
     """A transfer of `nbytes` made of `descriptors` contiguous buffers.
 
     Descriptors are dealt out to min(16, descriptors) DMA engines; each engine moves its share one
@@ -162,7 +199,7 @@ def dma_cost(nbytes: int, descriptors: int, touches_hbm: bool) -> InstructionCos
         rate = min(rate, HBM_BYTES_PER_S_PER_CORE / DMA_ENGINES_PER_CORE)
     per_descriptor_ns = DMA_DESCRIPTOR_OVERHEAD_NS + nbytes / descriptors / rate * NS_PER_S
     occupancy = math.ceil(descriptors / queues) * per_descriptor_ns
-    return InstructionCost(pb.DMA, occupancy, DMA_START_LATENCY_NS, queues)
+    return InstructionCost(pb.DMA, occupancy, DMA_START_LATENCY_NS, queues, moves, nbytes)
 
 
 def collective_step_ns(link_bytes: int, device_copy_bytes: int, hops: int) -> float:
@@ -263,6 +300,57 @@ class _DmaQueue:
                 return
 
 
+class _Resident:
+    """What fusion keeps in SBUF: HBM regions recently stored from SBUF, oldest first, at most
+    FUSION_SBUF_BYTES; each with the time its data was in SBUF. Regions of one name never overlap: a newer
+    write drops the older entries it overlaps."""
+
+    def __init__(self) -> None:
+        self._entries: collections.OrderedDict[int, tuple[Region, float, int]] = collections.OrderedDict()
+        self._by_name: dict[str, set[int]] = {}
+        self._bytes = 0
+        self._next = 0
+
+    def keep(self, region: Region, available: float, nbytes: int) -> None:
+        if nbytes > FUSION_SBUF_BYTES:
+            return
+        key, self._next = self._next, self._next + 1
+        self._entries[key] = (region, available, nbytes)
+        self._by_name.setdefault(region[0], set()).add(key)
+        self._bytes += nbytes
+        while self._bytes > FUSION_SBUF_BYTES:
+            self._drop(next(iter(self._entries)))
+
+    def forget(self, region: Region) -> None:
+        name, box = region
+        for key in [k for k in self._by_name.get(name, ()) if _overlaps(self._entries[k][0][1], box)]:
+            self._drop(key)
+
+    def available(self, region: Region) -> float | None:
+        """When the data of `region` is in SBUF, if stored entries cover all of it; else None."""
+        name, box = region
+        covered, latest = 0, 0.0
+        for key in self._by_name.get(name, ()):
+            (_, other), available, _ = self._entries[key]
+            if _overlaps(other, box):
+                covered += _volume(_intersection(other, box))
+                latest = max(latest, available)
+        return latest if covered and covered == _volume(box) else None
+
+    def _drop(self, key: int) -> None:
+        region, _, nbytes = self._entries.pop(key)
+        self._by_name[region[0]].discard(key)
+        self._bytes -= nbytes
+
+
+def _intersection(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(max(a[i], b[i]) if i % 2 == 0 else min(a[i], b[i]) for i in range(len(a)))
+
+
+def _volume(box: tuple[int, ...]) -> int:
+    return math.prod(box[i + 1] - box[i] for i in range(0, len(box), 2))
+
+
 class Schedule:
     """Issues instructions in program order onto the engines of one NeuronCore-v2.
 
@@ -286,16 +374,32 @@ class Schedule:
         self._queues = [_DmaQueue() for _ in range(DMA_ENGINES_PER_CORE)]
         self._collectives_free = 0.0
         self._accesses: dict[str, _Accesses] = {}
+        self._resident = _Resident()
+        self._port_free = dict.fromkeys(PORTS, 0.0)
         self.makespan_ns = 0.0
         self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
         self.instructions: dict[int, int] = {engine: 0 for engine in ENGINES}
 
-    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region]) -> None:
-        """Schedules one instruction after those already issued."""
+    def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region], *,
+              psum: bool = False, sbuf: bool = False) -> None:
+        """Schedules one instruction after those already issued; `psum`, `sbuf`: it reads or writes them."""
         engine = cost.engine
+        if cost.moves == "load" and reads:
+            available = self._resident.available(reads[0])
+            if available is not None:  # fused: the data is still in SBUF where its producer left it
+                finish = max(self._ready(engine, (), writes), available)
+                self.instructions[engine] += 1
+                self._record(engine, finish, reads, writes)
+                return
         ready = self._ready(engine, reads, writes)
         if engine != pb.DMA:
             start = max(ready, self._engine_free[engine])
+            ports = [port for port, (touches, engines) in PORTS.items() if engine in engines
+                     and (psum if touches == "PSUM" else sbuf)]
+            for port in ports:  # engines that share a port take turns at it (ref §2.2)
+                start = max(start, self._port_free[port])
+            for port in ports:
+                self._port_free[port] = start + cost.occupancy_ns
             self._engine_free[engine] = start + cost.occupancy_ns
             self.busy_ns[engine] += cost.occupancy_ns
             finish = start + cost.occupancy_ns + cost.latency_ns
@@ -314,6 +418,10 @@ class Schedule:
             # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
             self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
         self.instructions[engine] += 1
+        for region in writes:
+            self._resident.forget(region)
+        if cost.moves == "store" and writes:
+            self._resident.keep(writes[0], ready, cost.nbytes)  # in SBUF since the store could start
         self._record(engine, finish, reads, writes)
 
     def collective_ready(self, reads: Sequence[Region], writes: Sequence[Region]) -> float:
@@ -324,6 +432,8 @@ class Schedule:
     def issue_collective(self, finish: float, reads: Sequence[Region], writes: Sequence[Region]) -> None:
         """Places a collective that the ranks run together until `finish` (collectives.py decides when)."""
         self._collectives_free = finish
+        for region in writes:
+            self._resident.forget(region)
         self._record(COLLECTIVE_QUEUE, finish, reads, writes)
 
     def _ready(self, engine: int, reads: Sequence[Region], writes: Sequence[Region]) -> float:
