@@ -210,6 +210,7 @@ class RuntimeState:
                 self.ledger.forget(("session_core", session.session_id, core))
             with self.telemetry.lock:
                 self.telemetry.sessions_closed += 1
+                self.telemetry.end_session(session.tag, session.stats)
 
     def session_for_key(self, key: str | None) -> Session:
         if not key:

@@ -312,6 +312,26 @@ class VcpuUsage(ReportObject):
     error: GroupError
 
 
+class RuntimeExecutionTotals(ReportObject):
+    """Executions of the runtimes with one tag since neurond started, ended runtimes included."""
+
+    neuron_runtime_tag: str
+    execution_summary: dict[str, int] = Field(
+        description="Running totals by outcome, the keys of execution_stats.execution_summary.")
+    error_summary: dict[str, int] = Field(
+        description="Running totals by error kind, the keys of execution_stats.error_summary.")
+
+
+class NeurondExecutionTotals(ReportObject):
+    """Metric group `neurond_execution_totals` (neurontools only, not in the real tool; opt-in): the
+    daemon's cumulative execution counters, so an execution in the last period of a runtime that
+    has ended, which execution_stats never reports, is still counted."""
+
+    period: GroupPeriod
+    neuron_runtimes: list[RuntimeExecutionTotals]
+    error: GroupError
+
+
 class SystemData(ReportObject):
     """The configured system metric groups."""
 
@@ -319,6 +339,7 @@ class SystemData(ReportObject):
 
     memory_info: MemoryInfo | Omitted = None
     neuron_hw_counters: NeuronHwCounters | Omitted = None
+    neurond_execution_totals: NeurondExecutionTotals | Omitted = None
     vcpu_usage: VcpuUsage | Omitted = None
 
 
