@@ -159,6 +159,17 @@ class PrometheusServer:
     def alerts(self) -> list[dict]:
         return self.api("alerts")["alerts"]
 
+    def wait_for(self, expression: str, timeout: float, stop=None) -> None:
+        """Until `expression` has a result; PrometheusError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            if self.query(expression):
+                return
+            time.sleep(0.2)
+        if stop is None or not stop.is_set():
+            raise PrometheusError(f"Prometheus at {self.url} has no result for {expression!r} after {timeout:g} s: "
+                                  "is the exporter being scraped? (see its targets page)")
+
     def targets_up(self) -> bool:
         active = self.api("targets")["activeTargets"]
         return bool(active) and all(t["health"] == "up" for t in active)

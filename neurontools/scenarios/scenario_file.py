@@ -15,12 +15,19 @@
     device = 0
     count = 5
 
-TOML (.toml) or JSON (.json). Times are seconds from the scenario's start.
+    [[expect]]                          # an alert of deploy/prometheus/neuron-alerts.yml
+    alert = "NeuronUncorrectedEccEvents"
+    fires_by = 40                       # firing by then
+    resolves_by = 700                   # and gone by then (may be after the end: rule windows)
+
+TOML (.toml) or JSON (.json). Times are seconds from the scenario's start. Problems are reported with
+the line of the `[[workloads]]`, `[[faults]]` or `[[expect]]` entry they are in.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -29,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.topology import CATALOG, describe_problems
+from neurontools.lab.rules import RULES, alert_names
 from neurontools.workloads import catalog
 
 FAULT_KINDS = tuple(name.lower().replace("_", "-") for name in pb.FaultKind.keys()
@@ -66,6 +74,25 @@ class FaultEntry(BaseModel):
     duration: float = Field(0.0, ge=0, description="seconds a lasting fault lasts; 0: to the end")
 
 
+class ExpectEntry(BaseModel):
+    """An alert the scenario must fire, by a time, and see resolved, by a later time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: str = Field(min_length=1)
+    fires_by: float = Field(gt=0)
+    resolves_by: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "ExpectEntry":
+        known = alert_names()
+        if self.alert not in known:
+            raise ValueError(f"alert {self.alert!r} is not in {RULES.name}; its alerts: {', '.join(known)}")
+        if self.resolves_by <= self.fires_by:
+            raise ValueError(f"resolves_by ({self.resolves_by}) must come after fires_by ({self.fires_by})")
+        return self
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +101,7 @@ class Scenario(BaseModel):
     duration: float = Field(gt=0, le=MAX_DURATION)
     workloads: list[WorkloadEntry] = Field(default_factory=list)
     faults: list[FaultEntry] = Field(default_factory=list)
+    expect: list[ExpectEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _on_the_timeline(self) -> "Scenario":
@@ -82,10 +110,56 @@ class Scenario(BaseModel):
         for i, entry in enumerate(self.workloads):
             if entry.start >= self.duration or (entry.stop or 0) > self.duration:
                 raise ValueError(f"workloads[{i}] runs outside the scenario's {self.duration} s")
+        machine = CATALOG[self.instance_type]
+        links = len(machine.links())
         for i, fault in enumerate(self.faults):
             if fault.at >= self.duration:
                 raise ValueError(f"faults[{i}] at {fault.at} s is not before the end ({self.duration} s)")
+            if fault.kind in ("core-hang", "numerical-error") and fault.core >= machine.core_count:
+                raise ValueError(f"faults[{i}]: NeuronCore {fault.core} does not exist on {self.instance_type} "
+                                 f"(cores 0-{machine.core_count - 1})")
+            if fault.kind == "link-down" and fault.link >= links:
+                raise ValueError(f"faults[{i}]: NeuronLink {fault.link} does not exist on {self.instance_type} "
+                                 + (f"(links 0-{links - 1})" if links else "(it has no links)"))
+            if fault.kind not in ("core-hang", "numerical-error", "link-down") and \
+                    fault.device >= len(machine.devices):
+                raise ValueError(f"faults[{i}]: neuron device {fault.device} does not exist on {self.instance_type} "
+                                 f"(devices 0-{len(machine.devices) - 1})")
+        self._no_contradictions()
         return self
+
+    def _no_contradictions(self) -> None:
+        """Two lasting faults of one kind on one target whose times overlap: which one ends it?"""
+        spans: dict[tuple, tuple[int, float, float]] = {}
+        for i, fault in enumerate(self.faults):
+            if fault.kind not in ("core-hang", "numerical-error", "link-down"):
+                continue
+            target = (fault.kind, fault.link if fault.kind == "link-down" else fault.core)
+            end = fault.at + fault.duration if fault.duration else self.duration
+            if target in spans:
+                j, start, stop = spans[target]
+                if fault.at < stop and start < end:
+                    raise ValueError(f"faults[{i}] overlaps faults[{j}]: the same {fault.kind} on the same "
+                                     f"{'link' if fault.kind == 'link-down' else 'core'} from {fault.at:g} s while "
+                                     f"the first lasts until {stop:g} s; end the first (duration) or merge them")
+            spans[target] = (i, fault.at, end)
+
+    def scaled(self, scale: float) -> "Scenario":
+        """The scenario played `scale` times faster: every time divided by it."""
+        if scale == 1:
+            return self
+        data = self.model_dump()
+        data["duration"] /= scale
+        for entry in data["workloads"]:
+            entry["start"] /= scale
+            entry["stop"] = entry["stop"] / scale if entry["stop"] is not None else None
+        for fault in data["faults"]:
+            fault["at"] /= scale
+            fault["duration"] /= scale
+        for expect in data["expect"]:
+            expect["fires_by"] /= scale
+            expect["resolves_by"] /= scale
+        return Scenario.model_validate(data)
 
 
 class ScenarioFileError(ValueError):
@@ -106,4 +180,17 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioFileError(f"{path}: invalid scenario: {describe_problems(exc)}") from None
+        problem = describe_problems(exc)
+        line = _line_of(text, problem) if path.suffix != ".json" else None
+        where = f"{path}:{line}" if line else str(path)
+        raise ScenarioFileError(f"{where}: invalid scenario: {problem}") from None
+
+
+def _line_of(text: str, problem: str) -> int | None:
+    """The line of the first `[[table]]` entry a problem names (faults[2], expect.0...)."""
+    match = re.search(r"\b(workloads|faults|expect)(?:\[|\.)(\d+)", problem)
+    if match is None:
+        return None
+    table, index = match.group(1), int(match.group(2))
+    headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == f"[[{table}]]"]
+    return headers[index] if index < len(headers) else None
