@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="use this running neurond instead of starting one")
     parser.add_argument("--prometheus-port", type=int, default=0,
                         help="Prometheus's port on 127.0.0.1 (default 0: a free one)")
+    parser.add_argument("--prometheus-binary", help="the Prometheus server to run (default: prometheus on PATH, "
+                                                    "else /usr/bin/prometheus, Debian's package)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="N",
                         help="play N times faster: the scenario's times, the rules' for: and ranges, the scrape, "
                              "evaluation and monitor periods and NEURON_RT_EXEC_TIMEOUT divided by N (default 1)")
@@ -84,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Event, stack: ExitStack,
          say, warn) -> int:
     scale = args.time_scale
+    prometheus = PrometheusServer(targets=[], rule_files=[], port=args.prometheus_port or None,
+                                  binary=args.prometheus_binary,
+                                  scrape_interval=_duration(SCRAPE_SECONDS / scale),
+                                  evaluation_interval=_duration(EVALUATION_SECONDS / scale))
+    prometheus.check()  # a missing binary or a taken port stops us before anything starts
     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuron-lab-")))
     address = args.address
     if address is None:
@@ -95,10 +102,8 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
     monitor = _start_monitor(directory, address, exporter_port, MONITOR_PERIOD_SECONDS / scale)
     stack.callback(_stop_process, monitor)
     say(f"neuron-monitor exporter on http://127.0.0.1:{exporter_port}/metrics")
-    prometheus = PrometheusServer(targets=[f"127.0.0.1:{exporter_port}"],
-                                  rule_files=[write_rules(directory, scale)], port=args.prometheus_port or None,
-                                  scrape_interval=_duration(SCRAPE_SECONDS / scale),
-                                  evaluation_interval=_duration(EVALUATION_SECONDS / scale))
+    prometheus.targets = [f"127.0.0.1:{exporter_port}"]
+    prometheus.rule_files = [write_rules(directory, scale)]
     stack.callback(prometheus.stop)
     prometheus.start()
     say(f"Prometheus on {prometheus.url} (alerts: {prometheus.url}/alerts), rules of deploy/prometheus"

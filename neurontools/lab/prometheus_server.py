@@ -65,15 +65,19 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "PrometheusServer":
+    def check(self) -> None:
+        """PrometheusError when the server could not start: no binary, or its port is taken."""
         if not os.access(self.binary, os.X_OK):
             raise PrometheusError(f"no Prometheus server at {self.binary}: install Debian's prometheus package "
                                   "(scripts/install-system-deps.sh does)")
-        if self.port is None:
-            self.port = free_port()
-        elif not port_is_free(self.port):
+        if self.port is not None and not port_is_free(self.port):
             raise PrometheusError(f"cannot start Prometheus on 127.0.0.1:{self.port}: the port is taken; "
                                   "choose another with --prometheus-port (0 picks a free one)")
+
+    def start(self) -> "PrometheusServer":
+        self.check()
+        if self.port is None:
+            self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="neuron-lab-prometheus-"))
         try:
             config = self.directory / "prometheus.yml"

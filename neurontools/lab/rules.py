@@ -14,7 +14,7 @@ DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy" / "prometheus"
 RULES = DEPLOY / "neuron-alerts.yml"
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_FOR = re.compile(r"^(\s*for:\s*)(\d+)(ms|s|m|h|d)\s*$", re.MULTILINE)
+_FOR = re.compile(r"^([ \t]*for:[ \t]*)(\d+)(ms|s|m|h|d)[ \t]*$", re.MULTILINE)
 _RANGE = re.compile(r"\[(\d+)(ms|s|m|h|d)\]")
 
 
