@@ -64,7 +64,7 @@ def test_prometheus_counts_every_execution_by_status(tmp_path):
         pytest.fail(f"{PROMETHEUS} is missing: run scripts/install-system-deps.sh (Debian's prometheus)")
     config = tmp_path / "monitor.conf"
     config.write_text(json.dumps({"period": "1s", "neuron_runtimes": [{"metrics": [{"type": "execution_stats"}]}],
-                                  "system_metrics": [{"type": "neurond_execution_totals"}]}))
+                                  "system_metrics": [{"type": "neurond_totals"}]}))
     port = free_port()
     with running_daemon("inf2.48xlarge") as daemon:
         monitor = subprocess.Popen([str(BIN / "neuron-monitor"), "-c", str(config), "--address", daemon.address,

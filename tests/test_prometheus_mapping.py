@@ -333,9 +333,10 @@ def test_restricted_scrape_returns_only_the_asked_families():
 def test_every_exposed_name_is_declared():
     data = report_data("a")
     data["neuron_hardware_info"]["neuron_device_memory_size"] = 8589934592
-    data["system_data"]["neurond_execution_totals"] = {  # our opt-in group
+    data["system_data"]["neurond_totals"] = {  # our opt-in group
         "period": 1.0, "error": "", "neuron_runtimes": [
-            {"neuron_runtime_tag": "llm", "execution_summary": {"completed": 3}, "error_summary": {"hardware": 1}}]}
+            {"neuron_runtime_tag": "llm", "execution_summary": {"completed": 3}, "error_summary": {"hardware": 1}}],
+        "neuron_devices": [{"neuron_device_index": 0, "resets": 1}]}
     scraper = Scraper().feed(data)
     scraper.mapping.reject_line()
 
@@ -385,15 +386,15 @@ def test_reports_built_in_process_map_as_their_json_lines(address):
     assert 'runtime_tag="in-process"' in "\n".join(stable(direct))
 
 
-def test_neurond_execution_totals_are_exposed_as_they_are_not_added_up():
+def test_neurond_totals_are_exposed_as_they_are_not_added_up():
     """The daemon's running totals are already cumulative: two reports of 5 then 7 expose 7."""
     data = report_data("a")
     scraper = Scraper()
     for completed in (5, 7):
-        data["system_data"]["neurond_execution_totals"] = {
+        data["system_data"]["neurond_totals"] = {
             "period": 1.0, "error": "", "neuron_runtimes": [
                 {"neuron_runtime_tag": "gone", "execution_summary": {"completed": completed, "timed_out": 2},
-                 "error_summary": {"transient": 2}}]}
+                 "error_summary": {"transient": 2}}], "neuron_devices": []}
         scraper.feed(data)
     text = generate_latest(scraper.registry).decode()
     values = {(s.name, s.labels.get("status_type") or s.labels.get("error_type")): s.value

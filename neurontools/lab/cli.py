@@ -178,7 +178,7 @@ def _start_monitor(directory: Path, address: str, port: int, period: float) -> s
     config.write_text(json.dumps({
         "period": period_text,
         "neuron_runtimes": [{"tag_filter": ".*", "metrics": [{"type": name} for name in RUNTIME_GROUPS]}],
-        "system_metrics": [{"type": name} for name in (*SYSTEM_GROUPS, "neurond_execution_totals")]}))
+        "system_metrics": [{"type": name} for name in (*SYSTEM_GROUPS, "neurond_totals")]}))
     log = open(directory / "neuron-monitor.log", "wb")
     with log:
         return subprocess.Popen(

@@ -1,6 +1,6 @@
 """The bundled alert rules, optionally time-compressed for a fast lab or test run.
 
-Compressing divides every `for:` and every range selector (`[5m]`) by the time scale, never below
+Compressing divides every `for:`, range selector (`[5m]`) and `offset` by the time scale, never below
 1 s, so a scenario played N times faster fires and resolves its alerts N times sooner. Nothing else
 in the rules changes.
 """
@@ -16,6 +16,7 @@ RULES = DEPLOY / "neuron-alerts.yml"
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _FOR = re.compile(r"^([ \t]*for:[ \t]*)(\d+)(ms|s|m|h|d)[ \t]*$", re.MULTILINE)
 _RANGE = re.compile(r"\[(\d+)(ms|s|m|h|d)\]")
+_OFFSET = re.compile(r"\boffset (\d+)(ms|s|m|h|d)\b")
 
 
 def alert_names(path: Path = RULES) -> list[str]:
@@ -30,6 +31,7 @@ def compressed(text: str, scale: float) -> str:
     if scale == 1:
         return text
     text = _FOR.sub(lambda m: m.group(1) + _scaled(m.group(2), m.group(3), scale), text)
+    text = _OFFSET.sub(lambda m: f"offset {_scaled(m.group(1), m.group(2), scale)}", text)
     return _RANGE.sub(lambda m: f"[{_scaled(m.group(1), m.group(2), scale)}]", text)
 
 

@@ -28,7 +28,7 @@ MIN_PERIOD_SECONDS = 0.01  # as neurond's watch streams: below this a monitor on
 RUNTIME_GROUPS = ("neuroncore_counters", "memory_used", "neuron_runtime_vcpu_usage", "execution_stats")
 SYSTEM_GROUPS = ("vcpu_usage", "memory_info", "neuron_hw_counters")
 # Ours, opt-in (the default configuration stays the real tool's): docs/exporters.md.
-EXTRA_SYSTEM_GROUPS = ("neurond_execution_totals",)
+EXTRA_SYSTEM_GROUPS = ("neurond_totals",)
 
 # Names older tools accepted, and what replaced them.
 _LEGACY_GROUPS = {

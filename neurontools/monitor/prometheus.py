@@ -53,7 +53,7 @@ from prometheus_client.utils import floatToGoString
 
 from neurontools.monitor.report import (
     ExecutionStats,
-    NeurondExecutionTotals,
+    NeurondTotals,
     InstanceInfo,
     MemoryInfo,
     MemoryUsed,
@@ -136,12 +136,14 @@ NEURON_FAMILIES: tuple[Family, ...] = (
            ("neuroncore", "neuron_device_index")),
     Family("neuron_device_memory_size_bytes", "gauge", "Memory of each Neuron device in bytes",
            ("neuron_device_index",)),
-    # Ours: the daemon's running totals (metric group neurond_execution_totals), which keep the
+    # Ours: the daemon's running totals (metric group neurond_totals), which keep the
     # executions of a runtime's last period that execution_status_total never sees.
     _runtime_family("neurond_execution_status_total", "counter",
                     "Executions since neurond started, by outcome, ended runtimes included", "status_type"),
     _runtime_family("neurond_execution_errors_total", "counter",
                     "Execution errors since neurond started, by kind, ended runtimes included", "error_type"),
+    Family("neuron_device_resets_total", "counter", "Resets of each Neuron device since neurond started",
+           ("neuron_device_index",)),
     Family("neuron_monitor_group_success", "gauge",
            "Whether the latest report has this metric group without error (1) or with one (0); "
            "group neuron_runtime is the runtime entry itself", ("group", "runtime_tag"), instance_labels=False),
@@ -494,7 +496,7 @@ class PrometheusMapping:
                         key = (event, str(device.neuron_device_index))
                         series = self._ecc_counters.setdefault(key, _CounterSeries(0.0, now))
                         series.value += getattr(device, event)
-            elif isinstance(group, NeurondExecutionTotals):
+            elif isinstance(group, NeurondTotals):
                 _map_execution_totals(group, samples, self._totals_created, now)
             elif isinstance(group, VcpuUsage):
                 samples.add("system_vcpu_count", (), len(group.usage_data))
@@ -590,7 +592,7 @@ def _count_executions(
             totals.setdefault((family, tag, label), _CounterSeries(0.0, now)).value += count
 
 
-def _map_execution_totals(group: NeurondExecutionTotals, samples: _Samples, created: dict[tuple[str, str], float],
+def _map_execution_totals(group: NeurondTotals, samples: _Samples, created: dict[tuple[str, str], float],
                           now: float) -> None:
     """The daemon's running totals as they are: already cumulative, nothing to add up."""
     for runtime in group.neuron_runtimes:
@@ -599,6 +601,10 @@ def _map_execution_totals(group: NeurondExecutionTotals, samples: _Samples, crea
                                ("neurond_execution_errors_total", runtime.error_summary)):
             for label, count in counts.items():
                 samples.add(family, (tag, label), float(count), created.setdefault((family, tag), now))
+    for device in group.neuron_devices:
+        index = str(device.neuron_device_index)
+        samples.add("neuron_device_resets_total", (index,), float(device.resets),
+                    created.setdefault(("neuron_device_resets_total", index), now))
 
 
 def _map_latency(stats: ExecutionStats, tag: str, samples: _Samples) -> None:

@@ -322,13 +322,21 @@ class RuntimeExecutionTotals(ReportObject):
         description="Running totals by error kind, the keys of execution_stats.error_summary.")
 
 
-class NeurondExecutionTotals(ReportObject):
-    """Metric group `neurond_execution_totals` (neurontools only, not in the real tool; opt-in): the
-    daemon's cumulative execution counters, so an execution in the last period of a runtime that
-    has ended, which execution_stats never reports, is still counted."""
+class DeviceTotals(ReportObject):
+    """Running totals of one Neuron device since neurond started."""
+
+    neuron_device_index: int
+    resets: int = Field(description="Device resets.")
+
+
+class NeurondTotals(ReportObject):
+    """Metric group `neurond_totals` (neurontools only, not in the real tool; opt-in): the daemon's
+    cumulative counters. Executions: an execution in the last period of a runtime that has ended,
+    which execution_stats never reports, is still counted. Devices: resets, which no real group has."""
 
     period: GroupPeriod
     neuron_runtimes: list[RuntimeExecutionTotals]
+    neuron_devices: list[DeviceTotals]
     error: GroupError
 
 
@@ -339,7 +347,7 @@ class SystemData(ReportObject):
 
     memory_info: MemoryInfo | Omitted = None
     neuron_hw_counters: NeuronHwCounters | Omitted = None
-    neurond_execution_totals: NeurondExecutionTotals | Omitted = None
+    neurond_totals: NeurondTotals | Omitted = None
     vcpu_usage: VcpuUsage | Omitted = None
 
 
