@@ -26,7 +26,7 @@ class AlertHistory:
 @dataclass
 class AlertWatch:
     prometheus: PrometheusServer
-    started: float  # time.monotonic() of the scenario's start
+    started: float  # time.monotonic() of the scenario's t=0 (moved on while the scenario's clock waits)
     report: Callable[[str], None]
     history: list[AlertHistory] = field(default_factory=list)
     _current: dict[tuple, AlertHistory] = field(default_factory=dict)

@@ -50,6 +50,7 @@ class WorkloadEntry(BaseModel):
     spec: str = Field(min_length=1, description='a neuron-workload spec, e.g. "llama-2-7b:tp=8"')
     start: float = Field(0.0, ge=0)
     stop: float | None = Field(None, gt=0)
+    max_errors: int | None = Field(None, ge=1, description="stop the workload after this many failed requests")
 
     @model_validator(mode="after")
     def _valid(self) -> "WorkloadEntry":

@@ -1,4 +1,9 @@
-"""Playing a scenario against a daemon: workloads start and stop, faults are injected, on time."""
+"""Playing a scenario against a daemon: workloads start and stop, faults are injected, on time.
+
+The scenario's clock stops while a workload loads (compiling a large model takes seconds of real
+time): a fault at t=30 comes 30 s after the workloads started at t=0 began serving, whatever the
+host's speed, which is what a time-compressed run needs to stay meaningful.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +38,13 @@ def events(scenario: Scenario, names: list[str]) -> list[Event]:
     return sorted(out, key=lambda e: (e.at, e.order))
 
 
+STOP_WAIT_SECONDS = 2.0  # a stopping workload's request stuck on a hung core is not waited for longer
+
+
 def play(scenario: Scenario, address: str, stop: threading.Event,
-         log: Callable[[str], None] = lambda _: None) -> dict:
-    """Run the scenario to its end (or until `stop` is set); returns what happened."""
+         log: Callable[[str], None] = lambda _: None, on_clock: Callable[[float], None] = lambda _: None) -> dict:
+    """Run the scenario to its end (or until `stop` is set); returns what happened. `on_clock(t0)` is
+    told the time.monotonic() of the scenario's t=0 when it starts, and again after each pause."""
     with Device(address) as device:
         placer = catalog.Placer(device.snapshot())
         runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
@@ -43,20 +52,28 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
         for entry in scenario.workloads:
             spec = catalog.parse_spec(entry.spec, catalog.Settings())
             workload = catalog.build(spec, placer)
-            names.append(runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate))
+            names.append(runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate,
+                                    max_errors=entry.max_errors))
         timeline = events(scenario, names)
         injected: list[dict] = []
         lasting: list[int] = []
         started = time.monotonic()
+        on_clock(started)
         try:
             for event in timeline:
                 if stop.wait(max(0.0, started + event.at - time.monotonic())):
                     break
                 if event.action == "start":
+                    loading = time.monotonic()
                     runner.start(event.target)
-                    log(f"t={event.at:g}s start {event.target}")
+                    while not runner.runs[event.target].loaded.wait(0.1) and not stop.is_set():
+                        pass
+                    paused = time.monotonic() - loading
+                    started += paused
+                    on_clock(started)
+                    log(f"t={event.at:g}s start {event.target} (loaded in {paused:.1f} s; the clock waited)")
                 elif event.action == "stop":
-                    runner.stop(event.target)
+                    runner.stop(event.target, timeout=STOP_WAIT_SECONDS)
                     log(f"t={event.at:g}s stop {event.target}")
                 else:
                     fault = _inject(device, event.target)
@@ -67,7 +84,7 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
                     log(f"t={event.at:g}s fault {fault.fault_id}: {fault.description}")
             stop.wait(max(0.0, started + scenario.duration - time.monotonic()))
         finally:
-            runner.stop_all()
+            runner.stop_all(timeout=STOP_WAIT_SECONDS)
             for fault_id in lasting:  # what the scenario left in force ends with it
                 device.clear_faults(fault_id)
         return {"scenario": scenario.name, "seconds": round(time.monotonic() - started, 3),
