@@ -1,7 +1,7 @@
 """The bundled alert rules, optionally time-compressed for a fast lab or test run.
 
-Compressing divides every `for:`, range selector (`[5m]`) and `offset` by the time scale, never below
-1 s, so a scenario played N times faster fires and resolves its alerts N times sooner. Nothing else
+Compressing divides every `for:`, range selector (`[5m]`, a subquery's `[30m:1m]`), `offset` and
+`predict_linear` horizon written in hours (`4 * 3600`) by the time scale, never below 1 s, so a scenario played N times faster fires and resolves its alerts N times sooner. Nothing else
 in the rules changes.
 """
 
@@ -15,7 +15,8 @@ RULES = DEPLOY / "neuron-alerts.yml"
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _FOR = re.compile(r"^([ \t]*for:[ \t]*)(\d+)(ms|s|m|h|d)[ \t]*$", re.MULTILINE)
-_RANGE = re.compile(r"\[(\d+)(ms|s|m|h|d)\]")
+_RANGE = re.compile(r"\[(\d+)(ms|s|m|h|d)(?::(\d+)(ms|s|m|h|d))?\]")  # a range, or a subquery's range:step
+_HOURS = re.compile(r"\b(\d+) \* 3600\b")  # predict_linear's horizon, written in hours
 _OFFSET = re.compile(r"\boffset (\d+)(ms|s|m|h|d)\b")
 
 
@@ -32,7 +33,9 @@ def compressed(text: str, scale: float) -> str:
         return text
     text = _FOR.sub(lambda m: m.group(1) + _scaled(m.group(2), m.group(3), scale), text)
     text = _OFFSET.sub(lambda m: f"offset {_scaled(m.group(1), m.group(2), scale)}", text)
-    return _RANGE.sub(lambda m: f"[{_scaled(m.group(1), m.group(2), scale)}]", text)
+    text = _HOURS.sub(lambda m: str(max(1, round(int(m.group(1)) * 3600 / scale))), text)
+    return _RANGE.sub(lambda m: f"[{_scaled(m.group(1), m.group(2), scale)}"
+                      + (f":{_scaled(m.group(3), m.group(4), scale)}]" if m.group(3) else "]"), text)
 
 
 def write_rules(directory: Path, scale: float, source: Path = RULES) -> Path:

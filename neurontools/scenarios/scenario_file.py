@@ -63,6 +63,19 @@ class WorkloadEntry(BaseModel):
         return self
 
 
+class MemoryEntry(BaseModel):
+    """A process holding device memory (neurontools/scenarios/memory_hog.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    core: int = Field(ge=0, description="the NeuronCore its session takes (its device's memory is used)")
+    gib: float = Field(0.0, ge=0, description="GiB allocated at start")
+    leak_gib_per_hour: float = Field(0.0, ge=0, description="then growing this fast (a leak)")
+    start: float = Field(0.0, ge=0)
+    stop: float | None = Field(None, gt=0)
+    tag: str = Field("memory-hog", min_length=1, max_length=100)
+
+
 class FaultEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -102,6 +115,7 @@ class Scenario(BaseModel):
     duration: float = Field(gt=0, le=MAX_DURATION)
     workloads: list[WorkloadEntry] = Field(default_factory=list)
     faults: list[FaultEntry] = Field(default_factory=list)
+    memory: list[MemoryEntry] = Field(default_factory=list)
     expect: list[ExpectEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -126,6 +140,16 @@ class Scenario(BaseModel):
                     fault.device >= len(machine.devices):
                 raise ValueError(f"faults[{i}]: neuron device {fault.device} does not exist on {self.instance_type} "
                                  f"(devices 0-{len(machine.devices) - 1})")
+        for i, hog in enumerate(self.memory):
+            if hog.core >= machine.core_count:
+                raise ValueError(f"memory[{i}]: NeuronCore {hog.core} does not exist on {self.instance_type} "
+                                 f"(cores 0-{machine.core_count - 1})")
+            if hog.start >= self.duration or (hog.stop or 0) > self.duration or \
+                    (hog.stop is not None and hog.stop <= hog.start):
+                raise ValueError(f"memory[{i}] must start before it stops, within the scenario's {self.duration} s")
+            if any(other.core == hog.core for other in self.memory[:i]):
+                raise ValueError(f"memory[{i}]: NeuronCore {hog.core} already belongs to another memory entry; "
+                                 "a core has one owner")
         self._no_contradictions()
         return self
 
@@ -157,6 +181,10 @@ class Scenario(BaseModel):
         for fault in data["faults"]:
             fault["at"] /= scale
             fault["duration"] /= scale
+        for hog in data["memory"]:
+            hog["start"] /= scale
+            hog["stop"] = hog["stop"] / scale if hog["stop"] is not None else None
+            hog["leak_gib_per_hour"] *= scale
         for expect in data["expect"]:
             expect["fires_by"] /= scale
             expect["resolves_by"] /= scale
@@ -189,7 +217,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def _line_of(text: str, problem: str) -> int | None:
     """The line of the first `[[table]]` entry a problem names (faults[2], expect.0...)."""
-    match = re.search(r"\b(workloads|faults|expect)(?:\[|\.)(\d+)", problem)
+    match = re.search(r"\b(workloads|faults|memory|expect)(?:\[|\.)(\d+)", problem)
     if match is None:
         return None
     table, index = match.group(1), int(match.group(2))

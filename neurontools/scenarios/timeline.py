@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device
+from neurontools.scenarios.memory_hog import MemoryHog
 from neurontools.scenarios.scenario_file import FaultEntry, Scenario
 from neurontools.workloads import catalog
 from neurontools.workloads.runner import WorkloadRunner
@@ -25,11 +26,15 @@ class Event:
     at: float
     order: int  # at the same time: stops, then starts, then faults
     action: str  # "start", "stop", "fault"
-    target: str | FaultEntry
+    target: str | FaultEntry | MemoryHog
 
 
-def events(scenario: Scenario, names: list[str]) -> list[Event]:
+def events(scenario: Scenario, names: list[str], hogs: list[MemoryHog] | None = None) -> list[Event]:
     out = []
+    for hog, entry in zip(hogs or [], scenario.memory):
+        out.append(Event(entry.start, 1, "memory", hog))
+        if entry.stop is not None:
+            out.append(Event(entry.stop, 0, "free", hog))
     for name, entry in zip(names, scenario.workloads):
         out.append(Event(entry.start, 1, "start", name))
         if entry.stop is not None:
@@ -46,6 +51,8 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
     """Run the scenario to its end (or until `stop` is set); returns what happened. `on_clock(t0)` is
     told the time.monotonic() of the scenario's t=0 when it starts, and again after each pause."""
     with Device(address) as device:
+        # Memory holders take their cores first, so the workloads are placed around them.
+        hogs = [MemoryHog(address, e.core, e.tag, e.gib, e.leak_gib_per_hour, log) for e in scenario.memory]
         placer = catalog.Placer(device.snapshot())
         runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
         names = []
@@ -54,7 +61,7 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
             workload = catalog.build(spec, placer)
             names.append(runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate,
                                     max_errors=entry.max_errors))
-        timeline = events(scenario, names)
+        timeline = events(scenario, names, hogs)
         injected: list[dict] = []
         lasting: list[int] = []
         started = time.monotonic()
@@ -72,6 +79,12 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
                     started += paused
                     on_clock(started)
                     log(f"t={event.at:g}s start {event.target} (loaded in {paused:.1f} s; the clock waited)")
+                elif event.action == "memory":
+                    event.target.start()
+                    log(f"t={event.at:g}s {event.target.tag} holds memory on NeuronCore {event.target.core}")
+                elif event.action == "free":
+                    event.target.stop()
+                    log(f"t={event.at:g}s {event.target.tag} frees its memory")
                 elif event.action == "stop":
                     runner.stop(event.target, timeout=STOP_WAIT_SECONDS)
                     log(f"t={event.at:g}s stop {event.target}")
@@ -85,11 +98,14 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
             stop.wait(max(0.0, started + scenario.duration - time.monotonic()))
         finally:
             runner.stop_all(timeout=STOP_WAIT_SECONDS)
+            for hog in hogs:
+                hog.stop()
             for fault_id in lasting:  # what the scenario left in force ends with it
                 device.clear_faults(fault_id)
         return {"scenario": scenario.name, "seconds": round(time.monotonic() - started, 3),
                 "completed": not stop.is_set(), "faults": injected,
-                "workloads": [workload_summary(name, runner.runs[name]) for name in names]}
+                "workloads": [workload_summary(name, runner.runs[name]) for name in names],
+                "memory": [hog.summary() for hog in hogs]}
 
 
 def _inject(device: Device, fault: FaultEntry) -> pb.Fault:
