@@ -3,8 +3,8 @@
     neuron-lab                                       # until Ctrl-C; open the printed Prometheus URL
     neuron-lab --scenario scenarios/ecc-storm.toml   # play it, print alerts as they change
 
-It starts neurond (a child process; or uses --address), neuron-monitor serving its Prometheus
-exporter, and Debian's Prometheus loaded with deploy/prometheus's rules, each on a free port and in
+It starts neurond (a child process; or uses --address), `neuron-monitor | neuron-monitor-prometheus`
+(AWS's documented pipeline), and Debian's Prometheus loaded with deploy/prometheus's rules, each on a free port and in
 a temporary directory; Ctrl-C (or the end of the scenario and of its alerts) stops them all and
 removes the directories. With a scenario it checks the scenario's `[[expect]]` entries: exactly
 the alerts declared fire, by their time, and resolve, by theirs (exit status 1 otherwise).
@@ -37,6 +37,7 @@ from neurontools.workloads.daemon_process import DaemonProcess
 
 # The deploy/ scrape and evaluation intervals, and neuron-monitor's default period, in seconds.
 SCRAPE_SECONDS, EVALUATION_SECONDS, MONITOR_PERIOD_SECONDS = 5.0, 15.0, 5.0
+STALE_AFTER_SECONDS = 15.0  # neuron-monitor-prometheus's default
 EXEC_TIMEOUT_SECONDS = 30.0  # the daemon's NEURON_RT_EXEC_TIMEOUT default (docs/workloads.md)
 RESOLVE_GRACE_SECONDS = 30.0  # beyond the last resolves_by, in scenario seconds
 FIRST_SCRAPE_TIMEOUT_SECONDS = 60.0
@@ -99,9 +100,11 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
         address = daemon.start().address
     say(f"neurond ({instance_type}) on {address}")
     exporter_port = free_port()
-    monitor = _start_monitor(directory, address, exporter_port, MONITOR_PERIOD_SECONDS / scale)
+    monitor, exporter = _start_monitor(directory, address, exporter_port, MONITOR_PERIOD_SECONDS / scale,
+                                       STALE_AFTER_SECONDS / scale)
     stack.callback(_stop_process, monitor)
-    say(f"neuron-monitor exporter on http://127.0.0.1:{exporter_port}/metrics")
+    stack.callback(_stop_process, exporter)
+    say(f"neuron-monitor | neuron-monitor-prometheus on http://127.0.0.1:{exporter_port}/metrics")
     prometheus.targets = [f"127.0.0.1:{exporter_port}"]
     prometheus.rule_files = [write_rules(directory, scale)]
     stack.callback(prometheus.stop)
@@ -120,8 +123,18 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
     if scale != 1:
         os.environ.setdefault("NEURON_RT_EXEC_TIMEOUT", f"{EXEC_TIMEOUT_SECONDS / scale:g}")
     say(f"playing {scenario.name!r} ({scenario.duration:g} s)")
+    target = f"127.0.0.1:{exporter_port}"
+    actions = {
+        "pause-monitor": lambda: monitor.send_signal(signal.SIGSTOP),   # a hung neuron-monitor: reports go stale
+        "resume-monitor": lambda: monitor.send_signal(signal.SIGCONT),
+        "pause-exporter": lambda: exporter.send_signal(signal.SIGSTOP),  # a hung exporter: scrapes fail
+        "resume-exporter": lambda: exporter.send_signal(signal.SIGCONT),
+        "remove-target": lambda: prometheus.set_targets([]),           # gone from service discovery
+        "restore-target": lambda: prometheus.set_targets([target]),
+    }
+    stack.callback(lambda: [p.send_signal(signal.SIGCONT) for p in (monitor, exporter) if p.poll() is None])
     result = play(scenario, address, stop, lambda text: say(f"{time.strftime('%H:%M:%S')} {text}"),
-                  on_clock=lambda t0: setattr(watch, "started", t0))
+                  on_clock=lambda t0: setattr(watch, "started", t0), lab=lambda action: actions[action]())
     if stop.is_set():
         return 130
     # Rule windows outlast the scenario: wait for the declared resolutions (and for the rest to settle).
@@ -173,7 +186,9 @@ def check_expectations(scenario: Scenario, history: list[AlertHistory], slack: f
     return problems
 
 
-def _start_monitor(directory: Path, address: str, port: int, period: float) -> subprocess.Popen:
+def _start_monitor(directory: Path, address: str, port: int, period: float,
+                   stale_after: float) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """neuron-monitor | neuron-monitor-prometheus: two processes, so either can fail on its own."""
     config = directory / "monitor.conf"
     period_text = _duration(period)
     config.write_text(json.dumps({
@@ -182,10 +197,19 @@ def _start_monitor(directory: Path, address: str, port: int, period: float) -> s
         "system_metrics": [{"type": name} for name in (*SYSTEM_GROUPS, "neurond_totals")]}))
     log = open(directory / "neuron-monitor.log", "wb")
     with log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "neurontools.monitor.cli", "-c", str(config), "--address", address,
-             "--prometheus-port", str(port), "--prometheus-listen-address", "127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        monitor = subprocess.Popen([sys.executable, "-m", "neurontools.monitor.cli", "-c", str(config),
+                                    "--address", address],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        try:
+            exporter = subprocess.Popen(
+                [sys.executable, "-m", "neurontools.monitor.prometheus_cli", "--port", str(port),
+                 "--listen-address", "127.0.0.1", "--stale-after", f"{max(1.0, stale_after):g}"],
+                stdin=monitor.stdout, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        except BaseException:
+            _stop_process(monitor)
+            raise
+    monitor.stdout.close()  # the exporter holds the pipe's read end
+    return monitor, exporter
 
 
 def _stop_process(process: subprocess.Popen) -> None:

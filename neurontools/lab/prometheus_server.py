@@ -94,6 +94,12 @@ class PrometheusServer:
             raise
         return self
 
+    def set_targets(self, targets: list[str]) -> None:
+        """Rewrite the scrape targets and have Prometheus reload its configuration (SIGHUP)."""
+        self.targets = targets
+        (self.directory / "prometheus.yml").write_text(json.dumps(self.config(), indent=2))
+        self.process.send_signal(signal.SIGHUP)
+
     def config(self) -> dict:
         return {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.evaluation_interval},

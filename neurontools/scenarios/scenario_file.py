@@ -76,6 +76,19 @@ class MemoryEntry(BaseModel):
     tag: str = Field("memory-hog", min_length=1, max_length=100)
 
 
+LAB_ACTIONS = ("pause-monitor", "resume-monitor", "pause-exporter", "resume-exporter", "remove-target",
+               "restore-target")
+
+
+class LabEntry(BaseModel):
+    """Something that happens to the monitoring itself; only neuron-lab can play these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0)
+    action: Literal[LAB_ACTIONS]  # type: ignore[valid-type]
+
+
 class FaultEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,6 +129,7 @@ class Scenario(BaseModel):
     workloads: list[WorkloadEntry] = Field(default_factory=list)
     faults: list[FaultEntry] = Field(default_factory=list)
     memory: list[MemoryEntry] = Field(default_factory=list)
+    lab: list[LabEntry] = Field(default_factory=list)
     expect: list[ExpectEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -150,6 +164,9 @@ class Scenario(BaseModel):
             if any(other.core == hog.core for other in self.memory[:i]):
                 raise ValueError(f"memory[{i}]: NeuronCore {hog.core} already belongs to another memory entry; "
                                  "a core has one owner")
+        for i, step in enumerate(self.lab):
+            if step.at >= self.duration:
+                raise ValueError(f"lab[{i}] at {step.at} s is not before the end ({self.duration} s)")
         self._no_contradictions()
         return self
 
@@ -168,6 +185,20 @@ class Scenario(BaseModel):
                                      f"{'link' if fault.kind == 'link-down' else 'core'} from {fault.at:g} s while "
                                      f"the first lasts until {stop:g} s; end the first (duration) or merge them")
             spans[target] = (i, fault.at, end)
+        # Lab steps come in pairs: pause then resume the same thing, remove then restore the target.
+        state: dict[str, tuple[int, str]] = {}
+        for i, step in sorted(enumerate(self.lab), key=lambda item: item[1].at):
+            verb, _, what = step.action.partition("-")
+            pausing = verb in ("pause", "remove")
+            if pausing == (what in state):
+                previous = state.get(what)
+                raise ValueError(f"lab[{i}] {step.action} at {step.at:g} s contradicts "
+                                 + (f"lab[{previous[0]}] {previous[1]}" if previous else "the start, where it runs")
+                                 + f": {what} is already {'paused' if pausing else 'running'}")
+            if pausing:
+                state[what] = (i, step.action)
+            else:
+                del state[what]
 
     def scaled(self, scale: float) -> "Scenario":
         """The scenario played `scale` times faster: every time divided by it."""
@@ -185,6 +216,8 @@ class Scenario(BaseModel):
             hog["start"] /= scale
             hog["stop"] = hog["stop"] / scale if hog["stop"] is not None else None
             hog["leak_gib_per_hour"] *= scale
+        for step in data["lab"]:
+            step["at"] /= scale
         for expect in data["expect"]:
             expect["fires_by"] /= scale
             expect["resolves_by"] /= scale
@@ -217,7 +250,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def _line_of(text: str, problem: str) -> int | None:
     """The line of the first `[[table]]` entry a problem names (faults[2], expect.0...)."""
-    match = re.search(r"\b(workloads|faults|memory|expect)(?:\[|\.)(\d+)", problem)
+    match = re.search(r"\b(workloads|faults|memory|lab|expect)(?:\[|\.)(\d+)", problem)
     if match is None:
         return None
     table, index = match.group(1), int(match.group(2))

@@ -40,6 +40,7 @@ def events(scenario: Scenario, names: list[str], hogs: list[MemoryHog] | None = 
         if entry.stop is not None:
             out.append(Event(entry.stop, 0, "stop", name))
     out.extend(Event(fault.at, 2, "fault", fault) for fault in scenario.faults)
+    out.extend(Event(step.at, 2, "lab", step.action) for step in scenario.lab)
     return sorted(out, key=lambda e: (e.at, e.order))
 
 
@@ -47,9 +48,14 @@ STOP_WAIT_SECONDS = 2.0  # a stopping workload's request stuck on a hung core is
 
 
 def play(scenario: Scenario, address: str, stop: threading.Event,
-         log: Callable[[str], None] = lambda _: None, on_clock: Callable[[float], None] = lambda _: None) -> dict:
+         log: Callable[[str], None] = lambda _: None, on_clock: Callable[[float], None] = lambda _: None,
+         lab: Callable[[str], None] | None = None) -> dict:
     """Run the scenario to its end (or until `stop` is set); returns what happened. `on_clock(t0)` is
-    told the time.monotonic() of the scenario's t=0 when it starts, and again after each pause."""
+    told the time.monotonic() of the scenario's t=0 when it starts, and again after each pause. `lab`
+    carries out the scenario's [[lab]] steps (neuron-lab); without it a scenario that has some is refused."""
+    if scenario.lab and lab is None:
+        raise RuntimeError(f"scenario {scenario.name!r} has [[lab]] steps (pausing the monitor or the exporter): "
+                           "play it with neuron-lab, which runs them")
     with Device(address) as device:
         # Memory holders take their cores first, so the workloads are placed around them.
         hogs = [MemoryHog(address, e.core, e.tag, e.gib, e.leak_gib_per_hour, log) for e in scenario.memory]
@@ -79,6 +85,10 @@ def play(scenario: Scenario, address: str, stop: threading.Event,
                     started += paused
                     on_clock(started)
                     log(f"t={event.at:g}s start {event.target} (loaded in {paused:.1f} s; the clock waited)")
+                elif event.action == "lab":
+                    assert lab is not None
+                    lab(event.target)
+                    log(f"t={event.at:g}s {event.target}")
                 elif event.action == "memory":
                     event.target.start()
                     log(f"t={event.at:g}s {event.target.tag} holds memory on NeuronCore {event.target.core}")
