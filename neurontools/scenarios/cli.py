@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate scenario files and say what they do")
     check.add_argument("files", nargs="+")
-    run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout")
+    run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout (neuron-lab also runs "
+                                          "Prometheus and checks the scenario's expected alerts)")
     run.add_argument("file")
     run.add_argument("--address", help="a running daemon (default: start a private one of the scenario's "
                                        "instance_type, unless $NEURON_DAEMON_ADDRESS is set)")
@@ -38,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             for path in args.files:
                 scenario = load_scenario(path)
+                extras = "".join(f", {len(items)} {what}" for what, items in (
+                    ("memory holder(s)", scenario.memory), ("lab step(s)", scenario.lab),
+                    ("expected alert(s)", scenario.expect)) if items)
                 print(f"{path}: ok: {scenario.name!r}, {len(scenario.workloads)} workload(s), "
-                      f"{len(scenario.faults)} fault(s), {scenario.duration:g} s on {scenario.instance_type}")
+                      f"{len(scenario.faults)} fault(s){extras}, {scenario.duration:g} s on {scenario.instance_type}")
             return 0
         scenario = load_scenario(args.file)
         stop = threading.Event()
