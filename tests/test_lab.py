@@ -40,9 +40,11 @@ def _processes_using(directory: str) -> list[psutil.Process]:
     return found
 
 
-def test_rules_compress_for_and_ranges_only():
-    text = "        for: 15m\n        expr: increase(x_total[10m]) > 0 and y[5m:1m]\n"
-    assert compressed(text, 10) == "        for: 90s\n        expr: increase(x_total[60s]) > 0 and y[5m:1m]\n"
+def test_rules_compress_durations_and_nothing_else():
+    text = ("        for: 15m\n        expr: increase(x_total[10m]) > 0 and y[5m:1m] offset 10m\n"
+            "          and predict_linear(z[30m:1m], 4 * 3600) > 1 and w > 15\n")
+    assert compressed(text, 10) == ("        for: 90s\n        expr: increase(x_total[60s]) > 0 and y[30s:6s] offset 60s\n"
+                                    "          and predict_linear(z[180s:6s], 1440) > 1 and w > 15\n")
     assert compressed("for: 2s\n", 10) == "for: 1s\n"  # never below a second
     assert compressed(RULES.read_text(), 1) == RULES.read_text()
 
