@@ -34,6 +34,7 @@ from neurontools.scenarios.scenario_file import Scenario, ScenarioFileError, loa
 from neurontools.scenarios.timeline import play
 from neurontools.workloads import catalog
 from neurontools.workloads.daemon_process import DaemonProcess
+from neurontools.workloads.runner import exit_now_if_requests_are_stuck
 
 # The deploy/ scrape and evaluation intervals, and neuron-monitor's default period, in seconds.
 SCRAPE_SECONDS, EVALUATION_SECONDS, MONITOR_PERIOD_SECONDS = 5.0, 15.0, 5.0
@@ -78,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
         try:
-            return _run(args, scenario, instance_type, stop, stack, say, warn)
+            status = _run(args, scenario, instance_type, stop, stack, say, warn)
         except (PrometheusError, NeuronError, RuntimeError, OSError, catalog.SpecError) as exc:
             warn(str(exc))
-            return 1
+            status = 1
+    exit_now_if_requests_are_stuck(status)  # after everything is stopped and removed
+    return status
 
 
 def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Event, stack: ExitStack,

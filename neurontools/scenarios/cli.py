@@ -15,6 +15,7 @@ from neurontools.scenarios.scenario_file import ScenarioFileError, load_scenario
 from neurontools.scenarios.timeline import play
 from neurontools.workloads import catalog
 from neurontools.workloads.daemon_process import DaemonProcess
+from neurontools.workloads.runner import exit_now_if_requests_are_stuck
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = play(scenario, daemon.address, stop, log)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0 if all(w["status"] != "error" for w in result["workloads"]) else 1
+        status = 0 if all(w["status"] != "error" for w in result["workloads"]) else 1
+        exit_now_if_requests_are_stuck(status)  # a request stuck on a hung core must not hold the exit
+        return status
     except (ScenarioFileError, catalog.SpecError, NeuronError, RuntimeError) as exc:
         print(f"neuron-scenario: {exc}", file=sys.stderr)
         return 2

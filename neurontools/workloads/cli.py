@@ -16,7 +16,7 @@ from neurontools.daemon import topology as topo
 from neurontools.workloads import catalog
 from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.daemon_process import DaemonProcess
-from neurontools.workloads.runner import WorkloadRun, WorkloadRunner
+from neurontools.workloads.runner import WorkloadRun, WorkloadRunner, exit_now_if_requests_are_stuck
 from neurontools.workloads.summary import summary
 
 DESCRIPTION = """\
@@ -144,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except (topo.UnknownInstanceType, catalog.SpecError, NeuronError, ValueError, RuntimeError) as exc:
         print(f"neuron-workload: {exc}", file=sys.stderr)
         return 2
-    if any(t.name.startswith("workload-") and t.is_alive() for t in threading.enumerate()):
-        # Requests still stuck on a hung core: Python would join their threads at exit, each waiting up
-        # to NEURON_RT_EXEC_TIMEOUT per queued execution. Leave now, as a stopped serving process does:
-        # the connection drops and the daemon ends the session.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+    exit_now_if_requests_are_stuck(status)  # a request stuck on a hung core must not hold the exit
     return status
 
 

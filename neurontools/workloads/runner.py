@@ -22,6 +22,8 @@ stuck on a hung core, so a run keeps to its duration.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -244,6 +246,18 @@ class WorkloadRunner:
         run.error = message
         if self._on_error is not None:
             self._on_error(name, message)
+
+
+def exit_now_if_requests_are_stuck(status: int) -> None:
+    """End the process at once if a workload thread still waits on a request (a hung core).
+
+    Python joins the executors' threads at exit, each waiting up to NEURON_RT_EXEC_TIMEOUT per queued
+    execution; a command that is done should leave as a stopped serving process does: the connection
+    drops and the daemon ends the session."""
+    if any(t.name.startswith("workload-") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _core_list(cores: list[int]) -> str:
