@@ -259,7 +259,8 @@ def test_alert_rules_query_only_what_the_exporter_emits():
     assert set(expressions) == {
         "NeuronMonitorExporterDown", "NeuronMonitorExporterAbsent", "NeuronMonitorReportsStale",
         "NeuronCoreIdleWithModelLoaded", "NeuronExecutionErrors", "NeuronUncorrectedEccEvents",
-        "NeuronDeviceMemoryHigh",
+        "NeuronDeviceMemoryHigh", "NeuronExecutionTimeouts", "NeuronExecutionLatencyRegression", "NeuronDeviceReset",
+        "NeuronDeviceMemoryLeak",
     }
     # `up` is Prometheus's own series for every target.
     found = {alert: [problem for problem in problems(expression) if problem != "unknown metric up"]
@@ -280,7 +281,7 @@ def test_promtool_checks_the_alert_rules(promtool):
     result = run_promtool(promtool, "check", "rules", "neuron-alerts.yml")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_of_the_alert_rules_pass(promtool):

@@ -333,6 +333,10 @@ def test_restricted_scrape_returns_only_the_asked_families():
 def test_every_exposed_name_is_declared():
     data = report_data("a")
     data["neuron_hardware_info"]["neuron_device_memory_size"] = 8589934592
+    data["system_data"]["neurond_totals"] = {  # our opt-in group
+        "period": 1.0, "error": "", "neuron_runtimes": [
+            {"neuron_runtime_tag": "llm", "execution_summary": {"completed": 3}, "error_summary": {"hardware": 1}}],
+        "neuron_devices": [{"neuron_device_index": 0, "resets": 1}]}
     scraper = Scraper().feed(data)
     scraper.mapping.reject_line()
 
@@ -380,3 +384,22 @@ def test_reports_built_in_process_map_as_their_json_lines(address):
 
     assert stable(direct) == stable(decoded)
     assert 'runtime_tag="in-process"' in "\n".join(stable(direct))
+
+
+def test_neurond_totals_are_exposed_as_they_are_not_added_up():
+    """The daemon's running totals are already cumulative: two reports of 5 then 7 expose 7."""
+    data = report_data("a")
+    scraper = Scraper()
+    for completed in (5, 7):
+        data["system_data"]["neurond_totals"] = {
+            "period": 1.0, "error": "", "neuron_runtimes": [
+                {"neuron_runtime_tag": "gone", "execution_summary": {"completed": completed, "timed_out": 2},
+                 "error_summary": {"transient": 2}}], "neuron_devices": []}
+        scraper.feed(data)
+    text = generate_latest(scraper.registry).decode()
+    values = {(s.name, s.labels.get("status_type") or s.labels.get("error_type")): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples
+              if s.name.startswith("neurond_execution") and s.name.endswith("_total")}
+    assert values == {("neurond_execution_status_total", "completed"): 7.0,
+                      ("neurond_execution_status_total", "timed_out"): 2.0,
+                      ("neurond_execution_errors_total", "transient"): 2.0}

@@ -190,7 +190,8 @@ def test_alert_rules_load_and_evaluate(server):
         name: "ok" for name in (
             "NeuronMonitorExporterDown", "NeuronMonitorExporterAbsent", "NeuronMonitorReportsStale",
             "NeuronCoreIdleWithModelLoaded", "NeuronExecutionErrors", "NeuronUncorrectedEccEvents",
-            "NeuronDeviceMemoryHigh")}
+            "NeuronDeviceMemoryHigh", "NeuronExecutionTimeouts", "NeuronExecutionLatencyRegression",
+            "NeuronDeviceReset", "NeuronDeviceMemoryLeak")}
     assert [rule["name"] for rule in rules if rule["state"] != "inactive"] == []
 
 

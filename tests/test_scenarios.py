@@ -89,3 +89,45 @@ def test_cli_check_and_bad_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "neurontools.scenarios.cli", "check", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "duration" in result.stderr
+
+
+HEADER = 'name = "x"\nduration = 100\ninstance_type = "inf2.xlarge"\n'
+
+
+@pytest.mark.parametrize("body, line, message", [
+    # line numbers count from the file's first line; HEADER has 3
+    ('[[faults]]\nat = 1\nkind = "core-hang"\ncore = 1\n[[faults]]\nat = 2\nkind = "melted"\n', 8,
+     "faults.1.kind"),
+    ('[[faults]]\nat = 1\nkind = "core-hang"\ncore = 2\n', 4, "NeuronCore 2 does not exist on inf2.xlarge (cores 0-1)"),
+    ('[[faults]]\nat = 1\nkind = "mem-ecc-corrected"\ndevice = 1\n', 4,
+     "neuron device 1 does not exist on inf2.xlarge (devices 0-0)"),
+    ('[[faults]]\nat = 1\nkind = "link-down"\n', 4, "NeuronLink 0 does not exist on inf2.xlarge (it has no links)"),
+    ('[[faults]]\nat = 10\nkind = "numerical-error"\nduration = 30\n[[faults]]\nat = 20\nkind = "numerical-error"\n',
+     8, "faults[1] overlaps faults[0]: the same numerical-error on the same core from 20 s while the first lasts "
+        "until 40 s"),
+    ('[[expect]]\nalert = "NeuronOnFire"\nfires_by = 5\nresolves_by = 10\n', 4,
+     "alert 'NeuronOnFire' is not in neuron-alerts.yml"),
+    ('[[expect]]\nalert = "NeuronDeviceReset"\nfires_by = 5\nresolves_by = 4\n', 4, "must come after fires_by"),
+])
+def test_bad_steps_are_refused_naming_the_line(tmp_path, body, line, message):
+    path = _write(tmp_path, HEADER + body)
+    with pytest.raises(ScenarioFileError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}:{line}: invalid scenario: ") and message in str(info.value)
+
+
+def test_overlapping_faults_on_different_targets_or_times_are_fine(tmp_path):
+    path = _write(tmp_path, HEADER + '[[faults]]\nat = 10\nkind = "core-hang"\nduration = 10\n'
+                                     '[[faults]]\nat = 20\nkind = "core-hang"\n'
+                                     '[[faults]]\nat = 10\nkind = "core-hang"\ncore = 1\n')
+    assert len(load_scenario(path).faults) == 3
+
+
+def test_a_scenario_scaled_in_time_divides_every_time(tmp_path):
+    path = _write(tmp_path, HEADER + '[[workloads]]\nspec = "bert-tiny"\nstart = 10\nstop = 50\n'
+                                     '[[faults]]\nat = 20\nkind = "core-hang"\nduration = 30\n'
+                                     '[[expect]]\nalert = "NeuronExecutionTimeouts"\nfires_by = 60\nresolves_by = 90\n')
+    fast = load_scenario(path).scaled(10)
+    assert fast.duration == 10 and (fast.workloads[0].start, fast.workloads[0].stop) == (1, 5)
+    assert (fast.faults[0].at, fast.faults[0].duration) == (2, 3)
+    assert (fast.expect[0].fires_by, fast.expect[0].resolves_by) == (6, 9)

@@ -627,7 +627,7 @@ class Observer(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., command: _Optional[str] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("monotonic_ns", "unix_ns", "daemon_start_unix_ns", "daemon_version", "topology", "cores", "devices", "links", "sessions", "models", "observers", "sessions_opened", "sessions_closed", "faults")
+    __slots__ = ("monotonic_ns", "unix_ns", "daemon_start_unix_ns", "daemon_version", "topology", "cores", "devices", "links", "sessions", "models", "observers", "sessions_opened", "sessions_closed", "faults", "ended_session_totals")
     MONOTONIC_NS_FIELD_NUMBER: _ClassVar[int]
     UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     DAEMON_START_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
@@ -642,6 +642,7 @@ class Snapshot(_message.Message):
     SESSIONS_OPENED_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_CLOSED_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_SESSION_TOTALS_FIELD_NUMBER: _ClassVar[int]
     monotonic_ns: int
     unix_ns: int
     daemon_start_unix_ns: int
@@ -656,7 +657,18 @@ class Snapshot(_message.Message):
     sessions_opened: int
     sessions_closed: int
     faults: _containers.RepeatedCompositeFieldContainer[Fault]
-    def __init__(self, monotonic_ns: _Optional[int] = ..., unix_ns: _Optional[int] = ..., daemon_start_unix_ns: _Optional[int] = ..., daemon_version: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., cores: _Optional[_Iterable[_Union[CoreCounters, _Mapping]]] = ..., devices: _Optional[_Iterable[_Union[DeviceCounters, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkCounters, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., observers: _Optional[_Iterable[_Union[Observer, _Mapping]]] = ..., sessions_opened: _Optional[int] = ..., sessions_closed: _Optional[int] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ...) -> None: ...
+    ended_session_totals: _containers.RepeatedCompositeFieldContainer[EndedSessionTotals]
+    def __init__(self, monotonic_ns: _Optional[int] = ..., unix_ns: _Optional[int] = ..., daemon_start_unix_ns: _Optional[int] = ..., daemon_version: _Optional[str] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ..., cores: _Optional[_Iterable[_Union[CoreCounters, _Mapping]]] = ..., devices: _Optional[_Iterable[_Union[DeviceCounters, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkCounters, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., observers: _Optional[_Iterable[_Union[Observer, _Mapping]]] = ..., sessions_opened: _Optional[int] = ..., sessions_closed: _Optional[int] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ..., ended_session_totals: _Optional[_Iterable[_Union[EndedSessionTotals, _Mapping]]] = ...) -> None: ...
+
+class EndedSessionTotals(_message.Message):
+    __slots__ = ("tag", "executions", "errors")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    executions: ExecutionCounts
+    errors: ErrorCounts
+    def __init__(self, tag: _Optional[str] = ..., executions: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., errors: _Optional[_Union[ErrorCounts, _Mapping]] = ...) -> None: ...
 
 class Parameter(_message.Message):
     __slots__ = ("name", "kind", "shape", "dtype")

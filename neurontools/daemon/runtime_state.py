@@ -212,6 +212,7 @@ class RuntimeState:
             with self.telemetry.lock:
                 self.telemetry.sessions_closed += 1
                 self.telemetry.retire_session(session.core_ids, session.stats)
+                self.telemetry.end_session(session.tag, session.stats)
 
     def session_for_key(self, key: str | None) -> Session:
         if not key:

@@ -87,6 +87,8 @@ class SnapshotBuilder:
             self._add_sessions(snap, state)
             self._add_models(snap, state)
             owners = {core: s.session_id for core, s in state.core_owner.items()}
+            with state.telemetry.lock:  # under the state lock: a closing session is counted once
+                state.telemetry.fill_ended(snap)
         telemetry = state.telemetry
         with telemetry.lock:
             now = time.monotonic_ns()

@@ -119,6 +119,23 @@ class Telemetry:
         self.link_bytes = [[0, 0] for _ in range(link_count)]  # a->b, b->a
         self.sessions_opened = 0
         self.sessions_closed = 0
+        self.ended_sessions: dict[str, ExecutionTelemetry] = {}  # closed sessions' counts, by tag
+
+    def end_session(self, tag: str, stats: ExecutionTelemetry) -> None:
+        """Fold a closing session's execution counts into its tag's totals (caller holds the lock)."""
+        total = self.ended_sessions.setdefault(tag, ExecutionTelemetry())
+        for status, count in stats.by_status.items():
+            total.by_status[status] = total.by_status.get(status, 0) + count
+        for kind, count in stats.by_error.items():
+            total.by_error[kind] = total.by_error.get(kind, 0) + count
+
+    def fill_ended(self, snap: pb.Snapshot) -> None:
+        for tag, stats in self.ended_sessions.items():
+            message = snap.ended_session_totals.add(tag=tag)
+            for status, count in stats.by_status.items():
+                setattr(message.executions, _STATUS_FIELD[status], count)
+            for kind, count in stats.by_error.items():
+                setattr(message.errors, _ERROR_FIELD[kind], count)
 
     def retire_session(self, core_ids: list[int], stats: ExecutionTelemetry) -> None:
         """Keep a closing session's outcome counts on each of its cores (caller holds the lock)."""

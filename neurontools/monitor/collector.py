@@ -25,6 +25,7 @@ from neurontools.monitor.config import MonitorConfig, RuntimeSelector
 from neurontools.monitor.report import (
     CoreCounters, DeviceMemoryBreakdown, ErrorSummary, ExecutionStats, ExecutionSummary, HostMemoryBreakdown,
     InstanceInfo, LatencyPercentiles, LatencyStats, LoadedModel, MemoryInfo, MemoryUsed, NeuronCoreCounters,
+    DeviceTotals, NeurondTotals, RuntimeExecutionTotals,
     NeuronCoreMemoryBreakdown, NeuronDeviceCounters, NeuronHardwareInfo, NeuronHwCounters, Report,
     RuntimeData, RuntimeMemoryBreakdown, RuntimeMemoryUsage, RuntimeReport, Subgraph, SubgraphMemoryBreakdown,
     SubgraphMemoryUsage, SystemData, VcpuUsage)
@@ -210,6 +211,32 @@ def neuron_hw_counters(newer: IndexedSnapshot, older: IndexedSnapshot) -> Neuron
                                             neuron_devices=devices or None, error="")
 
 
+def neurond_totals(snapshot: pb.Snapshot, period: float) -> NeurondTotals:
+    """Running totals per tag: the live sessions' counters plus those of the sessions that closed."""
+    statuses = [f.name for f in pb.ExecutionCounts.DESCRIPTOR.fields]
+    kinds = [f.name for f in pb.ErrorCounts.DESCRIPTOR.fields]
+    totals: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+
+    def add(tag: str, executions: pb.ExecutionCounts, errors: pb.ErrorCounts) -> None:
+        by_status, by_kind = totals.setdefault(tag, (dict.fromkeys(statuses, 0), dict.fromkeys(kinds, 0)))
+        for name in statuses:
+            by_status[name] += getattr(executions, name)
+        for name in kinds:
+            by_kind[name] += getattr(errors, name)
+
+    for ended in snapshot.ended_session_totals:
+        add(ended.tag, ended.executions, ended.errors)
+    for session in snapshot.sessions:
+        add(session.tag or str(session.pid), session.stats.executions, session.stats.errors)
+    return NeurondTotals.model_construct(
+        period=period, error="",
+        neuron_devices=[DeviceTotals.model_construct(neuron_device_index=d.device_index, resets=d.resets)
+                        for d in snapshot.devices],
+        neuron_runtimes=[RuntimeExecutionTotals.model_construct(neuron_runtime_tag=tag, execution_summary=s,
+                                                                error_summary=e)
+                         for tag, (s, e) in sorted(totals.items())])
+
+
 def instance_info(topology: pb.Topology) -> InstanceInfo:
     instance = topology.instance
     return InstanceInfo.model_construct(
@@ -254,7 +281,7 @@ class GroupKey:
 
     @property
     def uses_daemon(self) -> bool:
-        return self.selector is not None or self.name in ("neuron_hw_counters", "")
+        return self.selector is not None or self.name in ("neuron_hw_counters", "neurond_totals", "")
 
 
 def _next_due(due: float, period: float, now: float) -> float:
@@ -324,6 +351,8 @@ class Collector:
         self._hw_baseline: IndexedSnapshot | None = None
         self._hw_collected_ns = self._started_ns  # local clock: the period while neurond is away
         self._hw: NeuronHwCounters | None = None
+        self._totals: NeurondTotals | None = None
+        self._totals_at_ns = self._started_ns
         self._instance = unreachable_instance_info("no snapshot taken yet")
         self._hardware = unreachable_hardware_info("no snapshot taken yet")
         # host side
@@ -372,8 +401,15 @@ class Collector:
             self._hw = neuron_hw_counters(current, self._hw_baseline)
             self._hw_baseline = current
             self._hw_collected_ns = time.monotonic_ns()
+        if GroupKey(None, "neurond_totals") in due:
+            self._totals = neurond_totals(current.snapshot, self._totals_period())
         self._update_runtimes(current, due)
         self._last = current
+
+    def _totals_period(self) -> float:
+        now_ns = time.monotonic_ns()
+        period, self._totals_at_ns = (now_ns - self._totals_at_ns) / 1e9, now_ns
+        return period
 
     def _forget_daemon(self) -> None:
         self._last = self._hw_baseline = None
@@ -394,6 +430,10 @@ class Collector:
             self._hw = NeuronHwCounters.model_construct(period=(now_ns - self._hw_collected_ns) / 1e9,
                                                         neuron_devices=None, error=error)
             self._hw_collected_ns = now_ns
+        if GroupKey(None, "neurond_totals") in due:
+            self._totals = NeurondTotals.model_construct(period=self._totals_period(),
+                                                                  neuron_runtimes=[], neuron_devices=[],
+                                                                  error=error)
 
     def _update_runtimes(self, current: IndexedSnapshot, due: set[GroupKey]) -> None:
         runtimes: dict[int, _Runtime] = {}
@@ -504,6 +544,7 @@ class Collector:
         runtime_data.extend(self._vanished)
         self._vanished = []
         system = {name: value for name, value in (("memory_info", self._memory), ("neuron_hw_counters", self._hw),
+                                                  ("neurond_totals", self._totals),
                                                   ("vcpu_usage", self._vcpu)) if value is not None}
         return Report.model_construct(neuron_runtime_data=runtime_data,
                                       system_data=SystemData.model_construct(**system),

@@ -27,6 +27,8 @@ MIN_PERIOD_SECONDS = 0.01  # as neurond's watch streams: below this a monitor on
 
 RUNTIME_GROUPS = ("neuroncore_counters", "memory_used", "neuron_runtime_vcpu_usage", "execution_stats")
 SYSTEM_GROUPS = ("vcpu_usage", "memory_info", "neuron_hw_counters")
+# Ours, opt-in (the default configuration stays the real tool's): docs/exporters.md.
+EXTRA_SYSTEM_GROUPS = ("neurond_totals",)
 
 # Names older tools accepted, and what replaced them.
 _LEGACY_GROUPS = {
@@ -168,7 +170,8 @@ class _Parser:
         runtimes = tuple(self.runtime(entry, f"neuron_runtimes[{index}]", period)
                          for index, entry in enumerate(self.array(root.get("neuron_runtimes", []),
                                                                   "neuron_runtimes")))
-        system = self.groups(root.get("system_metrics", []), "system_metrics", period, SYSTEM_GROUPS)
+        system = self.groups(root.get("system_metrics", []), "system_metrics", period,
+                             SYSTEM_GROUPS + EXTRA_SYSTEM_GROUPS)
         return MonitorConfig(runtimes=runtimes, system=system, period=period)
 
     def runtime(self, value: Any, path: str, inherited: float) -> RuntimeSelector:
@@ -209,6 +212,6 @@ class _Parser:
             raise self.fail(path, f'legacy metric group "{name}": it {_LEGACY_GROUPS[name]}')
         if name in RUNTIME_GROUPS:
             raise self.fail(path, f'"{name}" is a runtime metric group: put it in neuron_runtimes[].metrics')
-        if name in SYSTEM_GROUPS:
+        if name in SYSTEM_GROUPS + EXTRA_SYSTEM_GROUPS:
             raise self.fail(path, f'"{name}" is a system metric group: put it in system_metrics')
         raise self.fail(path, f"unknown metric group {json.dumps(name)}; expected one of: {', '.join(allowed)}")

@@ -54,6 +54,7 @@ from prometheus_client.utils import floatToGoString
 
 from neurontools.monitor.report import (
     ExecutionStats,
+    NeurondTotals,
     InstanceInfo,
     MemoryInfo,
     MemoryUsed,
@@ -135,6 +136,14 @@ NEURON_FAMILIES: tuple[Family, ...] = (
     Family("neuroncore_device_info", "info", "Neuron device of each NeuronCore of the instance (join on neuroncore)",
            ("neuroncore", "neuron_device_index")),
     Family("neuron_device_memory_size_bytes", "gauge", "Memory of each Neuron device in bytes",
+           ("neuron_device_index",)),
+    # Ours: the daemon's running totals (metric group neurond_totals), which keep the
+    # executions of a runtime's last period that execution_status_total never sees.
+    _runtime_family("neurond_execution_status_total", "counter",
+                    "Executions since neurond started, by outcome, ended runtimes included", "status_type"),
+    _runtime_family("neurond_execution_errors_total", "counter",
+                    "Execution errors since neurond started, by kind, ended runtimes included", "error_type"),
+    Family("neuron_device_resets_total", "counter", "Resets of each Neuron device since neurond started",
            ("neuron_device_index",)),
     Family("neuron_monitor_group_success", "gauge",
            "Whether the latest report has this metric group without error (1) or with one (0); "
@@ -411,6 +420,7 @@ class PrometheusMapping:
         # Running totals: per runtime tag (dropped with the runtime), and per (device, event).
         self._runtime_counters: dict[str, dict[tuple[str, str, str], _CounterSeries]] = {}
         self._ecc_counters: dict[tuple[str, str], _CounterSeries] = {}
+        self._totals_created: dict[tuple[str, str], float] = {}  # (family, tag): first seen
         self._logged_errors: set[str] = set()
         self._series_lines = SeriesLines()  # written by scrapes: the last one to finish wins
 
@@ -487,6 +497,8 @@ class PrometheusMapping:
                         key = (event, str(device.neuron_device_index))
                         series = self._ecc_counters.setdefault(key, _CounterSeries(0.0, now))
                         series.value += getattr(device, event)
+            elif isinstance(group, NeurondTotals):
+                _map_execution_totals(group, samples, self._totals_created, now)
             elif isinstance(group, VcpuUsage):
                 samples.add("system_vcpu_count", (), len(group.usage_data))
                 for usage_type, states in VCPU_STATES.items():
@@ -585,6 +597,21 @@ def _count_executions(
                             ("execution_status_total", stats.execution_summary)):
         for label, count in numeric_items(summary):
             totals.setdefault((family, tag, label), _CounterSeries(0.0, now)).value += count
+
+
+def _map_execution_totals(group: NeurondTotals, samples: _Samples, created: dict[tuple[str, str], float],
+                          now: float) -> None:
+    """The daemon's running totals as they are: already cumulative, nothing to add up."""
+    for runtime in group.neuron_runtimes:
+        tag = runtime.neuron_runtime_tag
+        for family, counts in (("neurond_execution_status_total", runtime.execution_summary),
+                               ("neurond_execution_errors_total", runtime.error_summary)):
+            for label, count in counts.items():
+                samples.add(family, (tag, label), float(count), created.setdefault((family, tag), now))
+    for device in group.neuron_devices:
+        index = str(device.neuron_device_index)
+        samples.add("neuron_device_resets_total", (index,), float(device.resets),
+                    created.setdefault(("neuron_device_resets_total", index), now))
 
 
 def _map_latency(stats: ExecutionStats, tag: str, samples: _Samples) -> None:

@@ -312,6 +312,34 @@ class VcpuUsage(ReportObject):
     error: GroupError
 
 
+class RuntimeExecutionTotals(ReportObject):
+    """Executions of the runtimes with one tag since neurond started, ended runtimes included."""
+
+    neuron_runtime_tag: str
+    execution_summary: dict[str, int] = Field(
+        description="Running totals by outcome, the keys of execution_stats.execution_summary.")
+    error_summary: dict[str, int] = Field(
+        description="Running totals by error kind, the keys of execution_stats.error_summary.")
+
+
+class DeviceTotals(ReportObject):
+    """Running totals of one Neuron device since neurond started."""
+
+    neuron_device_index: int
+    resets: int = Field(description="Device resets.")
+
+
+class NeurondTotals(ReportObject):
+    """Metric group `neurond_totals` (neurontools only, not in the real tool; opt-in): the daemon's
+    cumulative counters. Executions: an execution in the last period of a runtime that has ended,
+    which execution_stats never reports, is still counted. Devices: resets, which no real group has."""
+
+    period: GroupPeriod
+    neuron_runtimes: list[RuntimeExecutionTotals]
+    neuron_devices: list[DeviceTotals]
+    error: GroupError
+
+
 class SystemData(ReportObject):
     """The configured system metric groups."""
 
@@ -319,6 +347,7 @@ class SystemData(ReportObject):
 
     memory_info: MemoryInfo | Omitted = None
     neuron_hw_counters: NeuronHwCounters | Omitted = None
+    neurond_totals: NeurondTotals | Omitted = None
     vcpu_usage: VcpuUsage | Omitted = None
 
 

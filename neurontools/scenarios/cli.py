@@ -15,6 +15,7 @@ from neurontools.scenarios.scenario_file import ScenarioFileError, load_scenario
 from neurontools.scenarios.timeline import play
 from neurontools.workloads import catalog
 from neurontools.workloads.daemon_process import DaemonProcess
+from neurontools.workloads.runner import exit_now_if_requests_are_stuck
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate scenario files and say what they do")
     check.add_argument("files", nargs="+")
-    run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout")
+    run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout (neuron-lab also runs "
+                                          "Prometheus and checks the scenario's expected alerts)")
     run.add_argument("file")
     connection_options.add_arguments(run, address_help="a running daemon (default: start a private one of the "
                                                        "scenario's instance_type, unless $NEURON_DAEMON_ADDRESS is set)")
@@ -38,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             for path in args.files:
                 scenario = load_scenario(path)
+                extras = "".join(f", {len(items)} {what}" for what, items in (
+                    ("memory holder(s)", scenario.memory), ("lab step(s)", scenario.lab),
+                    ("expected alert(s)", scenario.expect)) if items)
                 print(f"{path}: ok: {scenario.name!r}, {len(scenario.workloads)} workload(s), "
-                      f"{len(scenario.faults)} fault(s), {scenario.duration:g} s on {scenario.instance_type}")
+                      f"{len(scenario.faults)} fault(s){extras}, {scenario.duration:g} s on {scenario.instance_type}")
             return 0
         scenario = load_scenario(args.file)
         stop = threading.Event()
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = play(scenario, daemon.address, stop, log)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0 if all(w["status"] != "error" for w in result["workloads"]) else 1
+        status = 0 if all(w["status"] != "error" for w in result["workloads"]) else 1
+        exit_now_if_requests_are_stuck(status)  # a request stuck on a hung core must not hold the exit
+        return status
     except (ScenarioFileError, catalog.SpecError, NeuronError, RuntimeError,
             connection_options.ConnectionOptionError) as exc:
         print(f"neuron-scenario: {exc}", file=sys.stderr)

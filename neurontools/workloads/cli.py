@@ -16,7 +16,7 @@ from neurontools.daemon import topology as topo
 from neurontools.workloads import catalog
 from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.daemon_process import DaemonProcess
-from neurontools.workloads.runner import WorkloadRun, WorkloadRunner
+from neurontools.workloads.runner import WorkloadRun, WorkloadRunner, exit_now_if_requests_are_stuck
 from neurontools.workloads.summary import summary
 
 DESCRIPTION = """\
@@ -39,6 +39,9 @@ examples:
 
 presets: {presets}
 """
+
+
+STOP_GRACE_SECONDS = 2.0  # how long the end of a run waits for the requests in flight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--serve-while-loading", action="store_true",
                      help="serve each workload as soon as it is loaded (by default serving starts once all are "
                           "loaded: a model's compile holds up the daemon and would distort the others' figures)")
+    run.add_argument("--max-errors", type=int, metavar="N",
+                     help="stop a workload after N failed requests (default: count them and serve on, as a "
+                          "serving application does)")
     run.add_argument("--progress-interval", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--list", action="store_true", help="list the presets and exit")
     return parser
@@ -97,6 +103,8 @@ def progress_line(elapsed: float, runner: WorkloadRunner) -> str:
 def _state(run: WorkloadRun) -> str:
     if run.error:
         return "failed"
+    failed = sum(run.failed.values())
+    errors = f", {failed} failed" if failed else ""
     if not run.loaded.is_set():
         return "loading"
     with run.lock:
@@ -107,7 +115,7 @@ def _state(run: WorkloadRun) -> str:
     items = sum(r.items for r in records)
     rate = items / max(1e-9, time.monotonic() - run.started)
     latency = sorted(r.wall_seconds for r in records)[len(records) // 2]
-    return f"{len(records)} requests, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
+    return f"{len(records)} requests{errors}, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,15 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         if address:
-            return _run(args, connection_options.from_arguments(args), stop)
-        instance_type = args.instance_type or topo.DEFAULT_INSTANCE_TYPE
-        topo.lookup(instance_type)  # an unknown type fails here, not inside the child
-        with DaemonProcess(instance_type) as daemon:
-            return _run(args, daemon.address, stop)
+            status = _run(args, connection_options.from_arguments(args), stop)
+        else:
+            instance_type = args.instance_type or topo.DEFAULT_INSTANCE_TYPE
+            topo.lookup(instance_type)  # an unknown type fails here, not inside the child
+            with DaemonProcess(instance_type) as daemon:
+                status = _run(args, daemon.address, stop)
     except (topo.UnknownInstanceType, catalog.SpecError, NeuronError, ValueError, RuntimeError) as exc:
         # ValueError includes connection_options.ConnectionOptionError (an unsafe token file, ...)
         print(f"neuron-workload: {exc}", file=sys.stderr)
         return 2
+    exit_now_if_requests_are_stuck(status)  # a request stuck on a hung core must not hold the exit
+    return status
 
 
 def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading.Event) -> int:
@@ -153,7 +164,8 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
         spec = catalog.parse_spec(text, defaults)
         log(f"building {spec.preset} programs")
         workload = catalog.build(spec, placer)
-        name = runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate, limit=1 if args.estimate else None)
+        name = runner.add(workload, tag=spec.settings.tag, rate=spec.settings.rate, limit=1 if args.estimate else None,
+                          max_errors=args.max_errors)
         log(f"{name} on NeuronCores {_ranges(workload.cores)}: {json.dumps(workload.describe())}")
     started = time.monotonic()
     runner.start_all(serve=args.serve_while_loading)
@@ -171,7 +183,8 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
             log(progress_line(now - started, runner))
             next_progress += args.progress_interval
         stop.wait(0.1)
-    runner.stop_all()
+    # A request stuck on a hung core would hold the run up to NEURON_RT_EXEC_TIMEOUT: keep to --duration.
+    runner.stop_all(timeout=None if args.estimate else STOP_GRACE_SECONDS)
     document = summary(runner, instance_type=topology.instance.instance_type, address=str(address),
                        mode="compute" if args.compute else "timing-only",
                        serving_seconds=round(time.monotonic() - serving, 3))

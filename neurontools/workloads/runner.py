@@ -11,16 +11,25 @@ Workloads are started and stopped by name at any time, so a scenario timeline ca
 workload's thread loads its models (a failure, such as a model that does not fit, is kept in
 `error` and reported in the summary), then each replica issues requests back to back or at `rate`
 requests per second (shared by the replicas), until stopped.
+
+Like a serving application, a workload counts a failed request (an execution that timed out, hit a
+hardware or numerical error...) and goes on serving; `max_errors` stops it after that many failed
+requests (default: never). Only a lost session (the daemon gone, the device reset) ends it. An
+execution waits at most NEURON_RT_EXEC_TIMEOUT (the runtime's setting, read by the client session;
+the daemon's default is 30 s), and `stop(timeout)` does not wait longer than asked for a request
+stuck on a hung core, so a run keeps to its duration.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from neurontools.client import Device, NeuronError, Session
+from neurontools.client import AccessDenied, DaemonUnavailable, Device, ExecutionError, NeuronError, Session
 from neurontools.workloads.memory_plan import DoesNotFit, category_name
 from neurontools.workloads.workload import RequestRecord, Workload
 
@@ -33,8 +42,12 @@ class WorkloadRun:
     tag: str
     rate: float | None = None               # requests per second over all replicas; None: back to back
     limit: int | None = None                # requests per replica; None: until stopped
+    max_errors: int | None = None           # failed requests after which the workload stops; None: never
     records: list[RequestRecord] = field(default_factory=list)
-    error: str | None = None
+    failed: dict[str, int] = field(default_factory=dict)        # failed requests by execution status
+    last_failure: str | None = None
+    executions: dict[str, int] = field(default_factory=dict)    # by status, the daemon's count at close
+    error: str | None = None                # why the workload stopped by itself (load failure, max_errors...)
     loaded: threading.Event = field(default_factory=threading.Event)
     stop_event: threading.Event = field(default_factory=threading.Event)
     serving: threading.Event = field(default_factory=threading.Event)  # set: serve once loaded
@@ -59,14 +72,17 @@ class WorkloadRunner:
         self._loading = threading.Lock()
 
     def add(self, workload: Workload, *, tag: str | None = None, rate: float | None = None,
-            limit: int | None = None, name: str | None = None) -> str:
+            limit: int | None = None, name: str | None = None, max_errors: int | None = None) -> str:
         """Register a workload under `name` (default: the workload's name, made unique). `limit` stops
-        each replica after that many requests."""
+        each replica after that many requests; `max_errors` stops the workload after that many failed
+        requests (None: it serves on, counting them)."""
         name = name or workload.name
         base, n = name, 2
         while name in self.runs:
             name, n = f"{base}#{n}", n + 1
-        self.runs[name] = WorkloadRun(workload, tag or name, rate, limit)
+        if max_errors is not None and max_errors < 1:
+            raise ValueError(f"max_errors must be at least 1 (got {max_errors}); leave it out to never stop on errors")
+        self.runs[name] = WorkloadRun(workload, tag or name, rate, limit, max_errors)
         return name
 
     def start(self, name: str, *, serve: bool = True) -> None:
@@ -77,6 +93,8 @@ class WorkloadRunner:
         run.stop_event.clear()
         run.loaded.clear()
         run.error = None
+        run.failed.clear()
+        run.last_failure = None
         if serve:
             run.serving.set()
         run.thread = threading.Thread(target=self._serve, args=(name, run), name=f"workload-{name}", daemon=True)
@@ -86,6 +104,8 @@ class WorkloadRunner:
         self.runs[name].serving.set()
 
     def stop(self, name: str, timeout: float | None = None) -> None:
+        """Stop serving; waits for the request in flight at most `timeout` seconds (None: until it ends).
+        A request stuck on a hung core ends at NEURON_RT_EXEC_TIMEOUT, then the session closes."""
         run = self.runs[name]
         run.stop_event.set()
         run.serving.set()
@@ -108,11 +128,13 @@ class WorkloadRunner:
             self.serve(name)
 
     def stop_all(self, timeout: float | None = None) -> None:
+        """Stop every workload, waiting at most `timeout` seconds in all."""
         for run in self.runs.values():
             run.stop_event.set()
             run.serving.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for name in self.runs:
-            self.stop(name, timeout)
+            self.stop(name, None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """True once every started workload has loaded or failed."""
@@ -134,8 +156,8 @@ class WorkloadRunner:
                 with Device(self.address) as device:
                     model = workload.describe()["model"]
                     workload.memory_plan().check(device.snapshot(), name if name == model else f"{name} ({model})")
-                session = Session(self.address, visible_cores=_core_list(workload.cores), tag=run.tag,
-                                  exec_timeout=120).open()
+                # exec_timeout: NEURON_RT_EXEC_TIMEOUT if set, else the daemon's default (30 s).
+                session = Session(self.address, visible_cores=_core_list(workload.cores), tag=run.tag).open()
                 try:
                     replicas = [workload.replica(group) for group in workload.groups]
                     for replica in replicas:
@@ -159,10 +181,11 @@ class WorkloadRunner:
                 for thread in threads:
                     thread.join()
             finally:
+                run.stopped = time.monotonic()
                 for replica in replicas:
                     replica.close()
+                run.executions = self._executions(session.session_id)
                 session.close()
-            run.stopped = time.monotonic()
         except (DoesNotFit, NeuronError, ValueError) as exc:
             self._fail(name, run, str(exc))
         finally:
@@ -179,19 +202,62 @@ class WorkloadRunner:
                 due = max(due + interval, time.monotonic() - interval)  # no burst after a slow request
             try:
                 record = replica.request()
-            except NeuronError as exc:
+            except (AccessDenied, DaemonUnavailable) as exc:  # the session is gone: nothing more to serve
                 if not run.stop_event.is_set():
-                    self._fail(run.workload.name, run, f"request failed: {exc}")
+                    self._fail(run.workload.name, run, f"session lost: {exc}")
                     run.stop_event.set()
                 break
+            except NeuronError as exc:
+                served += 1
+                if self._count_failure(run, exc):
+                    break
+                continue
             with run.lock:
                 run.records.append(record)
             served += 1
+
+    def _count_failure(self, run: WorkloadRun, exc: NeuronError) -> bool:
+        """Count a failed request; True when the workload's max_errors is reached."""
+        status = exc.result.status if isinstance(exc, ExecutionError) else type(exc).__name__
+        with run.lock:
+            run.failed[status] = run.failed.get(status, 0) + 1
+            run.last_failure = str(exc)
+            failures = sum(run.failed.values())
+        if run.max_errors is None or failures < run.max_errors or run.stop_event.is_set():
+            return False
+        self._fail(run.workload.name, run, f"stopped after {failures} failed requests (max_errors); last: {exc}")
+        run.stop_event.set()
+        return True
+
+    def _executions(self, session_id: int) -> dict[str, int]:
+        """The daemon's count of the session's executions by status, read just before it closes."""
+        try:
+            with Device(self.address) as device:
+                snapshot = device.snapshot()
+        except NeuronError:
+            return {}
+        for session in snapshot.sessions:
+            if session.session_id == session_id:
+                counts = session.stats.executions
+                return {f.name: getattr(counts, f.name) for f in counts.DESCRIPTOR.fields}
+        return {}
 
     def _fail(self, name: str, run: WorkloadRun, message: str) -> None:
         run.error = message
         if self._on_error is not None:
             self._on_error(name, message)
+
+
+def exit_now_if_requests_are_stuck(status: int) -> None:
+    """End the process at once if a workload thread still waits on a request (a hung core).
+
+    Python joins the executors' threads at exit, each waiting up to NEURON_RT_EXEC_TIMEOUT per queued
+    execution; a command that is done should leave as a stopped serving process does: the connection
+    drops and the daemon ends the session."""
+    if any(t.name.startswith("workload-") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _core_list(cores: list[int]) -> str:

@@ -5,6 +5,11 @@ Two clocks, labelled (DESIGN principle 3): `*_seconds` under "latency" are wall-
 the client (queueing and the daemon's own overhead included); under "device_latency" they are the
 modeled NeuronCore-v2 times. "modeled" throughput is what the real hardware would sustain with every
 replica busy back to back: replicas x items per request / mean modeled time per request.
+
+Failed requests are counted, not timed: "requests_by_status" has "ok" and, for a failed request,
+the status of the execution that failed it (timed_out, completed_with_err...). "executions_by_status"
+is the daemon's own count for the session, read just before it closed (every execution of a request,
+the failed ones included).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
     workload = run.workload
     with run.lock:
         records = list(run.records)
+        failed = dict(run.failed)
+        last_failure = run.last_failure
     unit = workload.unit
     window = (run.stopped or time.monotonic()) - run.started if run.started is not None else None
     items = sum(r.items for r in records)
@@ -37,9 +44,12 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
     out: dict = {
         "name": name, "kind": workload.kind, "tag": run.tag, "cores": workload.cores,
         "replicas": len(workload.groups), "config": workload.describe(),
-        "status": "error" if run.error else ("ok" if records else "no requests"),
-        "error": run.error, "load_seconds": round(run.load_seconds, 3),
-        "requests": len(records), unit: items, "executions": sum(r.executions for r in records),
+        "status": _status(run.error, records, failed),
+        "error": run.error, "last_request_error": last_failure, "load_seconds": round(run.load_seconds, 3),
+        "requests": len(records) + sum(failed.values()),
+        "requests_by_status": {"ok": len(records)} | dict(sorted(failed.items())),
+        "executions_by_status": dict(run.executions) if run.executions else None,
+        unit: items, "executions": sum(r.executions for r in records),
         "run_seconds": window,
         f"{unit}_per_second": items / window if window else None,
         f"modeled_{unit}_per_second": (len(workload.groups) * items / sum(device)) if device and sum(device) else None,
@@ -59,6 +69,15 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
         out["inter_token_latency_seconds"] = percentiles([s for r in records for s in r.item_seconds])
         out["device_inter_token_latency_seconds"] = percentiles([s for r in records for s in r.item_device_seconds])
     return out
+
+
+def _status(error: str | None, records: list, failed: dict[str, int]) -> str:
+    """ok; "errors" when some requests failed but the workload served on; "error" when it stopped."""
+    if error:
+        return "error"
+    if failed:
+        return "errors"
+    return "ok" if records else "no requests"
 
 
 def summary(runner: WorkloadRunner, **context) -> dict:
