@@ -40,6 +40,10 @@ MATMUL_TENSOR_ACCESSES = 3
 # "Each tensor access costs about 60 cycles of fixed overhead".
 SRAM_ACCESS_CYCLES = 60
 
+# "Each interface reads or writes 128 elements per cycle ... when the innermost stride is <= 16 B. Above
+# 16 B the bandwidth halves" (ref §2.3): charged to the Tensor engine's moving operand (access patterns).
+NARROW_STRIDE_BYTES = 16
+
 # -- Vector and Scalar engines (ref §3.5) -----------------------------------------------------------
 # "~N cycles for a one-input instruction and 2N for two inputs" (N = elements per partition);
 # "add about 100 cycles static overhead when instructions are tiny or back-to-back dependent".
@@ -160,9 +164,12 @@ def _ns(cycles: float, clock_hz: float) -> float:
     return cycles / clock_hz * NS_PER_S
 
 
-def matmul_cost(moving_free: int, fp32: bool) -> InstructionCost:
-    """One MultiplyMoving step; LoadStationary is assumed hidden behind the previous matmul."""
+def matmul_cost(moving_free: int, fp32: bool, moving_stride_bytes: int = 0) -> InstructionCost:
+    """One MultiplyMoving step; LoadStationary is assumed hidden behind the previous matmul. A moving
+    operand read with an innermost stride above 16 B streams at half the rate (ref §2.3)."""
     cycles = max(moving_free, MATMUL_MIN_CYCLES) * (MATMUL_FP32_FACTOR if fp32 else 1)
+    if moving_stride_bytes > NARROW_STRIDE_BYTES:
+        cycles *= 2
     return InstructionCost(pb.TENSOR, _ns(cycles, TENSOR_CLOCK_HZ),
                            _ns(MATMUL_TENSOR_ACCESSES * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ))
 

@@ -54,7 +54,8 @@ def _execute_dma_copy(op: _DmaCopy, env: Env) -> None:
     values = read_view(env, op.src)
     if op.src.dtype != op.dst.dtype:
         values = dtypes.cast_to(as_float32(values), op.dst.dtype)
-    env[op.dst.name][op.dst.index] = values.reshape(op.dst.shape)
+    target = op.dst.array(env)
+    target[...] = values.reshape(target.shape)
 
 
 def _cost_dma_copy(op: _DmaCopy) -> cost_model.InstructionCost:

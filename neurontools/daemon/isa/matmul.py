@@ -83,7 +83,7 @@ def execute_matmul(op: Matmul, env: Env) -> None:
 
 
 def _cost_matmul(op: Matmul) -> cost_model.InstructionCost:
-    return cost_model.matmul_cost(op.moving.free, op.fp32)
+    return cost_model.matmul_cost(op.moving.free, op.fp32, op.moving.innermost_stride_bytes)
 
 
 # transpose: dst[F, P] = src[P, F]; the Tensor engine does it as a matmul with the identity into PSUM,
