@@ -5,7 +5,8 @@ Layouts: images [B, C, H, W] in HBM (channels on the partitions once on chip), w
 float32 (a folded batch norm's shift: one value per output channel, which the Scalar engine adds per
 partition as it evacuates PSUM).
 
-A KH x KW convolution is KH * KW matmuls per input-channel chunk, accumulated in PSUM: tap (dy, dx) takes
+A KH x KW convolution is KH * KW matmuls per input-channel chunk, accumulated in PSUM (KW when the
+channels are few: see conv2d's `stacked`): tap (dy, dx) takes
 the weights [Ci, Co] of that tap as the stationary operand and, as the moving operand, the padded input
 in SBUF read through an access pattern, rows and columns `stride` apart starting at (dy, dx): the
 im2col matrix is never built, each tap reads the input where it is. An output row block is as many
@@ -26,16 +27,23 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _padded_inputs(k: Kernel, x, image: int, tiles: list, padding: int) -> None:
-    """Loads image `image` of x [B, C, H, W] into the padded [C chunk, Hp * Wp] tiles (zero border)."""
+def _padded_inputs(k: Kernel, x, image: int, tiles: list, padding: int, row_taps: int = 1) -> None:
+    """Loads image `image` of x [B, C, H, W] into the padded [C chunk, Hp * Wp] tiles (zero border). With
+    row_taps > 1 (few channels) the one tile holds row_taps copies of the image on consecutive partition
+    blocks, copy dy shifted up by dy rows, so that one matmul contracts over a whole column of kernel taps."""
     _, c, h, w = x.shape
     hp, wp = h + 2 * padding, w + 2 * padding
     for tile, (c0, c1) in zip(tiles, chunks(c, P)):
+        cc = c1 - c0
         if padding:
-            k.memset(tile[0:c1 - c0, 0:hp * wp], 0.0)
-        interior = tile.pattern(slice(0, c1 - c0), slice(padding, padding + h), slice(padding, padding + w),
-                                free_shape=(hp, wp))
-        k.load(interior, x[image, c0:c1])
+            k.memset(tile[0:cc * row_taps, 0:hp * wp], 0.0)
+        for dy in range(row_taps):
+            lo, hi = max(0, padding - dy), min(hp - dy, padding + h - dy)  # rows of copy dy holding image rows
+            if hi <= lo:
+                continue
+            interior = tile.pattern(slice(dy * cc, (dy + 1) * cc), slice(lo, hi), slice(padding, padding + w),
+                                    free_shape=(hp, wp))
+            k.load(interior, x[image, c0:c1, lo + dy - padding:hi + dy - padding])
 
 
 def _input_sets(k: Kernel, x, padding: int, dtype) -> list[list]:
@@ -64,11 +72,19 @@ def conv2d(k: Kernel, out: Operand, x: Operand, w: Operand, bias: Operand, *, st
     hp, wp = h + 2 * padding, wd + 2 * padding
     compute = x.dtype
     in_chunks, out_blocks = chunks(ci, P), chunks(co, P)
-    taps = kh * kw
+    # Few input channels (ResNet's stem: 3) would use a sliver of the 128-row contraction: the kernel's
+    # rows then join the channels on the partitions (partition dy * Ci + c), one matmul per kernel column.
+    stacked = kh > 1 and ci * kh <= P
+    row_taps = 1 if stacked else kh     # kernel rows left as separate matmuls
+    depth = kh if stacked else 1        # kernel rows folded into the contraction
     weights = []
     for c0, c1 in in_chunks:
-        tile = k.sbuf((P, taps * co), compute)
-        k.load(tile[0:c1 - c0], w[c0:c1])
+        tile = k.sbuf((P, row_taps * kw * co), compute)
+        if stacked:
+            for dy in range(kh):
+                k.load(tile[dy * ci:(dy + 1) * ci], w[:, dy])
+        else:
+            k.load(tile[0:c1 - c0], w[c0:c1])
         weights.append(tile)
     biases = []
     for o0, o1 in out_blocks:
@@ -83,21 +99,21 @@ def conv2d(k: Kernel, out: Operand, x: Operand, w: Operand, bias: Operand, *, st
     shortcuts = _Rotation([k.sbuf((P, rows * ow), out.dtype) for _ in range(2)]) if residual is not None else None
     for image in range(batch):
         padded = inputs[image % len(inputs)]
-        _padded_inputs(k, x, image, padded, padding)
+        _padded_inputs(k, x, image, padded, padding, depth)
         for (o0, o1), bias_tile in zip(out_blocks, biases):
             m = o1 - o0
             for r0, r1 in chunks(oh, rows):
                 n = (r1 - r0) * ow
                 acc = accs.take()[0:m, 0:n]
-                steps = [(c, t) for c in range(len(in_chunks)) for t in range(taps)]
+                steps = [(c, t) for c in range(len(in_chunks)) for t in range(row_taps * kw)]
                 for i, (c, t) in enumerate(steps):
                     dy, dx = divmod(t, kw)
-                    cc = in_chunks[c][1] - in_chunks[c][0]
+                    rows_k = (in_chunks[c][1] - in_chunks[c][0]) * depth  # contraction rows
                     first_row = r0 * stride + dy
                     moving = padded[c].pattern(
-                        slice(0, cc), slice(first_row, first_row + (r1 - r0 - 1) * stride + 1, stride),
+                        slice(0, rows_k), slice(first_row, first_row + (r1 - r0 - 1) * stride + 1, stride),
                         slice(dx, dx + (ow - 1) * stride + 1, stride), free_shape=(hp, wp))
-                    k.matmul(acc, weights[c][0:cc, t * co + o0:t * co + o1], moving, accumulate=i > 0)
+                    k.matmul(acc, weights[c][0:rows_k, t * co + o0:t * co + o1], moving, accumulate=i > 0)
                 result = outs.take()[0:m, 0:n]
                 if residual is None:
                     k.activation(result, acc, function, bias=bias_tile[0:m])
