@@ -140,3 +140,23 @@ def test_costs_follow_the_pattern():
     occupancy = 4 * 128 / 2.8
     assert compile_program(_program(tiles, mm(2))).estimate.engine_busy_ns[pb.TENSOR] == pytest.approx(occupancy, abs=1)
     assert compile_program(_program(tiles, mm(8))).estimate.engine_busy_ns[pb.TENSOR] == pytest.approx(2 * occupancy, abs=1)
+
+
+def _store_then_load(step: int, reload: bool) -> pb.Program:
+    k = Kernel()
+    y = k.output("y", (128, 64), "float32")
+    t, u = k.sbuf((128, 64 // step), "float32"), k.sbuf((128, 64), "float32")
+    k.memset(t, 1.0)
+    k.store(y.pattern(slice(0, 128), slice(0, 64, step)), t)
+    if reload:  # columns 0-62: inside the strided store's bounding box (its last column is 62)
+        k.load(u[:, 0:63], y[:, 0:63])
+    return k.program()
+
+
+def test_a_strided_store_leaves_nothing_for_a_later_load_to_fuse_with():
+    """Fusion reads a load's data from SBUF only when stores wrote all of it; a store with a step fills
+    every other column of its bounding box, so loading the box must still come from HBM."""
+    busy = {(step, reload): compile_program(_store_then_load(step, reload)).estimate.engine_busy_ns[pb.DMA]
+            for step in (1, 2) for reload in (False, True)}
+    assert busy[1, True] == pytest.approx(busy[1, False], abs=1)  # fused: the reload takes no DMA time
+    assert busy[2, True] > busy[2, False] + 100                   # from HBM: 8 descriptors per engine and 2 KiB
