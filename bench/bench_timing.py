@@ -9,7 +9,8 @@ preset's modeled time is made of.
 3. Attribution per preset: the share of the modeled time spent on compute (the busiest compute engine),
    DMA beyond that, latency (dependency waits no engine fills), collectives and fixed costs
    (neurontools/workloads/estimate.py). Presets at batch 1 on one core (encoders, seq 128) and
-   tensor-parallel over the 24 cores of an inf2.48xlarge (decoders, 128-token prompt).
+   tensor-parallel over the 24 cores of an inf2.48xlarge (decoders, 128-token prompt); ResNet-50 at
+   224 x 224, batch 1 and 8 on one core (modeled only: no published figure was fitted or compared).
 
 The modeled times are computed in-process from the programs neuron-workload --estimate loads (no
 daemon: the figures are the same, `neuron-workload --estimate` takes minutes per preset).
@@ -31,6 +32,8 @@ from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.decoder_workload import DecoderWorkload
 from neurontools.workloads.encoder_workload import EncoderWorkload
 from neurontools.workloads.estimate import PARTS, Attribution, estimate
+from neurontools.workloads.resnet import VISION
+from neurontools.workloads.vision_workload import VisionWorkload
 
 TOLERANCE = 0.10
 # (label, preset, batch, sequence length, published seconds, which figure). Seed benchmark table,
@@ -109,6 +112,9 @@ def attribution(calibrated: list[tuple[str, Attribution]], quick: bool) -> None:
     for preset in encoders:
         rows.append(row(f"{preset}, batch 1, seq 128, 1 core",
                         estimate(encoder(preset, 1, 128), "inf2.xlarge").request))
+    for batch in (1, 8):  # not calibrated: no published ResNet-50 figure was used
+        rows.append(row(f"resnet-50, 224 x 224, batch {batch}, 1 core",
+                        estimate(VisionWorkload(VISION["resnet-50"], [0], batch=batch), "inf2.xlarge").request))
     for preset in decoders:
         try:
             modeled = estimate(decoder(preset), "inf2.48xlarge")

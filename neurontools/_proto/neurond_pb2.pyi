@@ -709,20 +709,24 @@ class Tile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., buffer: _Optional[_Union[Buffer, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class Slice(_message.Message):
-    __slots__ = ("start", "stop")
+    __slots__ = ("start", "stop", "step")
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     start: int
     stop: int
-    def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ...) -> None: ...
+    step: int
+    def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class Ref(_message.Message):
-    __slots__ = ("name", "slices")
+    __slots__ = ("name", "slices", "free_shape")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SLICES_FIELD_NUMBER: _ClassVar[int]
+    FREE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     slices: _containers.RepeatedCompositeFieldContainer[Slice]
-    def __init__(self, name: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[Slice, _Mapping]]] = ...) -> None: ...
+    free_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[Slice, _Mapping]]] = ..., free_shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DmaCopy(_message.Message):
     __slots__ = ("dst", "src")

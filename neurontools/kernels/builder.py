@@ -16,6 +16,7 @@ other rule is checked by the daemon when the program is loaded (neurontools.daem
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -75,6 +76,51 @@ class Tensor:
     def ref(self) -> pb.Ref:
         return pb.Ref(name=self.name)
 
+    def pattern(self, *slices: slice, free_shape: Sequence[int] = ()) -> "Pattern":
+        """An access pattern: a start, stop and step per dimension (python slices), for HBM tensors and
+        tiles; a tile's free dimension can be read as `free_shape` (up to 4 dimensions, C order), the
+        slices then indexing [P, *free_shape]. E.g. the stride-2 taps of a convolution over a tile
+        [C, H * W]: tile.pattern(slice(0, C), slice(kh, kh + 2 * rows, 2), slice(kw, kw + 2 * cols, 2),
+        free_shape=(H, W)) is [C, rows * cols]."""
+        if free_shape and math.prod(free_shape) > self.shape[1]:
+            raise KernelError(f"{self.name}: free_shape {list(free_shape)} exceeds the free size {self.shape[1]}")
+        indexed = (self.shape[0], *free_shape) if free_shape else self.shape
+        if len(slices) > len(indexed):
+            raise KernelError(f"{self.name}: {len(slices)} slices for a pattern of rank {len(indexed)}")
+        dims = []
+        for dim, size in enumerate(indexed):
+            item = slices[dim] if dim < len(slices) else slice(None)
+            if not isinstance(item, slice):
+                raise KernelError(f"{self.name}: pattern dimension {dim} must be a slice, got {item!r}")
+            start, stop, step = item.indices(size)
+            if step < 1 or stop <= start:
+                raise KernelError(f"{self.name}: pattern dimension {dim} [{start}:{stop}:{step}] must be a "
+                                  "non-empty range with a positive step")
+            dims.append((start, stop, step))
+        return Pattern(self, tuple(dims), tuple(free_shape))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """An access pattern over a Tensor (Tensor.pattern): engines see a tile's as [P, free elements]."""
+
+    tensor: Tensor
+    dims: tuple[tuple[int, int, int], ...]
+    free_shape: tuple[int, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        counts = tuple(len(range(*dim)) for dim in self.dims)
+        return (counts[0], math.prod(counts[1:])) if self.free_shape else counts
+
+    @property
+    def dtype(self) -> int:
+        return self.tensor.dtype
+
+    def ref(self) -> pb.Ref:
+        return pb.Ref(name=self.tensor.name, free_shape=list(self.free_shape),
+                      slices=[pb.Slice(start=a, stop=b, step=c if c != 1 else 0) for a, b, c in self.dims])
+
 
 @dataclass(frozen=True)
 class View:
@@ -117,6 +163,21 @@ class View:
             bounds[dim] = (start + lo, start + hi)
         return View(self.tensor, tuple(bounds))
 
+    def pattern(self, *slices: slice, free_shape: Sequence[int] = ()) -> "Pattern":
+        """Tensor.pattern within this view, which must start at the tensor's origin (a pooled tile)."""
+        if any(start for start, _ in self.bounds):
+            raise KernelError(f"{self.tensor.name}: access patterns are taken from a view at the origin")
+        limit = self.shape if not free_shape else (self.shape[0], *free_shape)
+        if free_shape and math.prod(free_shape) > self.shape[1]:
+            raise KernelError(f"{self.tensor.name}: free_shape {list(free_shape)} exceeds the view's free "
+                              f"size {self.shape[1]}")
+        for dim, item in enumerate(slices):
+            stop = item.indices(limit[dim])[1] if dim < len(limit) else None
+            if stop is None or (item.stop is not None and item.stop > limit[dim]):
+                raise KernelError(f"{self.tensor.name}: pattern slice {item} leaves the view {list(self.shape)}")
+        slices = tuple(slices) + tuple(slice(0, size) for size in limit[len(slices):])
+        return self.tensor.pattern(*slices, free_shape=free_shape)
+
     def ref(self) -> pb.Ref:
         # Trailing whole dimensions need no slice.
         last = max((d + 1 for d, (bound, size) in enumerate(zip(self.bounds, self.tensor.shape))
@@ -125,7 +186,7 @@ class View:
                       slices=[pb.Slice(start=a, stop=b) for a, b in self.bounds[:last]])
 
 
-Operand = Union[Tensor, View]
+Operand = Union[Tensor, View, Pattern]
 ScalarLike = Union[float, Operand]
 
 

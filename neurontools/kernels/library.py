@@ -69,8 +69,9 @@ class _Transposer:
 
     def __init__(self, k: Kernel, evacuator: _Evacuator) -> None:
         self._k = k
-        # Four fit one PSUM bank; two would leave the Tensor engine waiting for each evacuation.
-        self._psum = _Rotation([k.psum((P, P)) for _ in range(4)])
+        # Eight fill two PSUM banks: fewer leave the Tensor engine waiting for evacuations, each of which
+        # reaches the next engine through a semaphore (cost_model.ENGINE_SEMAPHORE_CYCLES).
+        self._psum = _Rotation([k.psum((P, P)) for _ in range(8)])
         self._evacuator = evacuator
 
     def __call__(self, dst: View, src: View) -> None:

@@ -2,7 +2,8 @@
 
 A spec is a preset name and optional key=value settings that override the command line's defaults:
 cores (a count, or a list such as 0-3 or 4,5), tp, batch, seq_len (the prompt length of a decoder),
-gen_len, dtype, layers (the preset's architecture with that many layers), layers_per_program, rate, tag.
+gen_len, dtype, layers (the preset's architecture with that many layers), layers_per_program, image (a
+vision model's image size in pixels), rate, tag.
 Cores are taken in order from those the process may use (NEURON_RT_VISIBLE_CORES or
 NEURON_RT_NUM_CORES, as for any Neuron process), no session holds
 and no earlier workload of the mix took; groups of two or more cores start on a device boundary,
@@ -25,6 +26,8 @@ from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchi
 from neurontools.workloads.decoder import DecoderShape
 from neurontools.workloads.decoder_workload import DecoderWorkload
 from neurontools.workloads.encoder_workload import EncoderWorkload
+from neurontools.workloads.resnet import VISION, VisionArchitecture
+from neurontools.workloads.vision_workload import VisionWorkload
 from neurontools.workloads.workload import Workload
 
 TP_DEGREES = (1, 2, 4, 8, 12, 16, 24, 32)
@@ -48,6 +51,7 @@ class Settings:
     dtype: str = "bfloat16"
     layers: int | None = None
     layers_per_program: int | None = None
+    image: int | None = None
     rate: float | None = None
     tag: str | None = None
     compute: bool = False
@@ -60,16 +64,16 @@ class Spec:
 
 
 _KEYS = {"cores": str, "tp": int, "batch": int, "seq_len": int, "gen_len": int, "dtype": str, "layers": int,
-         "layers_per_program": int, "rate": float, "tag": str}
+         "layers_per_program": int, "image": int, "rate": float, "tag": str}
 
 
 def presets() -> list[str]:
-    return [*ENCODERS, *DECODERS]
+    return [*ENCODERS, *DECODERS, *VISION]
 
 
 def parse_spec(text: str, defaults: Settings) -> Spec:
     name, _, rest = text.partition(":")
-    if name not in ENCODERS and name not in DECODERS:
+    if name not in ENCODERS and name not in DECODERS and name not in VISION:
         raise SpecError(f"unknown workload {name!r}; presets: {', '.join(presets())}")
     values = {}
     for item in filter(None, rest.split(",") if rest else []):
@@ -194,8 +198,13 @@ def quick_bytes_per_core(shape: DecoderShape) -> int:
     return (shape.arch.layers * per_layer + workspace + head) * size + RUNTIME_SLACK_PER_CORE
 
 
-def architecture(spec: Spec) -> EncoderArchitecture | DecoderArchitecture:
+def architecture(spec: Spec) -> EncoderArchitecture | DecoderArchitecture | VisionArchitecture:
     """The preset's architecture, with the layer count the spec overrides."""
+    if spec.preset in VISION:
+        if spec.settings.layers:
+            raise SpecError(f"{spec.preset}: layers applies to transformer presets; a ResNet's depth is its "
+                            "architecture (resnet-50)")
+        return VISION[spec.preset]
     arch = ENCODERS.get(spec.preset) or DECODERS[spec.preset]
     return replace(arch, layers=spec.settings.layers) if spec.settings.layers else arch
 
@@ -203,6 +212,9 @@ def architecture(spec: Spec) -> EncoderArchitecture | DecoderArchitecture:
 def build(spec: Spec, placer: Placer) -> Workload:
     s = spec.settings
     arch = architecture(spec)
+    if isinstance(arch, VisionArchitecture):
+        return VisionWorkload(arch, _cores(s, placer, ENCODER_CORES), batch=s.batch, image_size=s.image,
+                              dtype=s.dtype, compute=s.compute)
     if isinstance(arch, EncoderArchitecture):
         cores = _cores(s, placer, ENCODER_CORES)
         return EncoderWorkload(arch, cores, batch=s.batch, seq_len=s.seq_len or 128,

@@ -15,17 +15,18 @@ from neurontools.client import Device, NeuronError
 from neurontools.daemon import topology as topo
 from neurontools.workloads import catalog
 from neurontools.workloads.architectures import DECODERS, ENCODERS
+from neurontools.workloads.resnet import VISION
 from neurontools.workloads.daemon_process import DaemonProcess
 from neurontools.workloads.runner import WorkloadRun, WorkloadRunner, exit_now_if_requests_are_stuck
 from neurontools.workloads.summary import summary
 
 DESCRIPTION = """\
-Run model-shaped workloads (BERT-style encoders data-parallel, decoder LLMs tensor-parallel) on a
+Run model-shaped workloads (BERT-style encoders and ResNet-50 data-parallel, decoder LLMs tensor-parallel) on a
 neurond, print progress on stderr and a JSON summary on stdout: latency percentiles, inferences or
 tokens per second, modeled device time next to wall time, HBM used by category.
 
 A WORKLOAD is a preset name with optional settings: NAME[:key=value,...], keys cores (a count or a
-list such as 0-3), tp, batch, seq_len, gen_len, dtype, layers, layers_per_program, rate, tag. Several make a
+list such as 0-3), tp, batch, seq_len, gen_len, dtype, layers, layers_per_program, image, rate, tag. Several make a
 mix; each gets its own runtime session and cores.
 """
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--dtype", default="bfloat16", help="weights and activations (default bfloat16)")
     shape.add_argument("--layers", type=int, help="layers of every preset (default: its architecture's)")
     shape.add_argument("--layers-per-program", type=int, help="layers per stage program (default: by size)")
+    shape.add_argument("--image", type=int, help="image size of vision presets in pixels (default: the preset's, 224)")
     shape.add_argument("--rate", type=float, help="requests per second per workload (default: back to back)")
     shape.add_argument("--tag", help="process tag of the sessions (default: the workload's name)")
     run = parser.add_argument_group("run")
@@ -90,6 +92,9 @@ def list_presets() -> str:
     for d in DECODERS.values():
         lines.append(f"{d.name:<16} {'decoder':<8} {d.parameters():>16,}  {d.layers} layers, hidden {d.hidden}, "
                      f"{d.heads} heads ({d.kv_heads} KV), MLP {d.intermediate}, vocabulary {d.vocab}")
+    for v in VISION.values():
+        lines.append(f"{v.name:<16} {'vision':<8} {v.parameters():>16,}  bottleneck blocks "
+                     f"{'-'.join(map(str, v.blocks))}, {v.image_size} x {v.image_size} images, {v.classes} classes")
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading.Event) -> int:
     defaults = catalog.Settings(tp=args.tp, batch=args.batch, seq_len=args.seq_len, gen_len=args.gen_len,
                                 dtype=args.dtype, layers=args.layers, layers_per_program=args.layers_per_program,
-                                rate=args.rate,
+                                image=args.image, rate=args.rate,
                                 tag=args.tag, compute=args.compute)
     with Device(address) as device:
         topology = device.topology()

@@ -26,6 +26,7 @@ from neurontools.daemon.isa.program import CompiledProgram, compile_program
 from neurontools.workloads.decoder import bucket
 from neurontools.workloads.decoder_workload import DecoderWorkload
 from neurontools.workloads.encoder_workload import EncoderWorkload
+from neurontools.workloads.vision_workload import VisionWorkload
 
 PARTS = ("compute", "DMA", "latency", "collectives", "fixed")
 
@@ -50,7 +51,7 @@ class Attribution:
 
 @dataclass
 class Estimate:
-    kind: str                 # "encoder" or "decoder"
+    kind: str                 # "encoder", "decoder" or "vision"
     request: Attribution      # an encoder request; a decoder's time to first token
     token: Attribution | None = None  # a decoder's mean time per output token
 
@@ -89,10 +90,16 @@ def _fixed(seconds: float) -> Attribution:
     return Attribution(dict(dict.fromkeys(PARTS, 0.0), fixed=seconds))
 
 
-def estimate(workload: EncoderWorkload | DecoderWorkload, instance_type: str) -> Estimate:
+def estimate(workload: EncoderWorkload | DecoderWorkload | VisionWorkload, instance_type: str) -> Estimate:
     """The modeled request of one replica of `workload` (timing-only, as built) on `instance_type`."""
     planner = _Planner(instance_type)
     cores = workload.groups[0]
+    if isinstance(workload, VisionWorkload):
+        request = Attribution()
+        for program in workload.programs.values():
+            request.add(planner.time(program, cores))
+        request.add(_fixed(workload.overhead_seconds()))
+        return Estimate("vision", request)
     if isinstance(workload, EncoderWorkload):
         request = Attribution()
         request.add(planner.time(workload.programs["embed"], cores))

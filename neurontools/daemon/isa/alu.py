@@ -10,7 +10,8 @@ import numpy as np
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.isa.operands import Context, View
-from neurontools.daemon.isa.instruction import Env, as_bits, as_float32, is_int, store_bits, store_fp32
+from neurontools.daemon.isa.instruction import (Env, as_bits, as_float32, is_int, read_view, store_bits,
+                                                store_fp32)
 
 
 def _compare(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
@@ -74,7 +75,7 @@ FLOAT, EXACT_INT, BITVEC_MODE = "float", "int", "bits"
 
 
 def load_operand(env: Env, view: View, mode: str) -> np.ndarray:
-    values = env[view.name][view.index]
+    values = read_view(env, view)
     if mode == FLOAT:
         return as_float32(values)
     return as_bits(values) if mode == BITVEC_MODE else values.astype(np.int64)

@@ -40,6 +40,10 @@ MATMUL_TENSOR_ACCESSES = 3
 # "Each tensor access costs about 60 cycles of fixed overhead".
 SRAM_ACCESS_CYCLES = 60
 
+# "Each interface reads or writes 128 elements per cycle ... when the innermost stride is <= 16 B. Above
+# 16 B the bandwidth halves" (ref §2.3): charged to the Tensor engine's moving operand (access patterns).
+NARROW_STRIDE_BYTES = 16
+
 # -- Vector and Scalar engines (ref §3.5) -----------------------------------------------------------
 # "~N cycles for a one-input instruction and 2N for two inputs" (N = elements per partition);
 # "add about 100 cycles static overhead when instructions are tiny or back-to-back dependent".
@@ -50,6 +54,14 @@ MIN_II_CYCLES = 64
 # activation with an add-reduce reads the accumulator registers once more: "ActReadAccumulator ~64
 # cycles" (ref §3.5); the NKI docs give max(MIN_II, N) + MIN_II for activation_reduce.
 ACT_READ_ACCUMULATOR_CYCLES = 64
+# A result handed from one compute engine to another goes through a semaphore: the producer signals when
+# its write is done, the consumer's queue sees it and starts (a same-engine dependency needs none: the
+# in-order pipeline orders it). The NKI perf guide's 189 ns chain (ref §3.5) is on one engine, so it does
+# not include this; no figure is published. CALIBRATED: 28 cycles at 1.4 GHz = 20 ns, fitted on the seed
+# table's ELECTRA-large batch 1 seq 256 (attention's block chain hops engines 7-10 times per key block),
+# bounded by BERT-large batch 10 seq 128 (docs/timing-model.md "Calibration").
+ENGINE_SEMAPHORE_CYCLES = 28
+ENGINE_SEMAPHORE_NS = ENGINE_SEMAPHORE_CYCLES / SRAM_CLOCK_HZ * NS_PER_S
 
 # -- GpSimd engine ("no rule of thumb; costs are per instruction", ref §3.5) ------------------------
 # Fixed start-up of instructions that generate a pattern or run a program on the 8 processors: the NKI
@@ -152,9 +164,12 @@ def _ns(cycles: float, clock_hz: float) -> float:
     return cycles / clock_hz * NS_PER_S
 
 
-def matmul_cost(moving_free: int, fp32: bool) -> InstructionCost:
-    """One MultiplyMoving step; LoadStationary is assumed hidden behind the previous matmul."""
+def matmul_cost(moving_free: int, fp32: bool, moving_stride_bytes: int = 0) -> InstructionCost:
+    """One MultiplyMoving step; LoadStationary is assumed hidden behind the previous matmul. A moving
+    operand read with an innermost stride above 16 B streams at half the rate (ref §2.3)."""
     cycles = max(moving_free, MATMUL_MIN_CYCLES) * (MATMUL_FP32_FACTOR if fp32 else 1)
+    if moving_stride_bytes > NARROW_STRIDE_BYTES:
+        cycles *= 2
     return InstructionCost(pb.TENSOR, _ns(cycles, TENSOR_CLOCK_HZ),
                            _ns(MATMUL_TENSOR_ACCESSES * SRAM_ACCESS_CYCLES, SRAM_CLOCK_HZ))
 
@@ -440,10 +455,13 @@ class Schedule:
         """When an instruction of `engine` touching these regions may start, by its dependencies alone."""
         ordered = engine != pb.DMA  # same-engine WAR/WAW are free only on an in-order queue
         ready = 0.0
+        handoff = engine in COMPUTE_ENGINES  # a compute engine waits on another's semaphore
         for name, box in reads:
             acc = self._accesses.get(name)
             if acc is not None:
-                for (written, _), finish in acc.writes.items():
+                for (written, by), finish in acc.writes.items():
+                    if handoff and by != engine and by in COMPUTE_ENGINES:
+                        finish += ENGINE_SEMAPHORE_NS
                     if finish > ready and _overlaps(written, box):
                         ready = finish
         for name, box in writes:

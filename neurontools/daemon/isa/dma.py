@@ -54,12 +54,14 @@ def _execute_dma_copy(op: _DmaCopy, env: Env) -> None:
     values = read_view(env, op.src)
     if op.src.dtype != op.dst.dtype:
         values = dtypes.cast_to(as_float32(values), op.dst.dtype)
-    env[op.dst.name][op.dst.index] = values.reshape(op.dst.shape)
+    target = op.dst.array(env)
+    target[...] = values.reshape(target.shape)
 
 
 def _cost_dma_copy(op: _DmaCopy) -> cost_model.InstructionCost:
     # A store (SBUF -> HBM) and a later load of what it stored are what fusion removes (cost_model.Schedule).
-    moves = ("store" if op.dst.space == HBM and op.src.space != HBM else
+    # A strided store does not fill its bounding box, so it leaves nothing a later load could fuse with.
+    moves = ("store" if op.dst.space == HBM and op.src.space != HBM and not op.dst.pattern else
              "load" if op.src.space == HBM and op.dst.space != HBM else "")
     return cost_model.dma_cost(op.nbytes, op.descriptors, HBM in (op.dst.space, op.src.space), moves=moves)
 

@@ -48,11 +48,14 @@ def store_bits(dst: np.ndarray, values: np.ndarray) -> None:
 
 
 def read_view(env: Env, view: View) -> np.ndarray:
+    """The operand's values in the view's shape (a tile read through free_shape flattened to [P, F])."""
+    if view.free_shape:
+        return view.array(env).reshape(view.shape)
     return env[view.name][view.index]
 
 
 def read_fp32(env: Env, view: View) -> np.ndarray:
-    return as_float32(env[view.name][view.index])
+    return as_float32(read_view(env, view))
 
 
 def is_int(view: View) -> bool:

@@ -62,6 +62,8 @@ class _Batch:
 def _side_by_side(views: list[View]) -> View | None:
     """One view covering `views` if they are adjacent column ranges of the same partitions of one tile."""
     first = views[0]
+    if any(view.pattern for view in views):  # access patterns are read one by one
+        return None
     for before, after in zip(views, views[1:]):
         if (after.name != first.name or after.bounds[0] != first.bounds[0]
                 or after.bounds[1][0] != before.bounds[1][1]):
@@ -97,7 +99,7 @@ def _stacked(env: Env, views: list[View]) -> np.ndarray:
     (p0, p1), (c0, _) = first.bounds
     step = views[1].bounds[1][0] - c0
     end = c0 + step * len(views)
-    if (step >= width and end <= array.shape[1]
+    if (step >= width and end <= array.shape[1] and not any(v.pattern for v in views)
             and all(v.name == first.name and v.bounds[0] == (p0, p1) and v.bounds[1][0] == c0 + i * step
                     for i, v in enumerate(views))):
         blocks = array[p0:p1, c0:end].reshape(k, len(views), step)

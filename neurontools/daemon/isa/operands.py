@@ -17,6 +17,9 @@ from neurontools.daemon.isa.limits import (ENGINE_MAX_FREE, ENGINE_NAMES, ENGINE
                                            SBUF_PARTITION_BYTES)
 
 
+MAX_FREE_DIMS = 4  # an access pattern has up to 4 free dimensions (ref §2.3)
+
+
 class ProgramError(ValueError):
     """A program breaks a hardware or format rule. The message names the rule, the instruction index and
     opcode, the operand and its shape, e.g.
@@ -66,10 +69,14 @@ class View:
     space: str                # HBM, SBUF or PSUM
     kind: str                 # "input parameter", "constant", "SBUF tile", ...
     declared: tuple[int, ...]
-    bounds: tuple[tuple[int, int], ...]
+    bounds: tuple[tuple[int, int], ...]  # the box the view covers, in the declared shape's coordinates
     dtype: int
     np_dtype: np.dtype
-    # Derived from bounds once (compile speed): the view's shape, element count, numpy index, region.
+    # An access pattern (Ref steps or free_shape): (start, stop, step) per dimension of the declared shape,
+    # or of [P, *free_shape] for a tile read through free_shape; () for a plain window (bounds).
+    pattern: tuple[tuple[int, int, int], ...] = ()
+    free_shape: tuple[int, ...] = ()
+    # Derived once (compile speed): the view's shape, element count, numpy index, region.
     shape: tuple[int, ...] = dataclasses.field(init=False)
     size: int = dataclasses.field(init=False)
     index: tuple[slice, ...] = dataclasses.field(init=False)
@@ -77,10 +84,17 @@ class View:
     read_only: bool = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        shape = tuple(stop - start for start, stop in self.bounds)
+        if self.pattern:
+            counts = tuple(len(range(*dim)) for dim in self.pattern)
+            # Engines see a tile view as [P, F]: its free dimensions flattened.
+            shape = (counts[0], math.prod(counts[1:])) if self.free_shape else counts
+            index = tuple(slice(*dim) for dim in self.pattern)
+        else:
+            shape = tuple(stop - start for start, stop in self.bounds)
+            index = tuple(slice(start, stop) for start, stop in self.bounds)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "size", math.prod(shape))
-        object.__setattr__(self, "index", tuple(slice(start, stop) for start, stop in self.bounds))
+        object.__setattr__(self, "index", index)
         object.__setattr__(self, "region", (self.name, tuple(v for bound in self.bounds for v in bound)))
         # Inputs and constants are never written, so reading them orders nothing (compile speed).
         object.__setattr__(self, "read_only", self.kind in ("input parameter", "constant"))
@@ -97,17 +111,43 @@ class View:
     @property
     def run_length(self) -> int:
         """Elements in each contiguous run of the view in C order (a tile partition is its own run)."""
-        if self.space != HBM:
+        if self.pattern:
+            dims = self.pattern if self.space == HBM else self.pattern[1:]
+            sizes = self.declared if self.space == HBM else (self.free_shape or self.declared[1:])
+        elif self.space != HBM:
             return self.free
+        else:
+            dims, sizes = tuple((start, stop, 1) for start, stop in self.bounds), self.declared
         run = 1
-        for (start, stop), size in zip(reversed(self.bounds), reversed(self.declared)):
-            run *= stop - start
-            if stop - start != size:
+        for (start, stop, step), size in zip(reversed(dims), reversed(sizes)):
+            count = len(range(start, stop, step))
+            if step != 1 and count > 1:  # its elements are not adjacent: each is a run of its own
+                break
+            run *= count
+            if count != size:
                 break
         return run
 
+    @property
+    def innermost_stride_bytes(self) -> int:
+        """Bytes between consecutive elements of the view's innermost dimension (ref §2.3's 16 B rule)."""
+        step = self.pattern[-1][2] if self.pattern else 1
+        return step * self.np_dtype.itemsize
+
+    def array(self, env: dict) -> np.ndarray:
+        """The numpy view of this operand in a run's arrays (N-D for a tile read through free_shape)."""
+        base = env[self.name]
+        if self.free_shape:  # the leading elements of each partition, as free_shape (a view, no copy)
+            base = base[:, :math.prod(self.free_shape)].reshape(base.shape[0], *self.free_shape)
+        return base[self.index]
+
     def __str__(self) -> str:
         text = f'{self.role} {self.kind} "{self.name}" {fmt_shape(self.declared)}'
+        if self.pattern:
+            window = ", ".join(f"{start}:{stop}" + (f":{step}" if step != 1 else "")
+                               for start, stop, step in self.pattern)
+            reshaped = f" as {fmt_shape((self.declared[0], *self.free_shape))}" if self.free_shape else ""
+            return text + f"{reshaped} view [{window}] = {fmt_shape(self.shape)}"
         if self.shape != self.declared:
             window = ", ".join(
                 ":" if (start, stop) == (0, size) else f"{start}:{stop}"
@@ -282,24 +322,49 @@ class Context:
             space = HBM
             kind = {pb.INPUT: "input parameter", pb.OUTPUT: "output parameter"}.get(decl.kind, "constant")
         shape = decl.shape
-        if len(ref.slices) > len(shape):
-            raise self.fail(f'{role} {kind} "{ref.name}" {fmt_shape(shape)} has rank {len(shape)} but '
+        free_shape = tuple(ref.free_shape)
+        indexed = shape
+        if free_shape:
+            where = f'{role} {kind} "{ref.name}" {fmt_shape(shape)}'
+            if space == HBM:
+                raise self.fail(f"{where}: free_shape is for tiles; slice an HBM tensor's own dimensions "
+                                "(access pattern rule)")
+            if len(free_shape) > MAX_FREE_DIMS or min(free_shape) < 1 or math.prod(free_shape) > shape[1]:
+                raise self.fail(f"{where}: free_shape {fmt_shape(free_shape)} must be 1 to {MAX_FREE_DIMS} "
+                                f"dimensions >= 1 whose product is at most the free size {shape[1]} (access "
+                                "pattern rule: up to 4 free dimensions)")
+            indexed = (shape[0], *free_shape)
+        if len(ref.slices) > len(indexed):
+            raise self.fail(f'{role} {kind} "{ref.name}" {fmt_shape(indexed)} has rank {len(indexed)} but '
                             f"{len(ref.slices)} slices were given")
-        bounds = []
-        for dim, size in enumerate(shape):
+        dims = []
+        for dim, size in enumerate(indexed):
             if dim < len(ref.slices):
                 piece = ref.slices[dim]
-                start, stop = piece.start, piece.stop or size
+                start, stop, step = piece.start, piece.stop or size, piece.step or 1
                 if stop > size or start >= stop:
                     problem = "is empty" if start >= stop and stop <= size else "is out of range"
                     raise self.fail(
-                        f'{role} {kind} "{ref.name}" {fmt_shape(shape)}: slice [{piece.start}:{piece.stop}] '
+                        f'{role} {kind} "{ref.name}" {fmt_shape(indexed)}: slice [{piece.start}:{piece.stop}] '
                         f"of dimension {dim} {problem} (dimension {dim} has {size} elements; "
                         "slices are [start, stop) with stop 0 meaning the end)")
-                bounds.append((start, stop))
+                if step > 1 and dim == 0 and space != HBM:
+                    raise self.fail(
+                        f'{role} {kind} "{ref.name}": step {step} on the partition dimension; engines and DMA '
+                        "address partitions contiguously (no stride along the partition dimension): put the "
+                        "strided axis in the free dimension")
+                dims.append((start, stop, step))
             else:
-                bounds.append((0, size))
-        return View(role, ref.name, space, kind, shape, tuple(bounds), decl.dtype, decl.np_dtype)
+                dims.append((0, size, 1))
+        last = [start + (len(range(start, stop, step)) - 1) * step for start, stop, step in dims]
+        if free_shape:  # the box in [P, F] coordinates: from the first to the last element's free offset
+            first_offset = int(np.ravel_multi_index([d[0] for d in dims[1:]], free_shape))
+            last_offset = int(np.ravel_multi_index(last[1:], free_shape))
+            bounds = ((dims[0][0], last[0] + 1), (first_offset, last_offset + 1))
+        else:
+            bounds = tuple((start, end + 1) for (start, _, _), end in zip(dims, last))
+        pattern = tuple(dims) if free_shape or any(step != 1 for _, _, step in dims) else ()
+        return View(role, ref.name, space, kind, shape, bounds, decl.dtype, decl.np_dtype, pattern, free_shape)
 
     def engine_view(self, ref: pb.Ref, role: str, engine: int, spaces: tuple[str, ...] | None = None) -> View:
         """A tile operand of a compute engine: in an allowed memory, at a legal partition window."""
@@ -321,6 +386,9 @@ class Context:
                 fix = "write a PSUM tile instead"
             raise self.fail(f"{view}: the {name} engine {reads} {allowed} only ({name} engine memory "
                             f"access rule): {fix}")
+        if view.pattern and (role in ("dst", "reduce_dst") or role.startswith("output ")):
+            raise self.fail(f"{view}: an engine writes a window of a tile, not an access pattern (engine "
+                            "destination rule): write a plain window and read it back through the pattern")
         start, stop = view.bounds[0]
         count = stop - start
         allowed_starts = (0,) if count > 64 else (0, 64) if count > 32 else (0, 32, 64, 96)
