@@ -26,14 +26,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from neurontools.client import NeuronError
+from neurontools.client import Device, NeuronError
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
+from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, load_fleet_scenario
 from neurontools.fleet.spec import FleetSpecError, check_capacity, fleet_hosts, runtime_directory
+from neurontools.lab.alert_watch import AlertWatch
+from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST_SCRAPE_TIMEOUT_SECONDS,
+                                 MONITOR_PERIOD_SECONDS, RESOLVE_GRACE_SECONDS, SCRAPE_SECONDS, STALE_AFTER_SECONDS,
+                                 _all_resolved, _duration, check_expectations)
 from neurontools.lab.prometheus_server import PrometheusError, PrometheusServer
-from neurontools.lab.rules import DEPLOY, RULES, write_rules
-
-FLEET_RULES = DEPLOY / "neuron-fleet.yml"
+from neurontools.lab.rules import RULES, write_rules
+from neurontools.fleet.scenario import FLEET_RULES
 STATE = "state.json"
 START_WORKERS = 4  # hosts started at once: daemon start-up is CPU-bound
 
@@ -51,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--monitor-period", type=float, default=5.0, metavar="S",
                     help="neuron-monitor's period in seconds (default 5, AWS's)")
     up.add_argument("--prometheus-port", type=int, default=0, help="Prometheus's port (default 0: a free one)")
+    up.add_argument("--scenario", help="a fleet scenario to play (docs/fleet.md); its hosts replace --hosts/--mix")
+    up.add_argument("--time-scale", type=float, default=1.0, metavar="N",
+                    help="play N times faster: the scenario's times, the rules' for: and ranges, the scrape, "
+                         "evaluation and monitor periods divided by N (default 1)")
     up.add_argument("--status-every", type=float, default=5.0, metavar="S",
                     help="seconds between status tables (default 5; 0: none)")
     commands.add_parser("down", help="stop the fleet `up` started, and everything it started")
@@ -123,10 +131,15 @@ def _down(state_dir: Path) -> int:
 
 
 def _up(args, state_dir: Path) -> int:
-    try:
-        specs = fleet_hosts(hosts=args.hosts, instance_type=args.instance_type, mix=args.mix, name=args.name)
+    if args.time_scale <= 0:
+        _warn(f"--time-scale must be above 0 (got {args.time_scale:g})")
+        return 2
+    try:  # everything is checked before anything starts
+        scenario = load_fleet_scenario(args.scenario).scaled(args.time_scale) if args.scenario else None
+        specs = scenario.hosts if scenario else fleet_hosts(hosts=args.hosts, instance_type=args.instance_type,
+                                                            mix=args.mix, name=args.name)
         check_capacity(len(specs))
-    except FleetSpecError as exc:
+    except (FleetSpecError, FleetScenarioError) as exc:
         _warn(str(exc))
         return 2
     state = _read_state(state_dir)
@@ -138,7 +151,7 @@ def _up(args, state_dir: Path) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
         try:
-            return _run(args, specs, state_dir, stop, stack)
+            return _run(args, specs, scenario, state_dir, stop, stack)
         except (FleetSpecError, PrometheusError, NeuronError, RuntimeError, OSError) as exc:
             _warn(str(exc))
             return 1
@@ -146,16 +159,21 @@ def _up(args, state_dir: Path) -> int:
             _say("stopping the fleet")
 
 
-def _run(args, specs, state_dir: Path, stop: threading.Event, stack: ExitStack) -> int:
+def _run(args, specs, scenario: FleetScenario | None, state_dir: Path, stop: threading.Event,
+         stack: ExitStack) -> int:
+    scale = args.time_scale
     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuron-fleet-")))
     prometheus = PrometheusServer(targets=[], rule_files=[], port=args.prometheus_port or None,
                                   file_sd=directory / "targets.json",
-                                  scrape_interval=f"{args.monitor_period:g}s")
+                                  scrape_interval=_duration(args.monitor_period / scale),
+                                  evaluation_interval=_duration(EVALUATION_SECONDS / scale))
     prometheus.check()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stack.callback(lambda: (state_dir / STATE).unlink(missing_ok=True))
-    hosts = [Host(spec, directory / spec.name, monitor_period=args.monitor_period, busy=not args.idle)
-             for spec in specs]
+    if scale != 1:  # the sessions holding the loads time executions out sooner too
+        os.environ.setdefault("NEURON_RT_EXEC_TIMEOUT", f"{EXEC_TIMEOUT_SECONDS / scale:g}")
+    hosts = [Host(spec, directory / spec.name, monitor_period=args.monitor_period / scale, busy=not args.idle,
+                  stale_after=max(1.0, STALE_AFTER_SECONDS / scale)) for spec in specs]
     stack.callback(lambda: _stop_all(hosts))
 
     def save_state() -> None:
@@ -174,7 +192,7 @@ def _run(args, specs, state_dir: Path, stop: threading.Event, stack: ExitStack) 
             if stop.is_set():
                 return 130
     write_targets(directory / "targets.json", hosts)
-    prometheus.rule_files = [write_rules(directory, 1.0, RULES), write_rules(directory, 1.0, FLEET_RULES)]
+    prometheus.rule_files = [write_rules(directory, scale, RULES), write_rules(directory, scale, FLEET_RULES)]
     stack.callback(prometheus.stop)
     prometheus.start()
     save_state()
@@ -184,6 +202,8 @@ def _run(args, specs, state_dir: Path, stop: threading.Event, stack: ExitStack) 
     _say(f"discovery file {directory / 'targets.json'} (neuron-fleet targets)")
     _say(f"Prometheus on {prometheus.url} (targets: {prometheus.url}/targets, alerts: {prometheus.url}/alerts)")
     _say("Ctrl-C or `neuron-fleet down` stops everything")
+    if scenario is not None:
+        return _play(scenario, hosts, prometheus, scale, stop, stack)
     reported_down: set[str] = set()
     while not stop.wait(args.status_every or 1.0):
         statuses = [host.status() for host in hosts]
@@ -191,9 +211,66 @@ def _run(args, specs, state_dir: Path, stop: threading.Event, stack: ExitStack) 
             if not status["up"] and status["host"] not in reported_down:
                 reported_down.add(status["host"])
                 _warn(f"{status['host']} is down ({', '.join(status['dead'])} exited); the rest keep running")
+            elif status["up"] and status["host"] in reported_down:
+                reported_down.discard(status["host"])
+                _say(f"{status['host']} is up again")
         if args.status_every:
             _print_status(statuses)
     return 0
+
+
+def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServer, scale: float,
+          stop: threading.Event, stack: ExitStack) -> int:
+    """Play the timeline, then check the declared alerts fired and resolved (lab's rules for that)."""
+    # A counter Prometheus first sees at 1 has no increase: events come after every host's first scrape.
+    prometheus.wait_for(f"count(neuron_monitor_up == 1) == {len(hosts)}", FIRST_SCRAPE_TIMEOUT_SECONDS, stop)
+    by_name = {host.spec.name: host for host in hosts}
+    started = time.monotonic()
+    watch = AlertWatch(prometheus, started, _say).start()
+    stack.callback(watch.stop)
+    _say(f"playing {scenario.name!r} ({scenario.duration:g} s)")
+    for event in scenario.events:
+        if stop.wait(max(0.0, started + event.at - time.monotonic())):
+            return 130
+        _say(f"{time.strftime('%H:%M:%S')} t={event.at:g}s {event.action} on {', '.join(event.hosts)}")
+        for name in event.hosts:
+            try:
+                _act(event, by_name[name])
+            except (NeuronError, RuntimeError) as exc:
+                _warn(f"{event.action} on {name}: {exc}")
+    deadline = started + max([e.resolves_by for e in scenario.expect], default=scenario.duration) \
+        + RESOLVE_GRACE_SECONDS / scale + 10.0
+    while not stop.is_set() and time.monotonic() < deadline:
+        if time.monotonic() > started + scenario.duration and watch.active() == 0 \
+                and _all_resolved(scenario, watch.history):
+            break
+        stop.wait(0.5)
+    watch.stop()
+    if stop.is_set():
+        return 130
+    slack = 2 * (max(1.0, MONITOR_PERIOD_SECONDS / scale) + max(1.0, SCRAPE_SECONDS / scale)
+                 + 2 * max(1.0, EVALUATION_SECONDS / scale)) + 2.0
+    problems = check_expectations(scenario, watch.history, slack)
+    for problem in problems:
+        _warn(problem)
+    _say("expectations met" if not problems else f"{len(problems)} expectation(s) not met")
+    return 1 if problems else 0
+
+
+def _act(event, host: Host) -> None:
+    if event.action == "kill-host":
+        host.stop()
+    elif event.action == "start-host":
+        host.start()
+    elif event.action == "restart-daemon":
+        host.restart_daemon()
+    elif event.action == "stop-load":
+        host.stop_load()
+    elif event.action == "start-load":
+        host.start_load()
+    else:
+        with Device(host.daemon.address) as device:
+            device.inject_fault(event.action, **event.fault)
 
 
 def _describe(specs) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
@@ -59,7 +58,9 @@ class FleetDaemon(DaemonProcess):
 
 
 class Host:
-    def __init__(self, spec: HostSpec, directory: Path, *, monitor_period: float = 5.0, busy: bool = True) -> None:
+    def __init__(self, spec: HostSpec, directory: Path, *, monitor_period: float = 5.0, busy: bool = True,
+                 stale_after: float = STALE_AFTER_SECONDS) -> None:
+        self.stale_after = stale_after
         self.spec = spec
         self.directory = directory
         self.monitor_period = monitor_period
@@ -77,6 +78,8 @@ class Host:
 
     def start(self) -> "Host":
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.daemon.process is not None:  # started before (a host brought back): a fresh socket directory
+            self.daemon = FleetDaemon(self.spec, self.directory / "neurond.log")
         self.daemon.start()
         self.start_exporter()
         if self.busy:
@@ -86,10 +89,12 @@ class Host:
     def start_exporter(self) -> None:
         self.port = self.port or free_port()
         self.monitor, self.exporter = _start_monitor(self.directory, self.daemon.address, self.port,
-                                                     self.monitor_period, STALE_AFTER_SECONDS)
+                                                     self.monitor_period, self.stale_after)
 
     def start_load(self) -> None:
         """A closed loop on every core of the host."""
+        if self.session is not None:
+            return
         cores = self.session_cores()
         self.session = Session(self.daemon.address, visible_cores=f"0-{cores - 1}", tag="neuron-fleet").open()
         program = busy_kernel()
@@ -129,13 +134,16 @@ class Host:
     def pids(self) -> list[int]:
         return [p.pid for p in (self.daemon.process, self.monitor, self.exporter) if p is not None]
 
-    def stop(self) -> None:
+    def stop_load(self) -> None:
         if self.session is not None:
             try:
                 self.session.close()
             except NeuronError:
                 pass
             self.session, self.loads = None, []
+
+    def stop(self) -> None:
+        self.stop_load()
         for process in (self.monitor, self.exporter):
             if process is not None:
                 if process.poll() is None:
@@ -146,19 +154,14 @@ class Host:
     def restart_daemon(self) -> None:
         """A daemon restart as on a real host: the daemon goes, its exporter keeps serving (stale
         reports), the daemon comes back, the load starts again."""
-        if self.session is not None:
-            try:
-                self.session.close()
-            except NeuronError:
-                pass
-            self.session, self.loads = None, []
+        self.stop_load()
         self.daemon.stop()
-        time.sleep(0.1)
         self.daemon = FleetDaemon(self.spec, self.directory / "neurond.log")
         self.daemon.start()
         # neuron-monitor follows one address; the new daemon has a new socket directory.
         for process in (self.monitor, self.exporter):
-            _stop_process(process)
+            if process is not None:
+                _stop_process(process)
         self.start_exporter()
         if self.busy:
             self.start_load()
