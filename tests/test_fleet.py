@@ -8,6 +8,9 @@ import os
 import resource
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -132,13 +135,32 @@ def test_a_host_that_dies_fires_and_resolves_the_declared_alerts(tmp_path):
     assert not (tmp_path / f"neuron-fleet-{os.getuid()}" / "state.json").exists()
 
 
+def dashboard_queries_without_data(prometheus: str, timeout: float = 90.0) -> list[str]:
+    """The fleet dashboard's queries (variables at All) that have no result once rates have two samples."""
+    from test_fleet_deploy import fleet_dashboard_queries
+    queries = [q.replace("$host", ".*").replace("$instance_type", ".*") for q in fleet_dashboard_queries()]
+    deadline = time.monotonic() + timeout
+    while True:
+        empty = [q for q in queries if not _query(prometheus, q)]
+        if not empty or time.monotonic() > deadline:
+            return empty
+        time.sleep(1)
+
+
+def _query(prometheus: str, expression: str) -> list:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
 @pytest.mark.slow
 def test_up_then_down_from_another_terminal_leaves_nothing_behind(tmp_path):
+    """And in between, every query of the fleet dashboard returns data from the running fleet."""
     real_program("prometheus", "prometheus")
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     state = tmp_path / f"neuron-fleet-{os.getuid()}" / "state.json"
     up = subprocess.Popen([sys.executable, "-m", "neurontools.fleet.cli", "up", "--hosts", "2", "--instance-type",
-                           "inf2.xlarge", "--status-every", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           "inf2.xlarge", "--status-every", "0", "--time-scale", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     try:
         for line in up.stdout:
@@ -149,6 +171,7 @@ def test_up_then_down_from_another_terminal_leaves_nothing_behind(tmp_path):
                                  capture_output=True, text=True, timeout=30)
         document = json.loads(targets.stdout)
         assert [entry["labels"]["host"] for entry in document] == ["fleet-000", "fleet-001"]
+        assert dashboard_queries_without_data(saved["prometheus"]) == []
 
         down = subprocess.run([sys.executable, "-m", "neurontools.fleet.cli", "down"], env=env,
                               capture_output=True, text=True, timeout=90)
