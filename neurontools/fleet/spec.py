@@ -19,8 +19,8 @@ from neurontools.daemon import topology as topo
 REGION = "us-east-2"
 ZONES = (("us-east-2a", "use2-az1"), ("us-east-2b", "use2-az2"), ("us-east-2c", "use2-az3"))
 ROLE = "inference"
-# Measured on this machine (bench/bench_load.py's processes, a busy inf2.48xlarge): neurond ~95 MB,
-# neuron-monitor ~45 MB, neuron-monitor-prometheus ~45 MB resident. Rounded up: a host needs this much.
+# One busy inf2.48xlarge host of a running fleet was 77 MiB (neurond) + 52 MiB (neuron-monitor)
+# + 36 MiB (neuron-monitor-prometheus) resident; rounded up for growth: what a host is counted at.
 MEMORY_PER_HOST_BYTES = 200 * 2**20
 # Descriptors this process holds per host: the daemon's gRPC channel (a few), log files, the pipes
 # of three children; rounded up. Plus what Prometheus and Python need.
