@@ -203,7 +203,7 @@ def _run(args, specs, scenario: FleetScenario | None, state_dir: Path, stop: thr
     _say(f"Prometheus on {prometheus.url} (targets: {prometheus.url}/targets, alerts: {prometheus.url}/alerts)")
     _say("Ctrl-C or `neuron-fleet down` stops everything")
     if scenario is not None:
-        return _play(scenario, hosts, prometheus, scale, stop, stack)
+        return _play(scenario, hosts, prometheus, scale, stop, stack, save_state)
     reported_down: set[str] = set()
     while not stop.wait(args.status_every or 1.0):
         statuses = [host.status() for host in hosts]
@@ -220,7 +220,7 @@ def _run(args, specs, scenario: FleetScenario | None, state_dir: Path, stop: thr
 
 
 def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServer, scale: float,
-          stop: threading.Event, stack: ExitStack) -> int:
+          stop: threading.Event, stack: ExitStack, save_state) -> int:
     """Play the timeline, then check the declared alerts fired and resolved (lab's rules for that)."""
     # A counter Prometheus first sees at 1 has no increase: events come after every host's first scrape.
     prometheus.wait_for(f"count(neuron_monitor_up == 1) == {len(hosts)}", FIRST_SCRAPE_TIMEOUT_SECONDS, stop)
@@ -238,6 +238,7 @@ def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServ
                 _act(event, by_name[name])
             except (NeuronError, RuntimeError) as exc:
                 _warn(f"{event.action} on {name}: {exc}")
+        save_state()  # restarted hosts have new processes and directories: `down` must know them
     deadline = started + max([e.resolves_by for e in scenario.expect], default=scenario.duration) \
         + RESOLVE_GRACE_SECONDS / scale + 10.0
     while not stop.is_set() and time.monotonic() < deadline:
