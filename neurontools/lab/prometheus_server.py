@@ -51,7 +51,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 class PrometheusServer:
     def __init__(self, *, targets: list[str], rule_files: list[Path], port: int | None = None,
                  scrape_interval: str = "5s", evaluation_interval: str = "15s",
-                 binary: str | None = None) -> None:
+                 binary: str | None = None, file_sd: Path | None = None) -> None:
+        self.file_sd = Path(file_sd).resolve() if file_sd else None  # targets from this file, with their labels
         self.binary = binary or shutil.which("prometheus") or PROMETHEUS
         self.port = port
         self.targets = targets
@@ -101,12 +102,18 @@ class PrometheusServer:
         self.process.send_signal(signal.SIGHUP)
 
     def config(self) -> dict:
+        job = {"job_name": "neuron-monitor", "scrape_interval": self.scrape_interval,
+               "scrape_timeout": self.scrape_interval, "static_configs": [{"targets": self.targets}]}
+        if self.file_sd is not None:
+            # The exporter's own instance_type/availability_zone labels equal the target's: keep them
+            # as they are rather than renaming them exported_*.
+            job.update(file_sd_configs=[{"files": [str(self.file_sd)], "refresh_interval": "5s"}],
+                       honor_labels=True)
+            del job["static_configs"]
         return {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.evaluation_interval},
             "rule_files": [str(p) for p in self.rule_files],
-            "scrape_configs": [{"job_name": "neuron-monitor", "scrape_interval": self.scrape_interval,
-                                "scrape_timeout": self.scrape_interval,
-                                "static_configs": [{"targets": self.targets}]}],
+            "scrape_configs": [job],
         }
 
     def _wait_ready(self) -> None:

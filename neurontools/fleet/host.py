@@ -1,0 +1,167 @@
+"""One simulated host of a fleet: its neurond, its `neuron-monitor | neuron-monitor-prometheus`, its load.
+
+The daemon runs with the host's identity (instance id, hostname, AZ); the host's cores are kept
+busy by an in-daemon closed loop of a small timing-only kernel per core (docs/api.md "In-daemon
+load"), so a busy host costs its daemon little CPU. The session holding the loads lives in this
+process: the loads end when the fleet stops or the daemon dies.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from neurontools._proto import neurond_pb2 as pb
+from neurontools.client import NeuronError, Session
+from neurontools.fleet.spec import HostSpec
+from neurontools.kernels.builder import Kernel
+from neurontools.lab.cli import _start_monitor, _stop_process
+from neurontools.lab.prometheus_server import free_port
+from neurontools.workloads.daemon_process import DaemonProcess
+
+IN_FLIGHT_PER_CORE = 1
+STALE_AFTER_SECONDS = 15.0  # neuron-monitor-prometheus's default
+
+
+def busy_kernel() -> pb.Program:
+    """A small kernel (one matmul into PSUM and back), run timing-only: tens of microseconds modeled."""
+    k = Kernel()
+    x, y = k.input("x", (128, 128), "bfloat16"), k.output("y", (128, 128), "float32")
+    a, w = k.sbuf((128, 128), "bfloat16"), k.sbuf((128, 128), "bfloat16")
+    p, o = k.psum((128, 128)), k.sbuf((128, 128), "float32")
+    k.load(a, x)
+    k.memset(w, 0.0)
+    k.matmul(p, w, a)
+    k.tensor_copy(o, p)
+    k.store(y, o)
+    return k.program()
+
+
+class FleetDaemon(DaemonProcess):
+    """DaemonProcess with the host's identity flags."""
+
+    def __init__(self, spec: HostSpec, log_path: Path) -> None:
+        super().__init__(spec.instance_type, log_path=log_path)
+        self.spec = spec
+
+    def start(self) -> "FleetDaemon":
+        log = open(self.log_path, "ab")
+        with log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "neurontools.daemon.cli", *self.spec.daemon_flags(),
+                 "--address", self.address, "--log-level", "warning"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        self._wait_ready()
+        return self
+
+
+class Host:
+    def __init__(self, spec: HostSpec, directory: Path, *, monitor_period: float = 5.0, busy: bool = True,
+                 stale_after: float = STALE_AFTER_SECONDS) -> None:
+        self.stale_after = stale_after
+        self.spec = spec
+        self.directory = directory
+        self.monitor_period = monitor_period
+        self.busy = busy
+        self.daemon = FleetDaemon(spec, directory / "neurond.log")
+        self.port: int | None = None
+        self.monitor: subprocess.Popen | None = None
+        self.exporter: subprocess.Popen | None = None
+        self.session: Session | None = None
+        self.loads: list = []
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Host":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.daemon.process is not None:  # started before (a host brought back): a fresh socket directory
+            self.daemon = FleetDaemon(self.spec, self.directory / "neurond.log")
+        self.daemon.start()
+        self.start_exporter()
+        if self.busy:
+            self.start_load()
+        return self
+
+    def start_exporter(self) -> None:
+        self.port = self.port or free_port()
+        self.monitor, self.exporter = _start_monitor(self.directory, self.daemon.address, self.port,
+                                                     self.monitor_period, self.stale_after)
+
+    def start_load(self) -> None:
+        """A closed loop on every core of the host."""
+        if self.session is not None:
+            return
+        cores = self.session_cores()
+        self.session = Session(self.daemon.address, visible_cores=f"0-{cores - 1}", tag="neuron-fleet").open()
+        program = busy_kernel()
+        for core in range(cores):
+            model = self.session.load_model(f"fleet-busy-nc{core}", {core: program})
+            tensors = {"x": self.session.allocate((128, 128), "bfloat16", core_id=core),
+                       "y": self.session.allocate((128, 128), core_id=core)}
+            self.loads.append(model.start_load(tensors, in_flight_per_core=IN_FLIGHT_PER_CORE))
+
+    def session_cores(self) -> int:
+        from neurontools.daemon import topology as topo
+        return topo.lookup(self.spec.instance_type).core_count
+
+    # -- what the status line shows ---------------------------------------------------------------
+
+    def status(self) -> dict:
+        """up: the daemon and both exporter processes are alive; busy cores and errors from its loads."""
+        processes = {"neurond": self.daemon.process, "neuron-monitor": self.monitor,
+                     "exporter": self.exporter}
+        dead = [name for name, p in processes.items() if p is None or p.poll() is not None]
+        busy = errors = 0
+        if not dead and self.session is not None:
+            try:
+                for load in self.loads:
+                    progress = load.progress()
+                    busy += progress.state == pb.LOAD_RUNNING
+                    counts = progress.stats.executions
+                    errors += counts.completed_with_err + counts.completed_with_num_err + counts.timed_out \
+                        + counts.failed_to_queue
+            except NeuronError:
+                dead.append("neurond (not answering)")
+        return {"host": self.spec.name, "up": not dead, "dead": dead, "busy": busy,
+                "cores": self.session_cores(), "errors": errors}
+
+    # -- rolling restarts and stops ---------------------------------------------------------------
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self.daemon.process, self.monitor, self.exporter) if p is not None]
+
+    def stop_load(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.close()
+            except NeuronError:
+                pass
+            self.session, self.loads = None, []
+
+    def stop(self) -> None:
+        self.stop_load()
+        for process in (self.monitor, self.exporter):
+            if process is not None:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+                _stop_process(process)
+        self.daemon.stop()
+
+    def restart_daemon(self) -> None:
+        """A daemon restart as on a real host: the daemon goes, its exporter keeps serving (stale
+        reports), the daemon comes back, the load starts again."""
+        self.stop_load()
+        self.daemon.stop()
+        self.daemon = FleetDaemon(self.spec, self.directory / "neurond.log")
+        self.daemon.start()
+        # neuron-monitor follows one address; the new daemon has a new socket directory.
+        for process in (self.monitor, self.exporter):
+            if process is not None:
+                _stop_process(process)
+        self.start_exporter()
+        if self.busy:
+            self.start_load()

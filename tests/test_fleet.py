@@ -1,0 +1,187 @@
+"""neuron-fleet: the fleet spec, its limits, scenario validation, and a small fleet end to end
+against a real Prometheus (the declared alerts fire and resolve)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from real_components import real_program
+
+from neurontools.fleet import spec as fleet_spec
+from neurontools.fleet.cli import main
+from neurontools.fleet.scenario import FleetScenarioError, load_fleet_scenario
+from neurontools.fleet.spec import FleetSpecError, check_capacity, fleet_hosts
+
+ROOT = Path(__file__).parent.parent
+SCENARIOS = sorted((ROOT / "scenarios" / "fleet").glob("*.toml"))
+
+
+def test_hosts_have_distinct_identities_spread_over_three_zones():
+    hosts = fleet_hosts(mix="inf2.xlarge=4,inf2.48xlarge=2")
+
+    assert [h.instance_type for h in hosts] == ["inf2.xlarge"] * 4 + ["inf2.48xlarge"] * 2
+    assert len({h.instance_id for h in hosts}) == len({h.name for h in hosts}) == 6
+    assert [h.availability_zone for h in hosts[:4]] == ["us-east-2a", "us-east-2b", "us-east-2c", "us-east-2a"]
+    assert hosts[1].labels() == {"host": "fleet-001", "instance_type": "inf2.xlarge",
+                                 "availability_zone": "us-east-2b", "group": "inf2.xlarge", "role": "inference"}
+    assert "--instance-id" in hosts[0].daemon_flags() and hosts[0].instance_id.startswith("i-0")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"hosts": 0}, "at least 1"),
+    ({"hosts": 2, "instance_type": "inf9.huge"}, "inf9.huge"),
+    ({"mix": "inf2.xlarge"}, "TYPE=COUNT"),
+    ({"mix": "inf2.xlarge=0"}, "at least 1"),
+    ({"hosts": 3, "mix": "inf2.xlarge=2"}, "adds up to 2"),
+])
+def test_a_bad_fleet_spec_is_refused(kwargs, message):
+    with pytest.raises(FleetSpecError, match=message):
+        fleet_hosts(**kwargs)
+
+
+def test_more_hosts_than_memory_allows_is_refused_naming_the_limit(monkeypatch):
+    monkeypatch.setattr(fleet_spec.psutil, "virtual_memory", lambda: SimpleNamespace(available=2**30))
+
+    with pytest.raises(FleetSpecError, match=r"need about 2.0 GiB of memory \(200 MiB each\); 1.0 GiB is available: "
+                                             r"run at most 5 hosts"):
+        check_capacity(10)  # 10 x 200 MiB; 1 GiB // 200 MiB = 5
+
+
+def test_more_hosts_than_the_descriptor_limit_allows_is_refused(monkeypatch):
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+    monkeypatch.setattr(fleet_spec, "_ephemeral_range", lambda: (1024, 65535))
+
+    with pytest.raises(FleetSpecError, match=r"need about 1728 file descriptors; the limit is 1024 .*at most 56\)"):
+        check_capacity(100)  # 128 + 16 * 100 > 1024; (1024 - 128) // 16 = 56
+
+
+def test_more_hosts_than_ports_is_refused(monkeypatch):
+    monkeypatch.setattr(fleet_spec, "_ephemeral_range", lambda: (60000, 60099))  # 100 ports, half for listening
+
+    with pytest.raises(FleetSpecError, match="leaves room for 49 hosts"):
+        check_capacity(60)
+
+
+def test_up_refuses_a_bad_spec_before_starting_anything(capsys):
+    assert main(["up", "--hosts", "2", "--instance-type", "inf9.huge"]) == 2
+    assert "inf9.huge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_the_bundled_fleet_scenarios_load(path):
+    scenario = load_fleet_scenario(path)
+
+    assert scenario.events and all(e.hosts for e in scenario.events)
+
+
+@pytest.mark.parametrize("event, message", [
+    ('host = "fleet-007"', "no host 'fleet-007' in this fleet; its hosts: fleet-000, fleet-001, fleet-002"),
+    ('az = "eu-west-1a"', "no az 'eu-west-1a' in this fleet; its azs: us-east-2a, us-east-2b, us-east-2c"),
+    ('group = "inf2.48xlarge"', "no group 'inf2.48xlarge' in this fleet; its groups: inf2.xlarge"),
+    ('all = true\nbogus = 1', "unknown field(s) bogus"),
+    ('host = "fleet-000"\naz = "us-east-2a"', "exactly one of host, az, group or all"),
+])
+def test_a_scenario_naming_what_the_fleet_lacks_is_an_error(tmp_path, event, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
+                    f'[[events]]\nat = 5\naction = "link-down"\n{event}\n')
+
+    with pytest.raises(FleetScenarioError) as error:
+        load_fleet_scenario(path)
+    assert message in str(error.value)
+
+
+def test_a_scenario_expecting_an_alert_no_rule_defines_is_an_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('hosts = 1\nduration = 10\n[[expect]]\nalert = "NoSuchAlert"\nfires_by = 5\nresolves_by = 9\n')
+
+    with pytest.raises(FleetScenarioError, match="no alert rule 'NoSuchAlert'"):
+        load_fleet_scenario(path)
+
+
+def test_down_and_targets_without_a_fleet_say_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+
+    assert main(["targets"]) == 1
+    assert main(["down"]) == 1
+    assert capsys.readouterr().err.count("no fleet is running") == 2
+
+
+@pytest.mark.slow
+def test_a_host_that_dies_fires_and_resolves_the_declared_alerts(tmp_path):
+    """scenarios/fleet/host-dies.toml, ten times faster, against Debian's Prometheus."""
+    real_program("prometheus", "prometheus")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "neurontools.fleet.cli", "up", "--scenario", "scenarios/fleet/host-dies.toml",
+         "--time-scale", "10", "--status-every", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for alert in ("NeuronMonitorExporterDown", "NeuronFleetHostsUnreachable"):
+        assert any("firing" in line and alert in line for line in result.stdout.splitlines()), alert
+        assert any("resolved" in line and alert in line for line in result.stdout.splitlines()), alert
+    assert "expectations met" in result.stdout
+    assert not (tmp_path / f"neuron-fleet-{os.getuid()}" / "state.json").exists()
+
+
+def dashboard_queries_without_data(prometheus: str, timeout: float = 90.0) -> list[str]:
+    """The fleet dashboard's queries (variables at All) that have no result once rates have two samples."""
+    from test_fleet_deploy import fleet_dashboard_queries
+    queries = [q.replace("$host", ".*").replace("$instance_type", ".*") for q in fleet_dashboard_queries()]
+    deadline = time.monotonic() + timeout
+    while True:
+        empty = [q for q in queries if not _query(prometheus, q)]
+        if not empty or time.monotonic() > deadline:
+            return empty
+        time.sleep(1)
+
+
+def _query(prometheus: str, expression: str) -> list:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
+@pytest.mark.slow
+def test_up_then_down_from_another_terminal_leaves_nothing_behind(tmp_path):
+    """And in between, every query of the fleet dashboard returns data from the running fleet."""
+    real_program("prometheus", "prometheus")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    state = tmp_path / f"neuron-fleet-{os.getuid()}" / "state.json"
+    up = subprocess.Popen([sys.executable, "-m", "neurontools.fleet.cli", "up", "--hosts", "2", "--instance-type",
+                           "inf2.xlarge", "--status-every", "0", "--time-scale", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in up.stdout:
+            if line.startswith("Ctrl-C"):
+                break
+        saved = json.loads(state.read_text())
+        targets = subprocess.run([sys.executable, "-m", "neurontools.fleet.cli", "targets"], env=env,
+                                 capture_output=True, text=True, timeout=30)
+        document = json.loads(targets.stdout)
+        assert [entry["labels"]["host"] for entry in document] == ["fleet-000", "fleet-001"]
+        assert dashboard_queries_without_data(saved["prometheus"]) == []
+
+        down = subprocess.run([sys.executable, "-m", "neurontools.fleet.cli", "down"], env=env,
+                              capture_output=True, text=True, timeout=90)
+        assert down.returncode == 0, down.stderr
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    for pid in saved["children"]:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert not any(Path(d).exists() for d in saved["directories"])
+    assert not state.exists()
