@@ -307,19 +307,25 @@ def _poison(part: _Part) -> None:
 _SEVERITY = {pb.COMPLETED: 0, pb.COMPLETED_WITH_NUM_ERR: 1, pb.TIMED_OUT: 2, pb.COMPLETED_WITH_ERR: 3}
 
 
+def _add_results(response: pb.ExecuteResponse, results: list) -> None:
+    """The execution's device latency (its slowest subgraph), FLOPs and engine busy time, summed over cores."""
+    if not results:
+        return
+    response.device_latency_ns = max(r.device_time_ns for r in results)
+    response.flops = sum(r.flops for r in results)
+    busy: dict[int, int] = {}
+    for r in results:
+        for engine, ns in r.engine_busy_ns.items():
+            busy[engine] = busy.get(engine, 0) + ns
+    response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+
+
 def _combine(job: _Job) -> pb.ExecuteResponse:
     status, message, _ = max(job.results, key=lambda r: _SEVERITY[r[0]])
     results = [r for _, _, r in job.results if r is not None]
     response = pb.ExecuteResponse(status=status, message=message,
                                   total_latency_ns=time.monotonic_ns() - job.arrived_ns)
-    if results:
-        response.device_latency_ns = max(r.device_time_ns for r in results)
-        response.flops = sum(r.flops for r in results)
-        busy: dict[int, int] = {}
-        for r in results:
-            for engine, ns in r.engine_busy_ns.items():
-                busy[engine] = busy.get(engine, 0) + ns
-        response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+    _add_results(response, results)
     return response
 
 
@@ -327,14 +333,7 @@ def _response(outcome: Outcome, total_ns: int) -> pb.ExecuteResponse:
     results = [r for r in outcome.results if r is not None]
     response = pb.ExecuteResponse(status=outcome.status, message=outcome.message, total_latency_ns=total_ns,
                                   error_kind=outcome.error_kind)
-    if results:
-        response.device_latency_ns = max(r.device_time_ns for r in results)
-        response.flops = sum(r.flops for r in results)
-        busy: dict[int, int] = {}
-        for r in results:
-            for engine, ns in r.engine_busy_ns.items():
-                busy[engine] = busy.get(engine, 0) + ns
-        response.engines.extend(pb.EngineTime(engine=e, busy_ns=ns) for e, ns in sorted(busy.items()))
+    _add_results(response, results)
     return response
 
 

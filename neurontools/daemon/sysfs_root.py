@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from neurontools.processes import pid_alive
+
 MARKER = ".neurond-sysfs"      # holds the pid of the daemon that keeps the tree
 STAGING = ".neurond-staging"   # new file contents are written here, then renamed into place
 TOP_LEVEL = ("devices", "class", "module")  # what the tree puts in DIR (like /sys)
@@ -42,16 +44,6 @@ def _marker_pid(root: Path) -> int | None:
         return int((root / MARKER).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SysfsRoot:
@@ -90,7 +82,7 @@ class SysfsRoot:
             shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise SysfsRootError(f"--sysfs-root {root} is not empty (it holds {shown}) and is not a tree "
                                  f"neurond made; {hint}")
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and pid_alive(pid):
             raise SysfsRootError(f"--sysfs-root {root} is kept by another running neurond (pid {pid}); "
                                  "stop it or give another directory")
         unknown = [e for e in entries if e not in (*TOP_LEVEL, MARKER, STAGING)]

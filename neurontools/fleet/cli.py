@@ -38,6 +38,8 @@ from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST
 from neurontools.lab.prometheus_server import PrometheusError, PrometheusServer
 from neurontools.lab.rules import RULES, write_rules
 from neurontools.fleet.scenario import FLEET_RULES
+from neurontools.processes import pid_alive
+
 STATE = "state.json"
 START_WORKERS = 4  # hosts started at once: daemon start-up is CPU-bound
 
@@ -91,19 +93,9 @@ def _read_state(state_dir: Path) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _targets(state_dir: Path) -> int:
     state = _read_state(state_dir)
-    if state is None or not _alive(state["pid"]):
+    if state is None or not pid_alive(state["pid"]):
         _warn(f"no fleet is running (no live state in {state_dir}): start one with `neuron-fleet up`")
         return 1
     sys.stdout.write(Path(state["targets_file"]).read_text())
@@ -115,18 +107,18 @@ def _down(state_dir: Path) -> int:
     if state is None:
         _warn(f"no fleet is running (no state in {state_dir})")
         return 1
-    if _alive(state["pid"]):
+    if pid_alive(state["pid"]):
         os.kill(state["pid"], signal.SIGTERM)  # `up` stops its hosts and Prometheus in order
         deadline = time.monotonic() + 60
-        while _alive(state["pid"]) and time.monotonic() < deadline:
+        while pid_alive(state["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
-    leftover = [pid for pid in state.get("children", []) if _alive(pid)]
+    leftover = [pid for pid in state.get("children", []) if pid_alive(pid)]
     for pid in leftover:  # `up` was killed outright: end what it started, by pid
         os.kill(pid, signal.SIGKILL)
     for path in state.get("directories", []):
         shutil.rmtree(path, ignore_errors=True)
     (state_dir / STATE).unlink(missing_ok=True)
-    _say(f"fleet stopped" + (f" ({len(leftover)} leftover processes killed)" if leftover else ""))
+    _say("fleet stopped" + (f" ({len(leftover)} leftover processes killed)" if leftover else ""))
     return 0
 
 
@@ -143,7 +135,7 @@ def _up(args, state_dir: Path) -> int:
         _warn(str(exc))
         return 2
     state = _read_state(state_dir)
-    if state is not None and _alive(state["pid"]):
+    if state is not None and pid_alive(state["pid"]):
         _warn(f"a fleet is already running (pid {state['pid']}): `neuron-fleet down` stops it")
         return 1
     stop = threading.Event()

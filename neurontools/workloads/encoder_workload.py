@@ -12,7 +12,6 @@ pooled outputs with the numpy reference.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +22,8 @@ from neurontools.workloads.architectures import EncoderArchitecture
 from neurontools.workloads.encoder import (EncoderShape, build_embed, build_layers, build_pooler,
                                            programs, random_weights, reference)
 from neurontools.workloads.memory_plan import MemoryPlan
-from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, stage_count,
-                                            spend_overhead, step_overhead_seconds)
+from neurontools.workloads.workload import (DataParallelReplica, StageRunner, Workload, stage_count,
+                                            step_overhead_seconds)
 
 
 class EncoderWorkload(Workload):
@@ -89,7 +88,9 @@ class EncoderWorkload(Workload):
                 "instructions_per_program": {name: len(p.instructions) for name, p in self.programs.items()}}
 
 
-class EncoderReplica(Replica):
+class EncoderReplica(DataParallelReplica):
+    input_name = "embeddings"
+
     def __init__(self, workload: EncoderWorkload, cores: Sequence[int]) -> None:
         super().__init__(cores)
         self.workload = workload
@@ -133,19 +134,6 @@ class EncoderReplica(Replica):
         pooler = [(self.models["pooler"], bindings("pooler"))] if "pooler" in self.models else []
         return [(self.models["embed"], bindings("embed")), *layers, *pooler]
 
-    def request(self) -> RequestRecord:
-        assert self.runner is not None, "load() first"
-        if self.workload.compute:
-            rng = np.random.default_rng()
-            for core in self.cores:
-                self.workspace[core]["embeddings"].write(self._random_embeddings(rng))
-        started = time.monotonic()
-        overhead = spend_overhead(self.workload.overhead_seconds())
-        results = self.runner.run(self._calls())
-        return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
-                             device_seconds=sum(r.device_latency for r in results) + overhead,
-                             items=self.workload.shape.batch * len(self.cores), executions=len(results))
-
     def verify(self, seed: int = 1) -> tuple[float, float]:
         """Run one request on known embeddings (different on each core); returns (max |device - numpy|,
         max |numpy|) over every core's hidden states and pooled outputs (compute mode)."""
@@ -153,7 +141,7 @@ class EncoderReplica(Replica):
         if w.layer_data is None or self.runner is None:
             raise RuntimeError("verify() needs a compute-mode workload that is loaded")
         rng = np.random.default_rng(seed)
-        inputs = {core: self._random_embeddings(rng) for core in self.cores}
+        inputs = {core: self._random_input(rng) for core in self.cores}
         for core, embeddings in inputs.items():
             self.workspace[core]["embeddings"].write(embeddings)
         self.runner.run(self._calls())
@@ -167,6 +155,6 @@ class EncoderReplica(Replica):
             scale = max(scale, *(float(np.max(np.abs(e))) for _, e in pairs))
         return error, scale
 
-    def _random_embeddings(self, rng: np.random.Generator) -> np.ndarray:
+    def _random_input(self, rng: np.random.Generator) -> np.ndarray:
         s = self.workload.shape
         return rng.standard_normal((s.tokens, s.arch.hidden)).astype(np.float32)

@@ -7,7 +7,6 @@ and checked against numpy in compute mode, declared without data in timing-only 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,8 +15,7 @@ from neurontools import dtypes
 from neurontools.client import Model, Session, Tensor
 from neurontools.workloads.memory_plan import MemoryPlan
 from neurontools.workloads.resnet import VisionArchitecture, VisionShape, programs, random_weights, reference
-from neurontools.workloads.workload import (Replica, RequestRecord, StageRunner, Workload, spend_overhead,
-                                            step_overhead_seconds)
+from neurontools.workloads.workload import DataParallelReplica, StageRunner, Workload, step_overhead_seconds
 
 
 class VisionWorkload(Workload):
@@ -72,7 +70,9 @@ class VisionWorkload(Workload):
                 "instructions_per_program": {name: len(p.instructions) for name, p in self.programs.items()}}
 
 
-class VisionReplica(Replica):
+class VisionReplica(DataParallelReplica):
+    input_name = "image"
+
     def __init__(self, workload: VisionWorkload, cores: Sequence[int]) -> None:
         super().__init__(cores)
         self.workload = workload
@@ -97,19 +97,6 @@ class VisionReplica(Replica):
         return [(self.models[name], {core: {t: self.workspace[core][t] for t in w.shape.workspace(name)}
                                      for core in self.cores}) for name in w.programs]
 
-    def request(self) -> RequestRecord:
-        assert self.runner is not None, "load() first"
-        if self.workload.compute:
-            rng = np.random.default_rng()
-            for core in self.cores:
-                self.workspace[core]["image"].write(self._random_images(rng))
-        started = time.monotonic()
-        overhead = spend_overhead(self.workload.overhead_seconds())
-        results = self.runner.run(self._calls())
-        return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
-                             device_seconds=sum(r.device_latency for r in results) + overhead,
-                             items=self.workload.shape.batch * len(self.cores), executions=len(results))
-
     def verify(self, seed: int = 1) -> tuple[float, float]:
         """One request on known images (different on each core); (max |device - numpy|, max |numpy|) over
         every core's logits."""
@@ -117,7 +104,7 @@ class VisionReplica(Replica):
         if w.weights is None or self.runner is None:
             raise RuntimeError("verify() needs a compute-mode workload that is loaded")
         rng = np.random.default_rng(seed)
-        inputs = {core: self._random_images(rng) for core in self.cores}
+        inputs = {core: self._random_input(rng) for core in self.cores}
         for core, images in inputs.items():
             self.workspace[core]["image"].write(images)
         self.runner.run(self._calls())
@@ -130,6 +117,6 @@ class VisionReplica(Replica):
             scale = max(scale, float(np.max(np.abs(expected))))
         return error, scale
 
-    def _random_images(self, rng: np.random.Generator) -> np.ndarray:
+    def _random_input(self, rng: np.random.Generator) -> np.ndarray:
         s = self.workload.shape
         return rng.standard_normal((s.batch, 3, s.image_size, s.image_size)).astype(np.float32)

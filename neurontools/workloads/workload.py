@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from neurontools.client import ExecutionResult, Model, Session, Tensor
 from neurontools.daemon.isa import cost_model
 from neurontools.workloads.memory_plan import MemoryPlan
@@ -64,6 +66,35 @@ class Replica(abc.ABC):
 
     def close(self) -> None:
         """Release client-side resources (the session owns the daemon-side ones)."""
+
+
+class DataParallelReplica(Replica):
+    """A replica that serves a request by running its programs in order on each of its cores (encoders,
+    vision models). Subclasses set `workload`, `runner`, `workspace`, `input_name` and give `_calls`
+    and `_random_input`."""
+
+    input_name = ""  # the workspace tensor a compute-mode request writes its random input to
+
+    @abc.abstractmethod
+    def _calls(self) -> list:
+        """The request's executions: (model, bindings by core) in order."""
+
+    @abc.abstractmethod
+    def _random_input(self, rng: np.random.Generator) -> np.ndarray:
+        """One core's input for one request."""
+
+    def request(self) -> RequestRecord:
+        assert self.runner is not None, "load() first"
+        if self.workload.compute:
+            rng = np.random.default_rng()
+            for core in self.cores:
+                self.workspace[core][self.input_name].write(self._random_input(rng))
+        started = time.monotonic()
+        overhead = spend_overhead(self.workload.overhead_seconds())
+        results = self.runner.run(self._calls())
+        return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
+                             device_seconds=sum(r.device_latency for r in results) + overhead,
+                             items=self.workload.shape.batch * len(self.cores), executions=len(results))
 
 
 class Workload(abc.ABC):
