@@ -26,8 +26,8 @@ import psutil
 
 from neurontools.client import Session
 from neurontools.daemon.isa import cost_model
-from neurontools.daemon import topology as topo
-from neurontools.daemon.collectives import Links, fastest
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.collectives.planning import Links, fastest
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel
 

@@ -18,8 +18,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout
 
 from neurontools._proto import neurond_pb2 as pb  # noqa: E402
-from neurontools.daemon.hbm_allocator import DeviceMemory, Region, format_bytes  # noqa: E402
-from neurontools.daemon.memory_ledger import MemoryLedger  # noqa: E402
+from neurontools.daemon.device.hbm_allocator import DeviceMemory, Region, format_bytes  # noqa: E402
+from neurontools.daemon.device.memory_ledger import MemoryLedger  # noqa: E402
 
 GiB, MiB = 1 << 30, 1 << 20
 DEVICES, STACKS, STACK_BYTES = 12, 2, 16 * GiB

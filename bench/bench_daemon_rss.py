@@ -21,7 +21,7 @@ import common
 import psutil
 
 from neurontools.client import Device, OutOfResources, Session, Tensor
-from neurontools.daemon.hbm_allocator import format_bytes
+from neurontools.daemon.device.hbm_allocator import format_bytes
 
 INSTANCE_TYPE = "inf2.48xlarge"
 MiB, GiB = 1 << 20, 1 << 30

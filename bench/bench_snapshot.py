@@ -44,9 +44,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
-from neurontools.daemon import topology
-from neurontools.daemon.embedded import running_daemon
-from neurontools.daemon.hbm_allocator import format_bytes
+from neurontools.daemon.device import topology
+from neurontools.daemon.server.embedded import running_daemon
+from neurontools.daemon.device.hbm_allocator import format_bytes
 from neurontools.kernels.examples import mlp_program
 
 INSTANCE_TYPE = "inf2.48xlarge"

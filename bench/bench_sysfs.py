@@ -25,7 +25,7 @@ import time
 import common
 
 from neurontools.client import Session
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 
 BUDGET_SHARE_OF_A_CORE = 0.05  # a refresh per second may take at most 5% of one core
 

@@ -25,8 +25,8 @@ import time
 
 import common
 
-from neurontools.daemon import collectives
-from neurontools.daemon import topology as topo
+from neurontools.daemon.collectives import planning as collectives
+from neurontools.daemon.device import topology as topo
 from neurontools.daemon.isa import cost_model
 from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.decoder_workload import DecoderWorkload

@@ -134,7 +134,7 @@ def neurond_process(instance_type: str = "inf2.48xlarge", env: Mapping[str, str]
     with _socket_directory("bench-neurond-") as tmp:
         address = f"unix://{tmp}/neurond.sock"
         machine = ["--topology-file", str(topology_file)] if topology_file else ["--instance-type", instance_type]
-        command = [sys.executable, "-m", "neurontools.daemon.cli", *machine,
+        command = [sys.executable, "-m", "neurontools.daemon.server.cli", *machine,
                    "--address", address, "--log-level", "warning"]
         with _child_server(command, address, Path(tmp) / "neurond.log", env) as server:
             yield server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 
 
 @contextlib.contextmanager

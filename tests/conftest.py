@@ -6,7 +6,7 @@ import pytest
 from real_components import MISSING
 
 from neurontools.addresses import temporary_socket_directory
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import tempfile
 import pytest
 
 from neurontools import addresses, connection_options
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.client import Device
 
 LIMIT = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux (man 7 unix)
@@ -68,10 +68,10 @@ def test_a_client_given_a_path_over_the_limit_says_so():
 
 
 def test_a_socket_path_of_exactly_the_limit_serves(socket_dir):
-    from neurontools.daemon import topology as topo
-    from neurontools.daemon.embedded import EmbeddedDaemon
-    from neurontools.daemon.instance_info import resolve_identity
-    from neurontools.daemon.server import ServerOptions
+    from neurontools.daemon.device import topology as topo
+    from neurontools.daemon.server.embedded import EmbeddedDaemon
+    from neurontools.daemon.device.instance_info import resolve_identity
+    from neurontools.daemon.server.grpc_server import ServerOptions
 
     deep = socket_dir / ("d" * (LIMIT - len(f"{socket_dir}//neurond.sock")))
     deep.mkdir()

@@ -11,13 +11,13 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.isa import cost_model as cm
-from neurontools.daemon import topology as topo
-from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
-from neurontools.daemon.collectives import (CollectiveError, Links, ModelCollectives, algorithm, check_group,
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.collectives.rendezvous import CollectiveFailure, ExecutionCollectives
+from neurontools.daemon.collectives.planning import (CollectiveError, Links, ModelCollectives, algorithm, check_group,
                                            event_cost, plan_model)
-from neurontools.daemon.faults import FaultTable
+from neurontools.daemon.device.faults import FaultTable
 from neurontools.daemon.isa.program import ProgramError, compile_program
-from neurontools.daemon.telemetry import Telemetry
+from neurontools.daemon.device.telemetry import Telemetry
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel, KernelError
 
@@ -323,7 +323,7 @@ def _contributions_after(steps, ranks, combine):
 
 @pytest.mark.parametrize("ranks", [3, 4, 6, 12, 16, 24, 32])
 def test_recursive_doubling_reduces_every_rank_into_every_rank(ranks):
-    from neurontools.daemon.collectives import _recursive_doubling
+    from neurontools.daemon.collectives.planning import _recursive_doubling
     steps = _recursive_doubling(list(range(ranks)), 4096)
     held = _contributions_after(steps, range(ranks), lambda mine, theirs: mine | theirs)
     assert all(held[r] == set(range(ranks)) for r in range(ranks))
@@ -333,7 +333,7 @@ def test_recursive_doubling_reduces_every_rank_into_every_rank(ranks):
 
 @pytest.mark.parametrize("ranks", [3, 5, 12, 24, 32])
 def test_bruck_all_gather_gives_every_rank_every_block_in_log_steps(ranks):
-    from neurontools.daemon.collectives import _bruck
+    from neurontools.daemon.collectives.planning import _bruck
     steps = _bruck(list(range(ranks)), 64)
     held = _contributions_after(steps, range(ranks), lambda mine, theirs: mine | theirs)
     assert all(held[r] == set(range(ranks)) for r in range(ranks))

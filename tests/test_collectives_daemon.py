@@ -13,8 +13,8 @@ import pytest
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, InvalidRequest, Session
 from neurontools.daemon.isa.activation_functions import erf64
-from neurontools.daemon import topology as topo
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel
 

@@ -15,7 +15,7 @@ import pytest
 
 from neurontools import connection_options
 from neurontools.client import AccessDenied, DaemonUnavailable, Device
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 
 TOKEN = "tok-3f9a"
 
@@ -24,7 +24,7 @@ TOOLS = {
     "neuron-ls": ["neurontools.ls"],
     "neuron-monitor": ["neurontools.monitor.cli"],
     "neuron-top": ["neurontools.top"],
-    "neuron-fault": ["neurontools.daemon.fault_cli"],
+    "neuron-fault": ["neurontools.fault.cli"],
     "neuron-workload": ["neurontools.workloads.cli"],
     "neuron-scenario": ["neurontools.scenarios.cli", "run"],
 }
@@ -117,7 +117,7 @@ def test_neurond_refuses_a_token_file_others_can_read(tmp_path, socket_dir):
     token_file = tmp_path / "token"
     token_file.write_text("secret\n")
     token_file.chmod(0o644)
-    result = _run(["neurontools.daemon.cli"], "--address", f"unix://{socket_dir}/n.sock", "--listen",
+    result = _run(["neurontools.daemon.server.cli"], "--address", f"unix://{socket_dir}/n.sock", "--listen",
                   f"127.0.0.1:{_free_port()}", "--token-file", str(token_file), timeout=30)
     assert result.returncode == 2 and f"chmod 600 {token_file}" in result.stderr
 

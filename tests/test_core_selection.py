@@ -1,6 +1,6 @@
 import pytest
 
-from neurontools.daemon.core_selection import CoresBusy, CoreSelectionError, parse_visible_cores, select_cores
+from neurontools.daemon.runtime.core_selection import CoresBusy, CoreSelectionError, parse_visible_cores, select_cores
 
 
 def test_visible_core_forms():

@@ -256,7 +256,7 @@ def test_snapshots_built_from_kept_parts_equal_a_build_from_scratch(daemon):
     # The daemon keeps the parts of a snapshot between calls and rebuilds only what changed; a
     # builder that has never built anything reads everything from the state (the oracle). After
     # each kind of change, both must agree.
-    from neurontools.daemon.snapshot import SnapshotBuilder
+    from neurontools.daemon.runtime.snapshot import SnapshotBuilder
     state, kept = daemon.server.state, daemon.server.snapshots
 
     def agree(step: str) -> None:

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from neurontools.daemon.cli import build_parser as neurond_parser
+from neurontools.daemon.server.cli import build_parser as neurond_parser
 from neurontools.ls.options import parse_options
 from neurontools.node.cli import build_parser as node_parser
 from neurontools.node.namespace import SYSFS_GRAFTS, TOOLS_TARGET

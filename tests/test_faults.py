@@ -70,7 +70,7 @@ def test_sessions_cannot_inject(address):
 
 def test_cli(address):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "neurontools.daemon.fault_cli", "--address", address, *args],
+        return subprocess.run([sys.executable, "-m", "neurontools.fault.cli", "--address", address, *args],
                               capture_output=True, text=True, timeout=30)
     injected = run("inject", "numerical-error", "--core", "6")
     assert injected.returncode == 0 and "NeuronCore 6 produces NaN outputs" in injected.stdout
@@ -82,7 +82,7 @@ def test_cli(address):
 
 def test_cli_names_an_unknown_flag_and_refuses_to_clear_an_unknown_fault(address):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "neurontools.daemon.fault_cli", "--address", address, *args],
+        return subprocess.run([sys.executable, "-m", "neurontools.fault.cli", "--address", address, *args],
                               capture_output=True, text=True, timeout=30)
     for args in (["--bogus"], ["list", "--bogus"], ["--bogus", "list"]):
         bogus = run(*args)

@@ -1071,7 +1071,7 @@ def test_visible_cores_that_str_isdigit_accepts_but_int_cannot_read(harness, vis
 HUGE_RANGE_CHILD = textwrap.dedent("""
     import os, resource, sys, time, grpc
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a runaway daemon fails here, not the machine
-    from neurontools.daemon.embedded import running_daemon
+    from neurontools.daemon.server.embedded import running_daemon
     from neurontools._proto import neurond_pb2 as pb, neurond_pb2_grpc as pb_grpc
     with running_daemon("inf2.48xlarge") as daemon, grpc.insecure_channel(daemon.address) as channel:
         start = time.monotonic()
@@ -1240,7 +1240,7 @@ def test_refused_load_model_gives_back_what_it_placed(harness, edit):
 def test_write_into_a_host_tensor_larger_than_the_daemons_ram(harness):
     """The first write materializes the region; numpy's MemoryError becomes hbm_allocator.OutOfMemory, which
     WriteTensor does not map (it catches RequestError only): the client gets UNKNOWN "Unexpected <class
-    'neurontools.daemon.hbm_allocator.OutOfMemory'>" and grpc logs a traceback. Expected RESOURCE_EXHAUSTED."""
+    'neurontools.daemon.device.hbm_allocator.OutOfMemory'>" and grpc logs a traceback. Expected RESOURCE_EXHAUSTED."""
     with harness.example(), harness.fuzz_session() as session:
         tensor = harness.allocate(session, [700, 1 << 30], pb.UINT8, placement=pb.HOST)
         _, error = harness.call("WriteTensor of 1 byte into a 700 GiB host tensor", harness.runtime.WriteTensor,

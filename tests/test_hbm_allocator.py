@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import hbm_allocator
-from neurontools.daemon.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region, format_bytes
-from neurontools.daemon.memory_ledger import MemoryLedger
+from neurontools.daemon.device import hbm_allocator
+from neurontools.daemon.device.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region, format_bytes
+from neurontools.daemon.device.memory_ledger import MemoryLedger
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 

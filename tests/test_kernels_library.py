@@ -13,7 +13,7 @@ from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Session
 from neurontools.daemon.isa.activation_functions import erf64
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.daemon.isa.program import compile_program
 from neurontools.kernels import Kernel, library
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology as topo
-from neurontools.daemon.instance_info import resolve_identity
-from neurontools.daemon.load_engine import Load, LoadEngine, Work
-from neurontools.daemon.runtime_state import RuntimeState
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.device.instance_info import resolve_identity
+from neurontools.daemon.runtime.load_engine import Load, LoadEngine, Work
+from neurontools.daemon.runtime.sessions import RuntimeState
 from neurontools.kernels import library
 from neurontools.kernels.builder import Kernel
 from neurontools.kernels.examples import mlp_program

@@ -14,7 +14,7 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import AccessDenied, Device, InvalidRequest, NeuronError, Session
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.kernels.examples import mlp_program
 
 

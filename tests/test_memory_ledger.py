@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.memory_ledger import MemoryLedger
+from neurontools.daemon.device.memory_ledger import MemoryLedger
 
 DEVICE = ("device", 0)
 CORE = ("core", 1)

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from neurontools.client import Session
-from neurontools.daemon import topology as topo
-from neurontools.daemon.embedded import EmbeddedDaemon
-from neurontools.daemon.instance_info import resolve_identity
-from neurontools.daemon.server import ServerOptions
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.server.embedded import EmbeddedDaemon
+from neurontools.daemon.device.instance_info import resolve_identity
+from neurontools.daemon.server.grpc_server import ServerOptions
 from neurontools.kernels.examples import mlp_program
 from neurontools.monitor.cli import USAGE, Options, UsageError, main, parse_options
 from neurontools.monitor.report_json import dumps_report, loads_report

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.ls.cli import fatal_line, render_output
 from neurontools.ls.options import parse_options
 

@@ -11,7 +11,7 @@ import pytest
 
 from neurontools.client import AccessDenied, Device, Session
 
-NEUROND = [sys.executable, "-m", "neurontools.daemon.cli"]
+NEUROND = [sys.executable, "-m", "neurontools.daemon.server.cli"]
 
 
 def _wait_ready(address, proc, timeout=20.0):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.lab.prometheus_server import PROMETHEUS, PrometheusServer, free_port
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from neurontools.daemon import topology as topo
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.node import launchers
 from neurontools.node.cli import main as node_main
 

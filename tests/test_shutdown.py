@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from neurontools.client import DaemonUnavailable, Device, Session
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.kernels.examples import mlp_program
 
 

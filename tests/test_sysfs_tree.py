@@ -17,8 +17,8 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import Device, Session
-from neurontools.daemon.embedded import running_daemon
-from neurontools.daemon.sysfs_root import SysfsRoot, SysfsRootError
+from neurontools.daemon.server.embedded import running_daemon
+from neurontools.daemon.sysfs.root import SysfsRoot, SysfsRootError
 from neurontools.kernels.examples import mlp_program
 
 GOLDEN = Path(__file__).parent / "golden" / "sysfs"
@@ -133,7 +133,7 @@ def test_connected_devices_read_like_neuron_ls(tmp_path, instance_type, expected
 
 
 def test_power_utilization_format_and_model(tmp_path):
-    from neurontools.daemon.sysfs_values import PowerModel
+    from neurontools.daemon.sysfs.values import PowerModel
     model = PowerModel(device_count=1, window_seconds=60)
     idle = pb.Snapshot(monotonic_ns=0)
     idle.cores.add(core_id=0, device_index=0, occupied_ns=0)
@@ -367,7 +367,7 @@ def test_a_tree_left_by_a_dead_daemon_is_replaced_a_live_ones_is_refused(tmp_pat
 def test_neurond_flag_end_to_end(tmp_path):
     address = f"unix://{tmp_path / 'd.sock'}"
     root = tmp_path / "sysfs"
-    base = [sys.executable, "-m", "neurontools.daemon.cli", "--instance-type", "inf2.xlarge", "--address", address]
+    base = [sys.executable, "-m", "neurontools.daemon.server.cli", "--instance-type", "inf2.xlarge", "--address", address]
     (tmp_path / "f").write_text("x")
     refused = subprocess.run([*base, "--sysfs-root", str(tmp_path / "f")], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "is a file, not a directory" in refused.stderr

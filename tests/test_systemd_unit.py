@@ -78,7 +78,7 @@ def test_the_units_command_serves_a_socket_its_group_can_use(socket_dir):
     (command,) = _setting("ExecStart")
     argv = shlex.split(command.replace("/run/neurond/", f"{socket_dir}/"))
     assert argv[0] == "/usr/local/bin/neurond"
-    proc = subprocess.Popen([sys.executable, "-m", "neurontools.daemon.cli", *argv[1:], "--instance-type",
+    proc = subprocess.Popen([sys.executable, "-m", "neurontools.daemon.server.cli", *argv[1:], "--instance-type",
                              "inf2.xlarge"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     socket = socket_dir / "neurond.sock"
     try:

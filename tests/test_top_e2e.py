@@ -18,7 +18,7 @@ import pytest
 from real_components import private_tmux
 from test_top_fixtures import RECORDING, applications
 
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tmux_server")]
 TMUX: list[str] = []  # the command for the module's private tmux server

@@ -162,7 +162,7 @@ def twenty_applications() -> list[tuple[str, str, int, float]]:
 
 
 def record(path: Path = RECORDING, reports: int = 4, interval: float = 1.0) -> None:
-    from neurontools.daemon.embedded import running_daemon
+    from neurontools.daemon.server.embedded import running_daemon
     from neurontools.monitor.report_json import dumps_report
     from neurontools.top.sources.live import LiveSource
 

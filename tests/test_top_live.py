@@ -12,10 +12,10 @@ import pytest
 from test_top_fixtures import applications, run, screen_text, wait_until
 
 from neurontools.client import NeuronError, Session
-from neurontools.daemon import topology as topo
-from neurontools.daemon.embedded import EmbeddedDaemon
-from neurontools.daemon.instance_info import resolve_identity
-from neurontools.daemon.server import ServerOptions
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.server.embedded import EmbeddedDaemon
+from neurontools.daemon.device.instance_info import resolve_identity
+from neurontools.daemon.server.grpc_server import ServerOptions
 from neurontools.top.app import NeuronTopApp
 from neurontools.top.sources.frame import SourceUnavailable
 from neurontools.top.sources.live import LiveSource

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology as topo
-from neurontools.daemon.instance_info import ConfigFileError, resolve_identity
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.device.instance_info import ConfigFileError, resolve_identity
 
 # inf2.48xlarge rows of runtime-performance-tips.rst (reference inferentia2.md section 1.3)
 INF2_48 = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from neurontools.client import Device
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.workloads import catalog
 from neurontools.workloads.runner import WorkloadRunner
 from neurontools.workloads.summary import workload_summary

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neurontools.client import Device, Session
-from neurontools.daemon.embedded import running_daemon
+from neurontools.daemon.server.embedded import running_daemon
 from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.decoder import DecoderShape
 from neurontools.workloads.decoder_workload import DecoderWorkload

@@ -50,7 +50,7 @@ class FleetDaemon(DaemonProcess):
         log = open(self.log_path, "ab")
         with log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "neurontools.daemon.cli", *self.spec.daemon_flags(),
+                [sys.executable, "-m", "neurontools.daemon.server.cli", *self.spec.daemon_flags(),
                  "--address", self.address, "--log-level", "warning"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         self._wait_ready()
@@ -105,7 +105,7 @@ class Host:
             self.loads.append(model.start_load(tensors, in_flight_per_core=IN_FLIGHT_PER_CORE))
 
     def session_cores(self) -> int:
-        from neurontools.daemon import topology as topo
+        from neurontools.daemon.device import topology as topo
         return topo.lookup(self.spec.instance_type).core_count
 
     # -- what the status line shows ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 
 REGION = "us-east-2"
 ZONES = (("us-east-2a", "use2-az1"), ("us-east-2b", "use2-az2"), ("us-east-2c", "use2-az3"))

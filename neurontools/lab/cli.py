@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from neurontools.client import NeuronError
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.lab.alert_watch import AlertHistory, AlertWatch
 from neurontools.lab.prometheus_server import PrometheusError, PrometheusServer, free_port
 from neurontools.lab.rules import write_rules

@@ -35,7 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.topology import CATALOG, describe_problems
+from neurontools.daemon.device.topology import CATALOG, describe_problems
 from neurontools.lab.rules import RULES, alert_names
 from neurontools.workloads import catalog
 

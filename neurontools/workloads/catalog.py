@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.core_selection import parse_visible_cores, select_cores
+from neurontools.daemon.runtime.core_selection import parse_visible_cores, select_cores
 from neurontools.daemon.errors import RequestError
-from neurontools.daemon.topology import CORES_PER_DEVICE
+from neurontools.daemon.device.topology import CORES_PER_DEVICE
 from neurontools.workloads.architectures import DECODERS, ENCODERS, DecoderArchitecture, EncoderArchitecture
 from neurontools.workloads.decoder import DecoderShape
 from neurontools.workloads.decoder_workload import DecoderWorkload

@@ -12,7 +12,7 @@ import time
 
 from neurontools import addresses, connection_options
 from neurontools.client import Device, NeuronError
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.workloads import catalog
 from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.resnet import VISION

@@ -35,7 +35,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "neurontools.daemon.cli", "--instance-type", self.instance_type,
+                [sys.executable, "-m", "neurontools.daemon.server.cli", "--instance-type", self.instance_type,
                  "--address", self.address, "--log-level", "warning"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         finally:

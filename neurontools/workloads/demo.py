@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.workloads.daemon_process import DaemonProcess
 
 # What runs where, per instance type: an encoder on some cores, tensor-parallel decoders on the rest.

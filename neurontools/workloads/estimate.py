@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import collectives
-from neurontools.daemon import topology as topo
+from neurontools.daemon.collectives import planning as collectives
+from neurontools.daemon.device import topology as topo
 from neurontools.daemon.isa import cost_model
 from neurontools.daemon.isa.program import CompiledProgram, compile_program
 from neurontools.workloads.decoder import bucket

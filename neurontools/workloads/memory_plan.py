@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import runtime_state as rt
-from neurontools.daemon.hbm_allocator import format_bytes
-from neurontools.daemon.topology import CORES_PER_DEVICE
+from neurontools.daemon.runtime import sessions as rt
+from neurontools.daemon.device.hbm_allocator import format_bytes
+from neurontools.daemon.device.topology import CORES_PER_DEVICE
 
 ALIGNMENT = 512  # HBM allocations are placed on 512-byte boundaries
 

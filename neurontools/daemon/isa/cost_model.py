@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology
+from neurontools.daemon.device import topology
 
 KiB = 1 << 10
 GiB = 1 << 30

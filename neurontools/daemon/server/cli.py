@@ -16,11 +16,11 @@ import signal
 import sys
 
 from neurontools import __version__, addresses, connection_options
-from neurontools.daemon import topology as topo
-from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT
-from neurontools.daemon.instance_info import ConfigFileError, load_config, resolve_identity
-from neurontools.daemon.server import DaemonServer, ServerOptions
-from neurontools.daemon.sysfs_tree import DEFAULT_PERIOD_SECONDS
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.runtime.execution import DEFAULT_MAX_IN_FLIGHT
+from neurontools.daemon.device.instance_info import ConfigFileError, load_config, resolve_identity
+from neurontools.daemon.server.grpc_server import DaemonServer, ServerOptions
+from neurontools.daemon.sysfs.tree import DEFAULT_PERIOD_SECONDS
 
 DESCRIPTION = """\
 Run a software AWS Inferentia2 machine: its chips, NeuronCore-v2 cores, HBM and NeuronLink

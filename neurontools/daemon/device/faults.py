@@ -12,9 +12,9 @@ import threading
 import time
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.daemon.errors import InvalidArgument
-from neurontools.daemon.telemetry import Telemetry
+from neurontools.daemon.device.telemetry import Telemetry
 
 _ECC_FIELD = {
     pb.MEM_ECC_CORRECTED: "mem_ecc_corrected",

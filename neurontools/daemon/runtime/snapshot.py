@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from neurontools import __version__
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.memory_ledger import MemoryLedger
-from neurontools.daemon.runtime_state import RuntimeState, Session
-from neurontools.daemon.telemetry import CoreTelemetry, ExecutionTelemetry
+from neurontools.daemon.device.memory_ledger import MemoryLedger
+from neurontools.daemon.runtime.sessions import RuntimeState, Session
+from neurontools.daemon.device.telemetry import CoreTelemetry, ExecutionTelemetry
 
 Message = TypeVar("Message")
 

@@ -19,16 +19,16 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon import topology as topo
-from neurontools.daemon.collectives import CollectiveError, ModelCollectives, plan_model
-from neurontools.daemon.core_selection import select_cores
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.collectives.planning import CollectiveError, ModelCollectives, plan_model
+from neurontools.daemon.runtime.core_selection import select_cores
 from neurontools.daemon.errors import (InvalidArgument, NotFound, OutOfRange, PermissionDenied,
                                        ResourceExhausted, Unauthenticated)
-from neurontools.daemon.faults import FaultTable
-from neurontools.daemon.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region
-from neurontools.daemon.memory_ledger import MemoryLedger
+from neurontools.daemon.device.faults import FaultTable
+from neurontools.daemon.device.hbm_allocator import DeviceMemory, HostMemory, OutOfMemory, Region
+from neurontools.daemon.device.memory_ledger import MemoryLedger
 from neurontools.daemon.isa.program import CompiledProgram, ProgramError, compile_program
-from neurontools.daemon.telemetry import ExecutionTelemetry, Telemetry
+from neurontools.daemon.device.telemetry import ExecutionTelemetry, Telemetry
 
 MIB = 1 << 20
 # What the runtime itself reserves, so memory views look like a real host (docs/api.md lists

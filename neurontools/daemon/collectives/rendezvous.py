@@ -19,11 +19,11 @@ from typing import Callable
 import numpy as np
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.collectives import ModelCollectives, cores_text
-from neurontools.daemon.faults import FaultTable
+from neurontools.daemon.collectives.planning import ModelCollectives, cores_text
+from neurontools.daemon.device.faults import FaultTable
 from neurontools.daemon.isa.collective import CollectiveOp
 from neurontools.daemon.isa.instruction import Env
-from neurontools.daemon.telemetry import Telemetry
+from neurontools.daemon.device.telemetry import Telemetry
 
 log = logging.getLogger("neurond.collectives")
 

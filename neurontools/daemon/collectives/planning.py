@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.isa import cost_model
-from neurontools.daemon import topology as topo
+from neurontools.daemon.device import topology as topo
 from neurontools.daemon.isa.collective import CollectiveOp
 from neurontools.daemon.isa.program import CompiledProgram, RunResult, Timeline
 

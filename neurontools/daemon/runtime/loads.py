@@ -15,9 +15,9 @@ import time
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.errors import InvalidArgument, NotFound, PermissionDenied
-from neurontools.daemon.execution import Executor, IncorrectInput
-from neurontools.daemon.load_engine import Load, LoadEngine, Work, modeled_rate
-from neurontools.daemon.runtime_state import LoadedModel, RuntimeState, Session
+from neurontools.daemon.runtime.execution import Executor, IncorrectInput
+from neurontools.daemon.runtime.load_engine import Load, LoadEngine, Work, modeled_rate
+from neurontools.daemon.runtime.sessions import LoadedModel, RuntimeState, Session
 
 # How often the engine accounts the load on its own (snapshots, faults and calls settle it too):
 # it bounds how late a load notices its end and how stale a core's in-flight count can be.

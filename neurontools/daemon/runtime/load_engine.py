@@ -36,8 +36,8 @@ import numpy as np
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.isa.program import RunResult
-from neurontools.daemon.runtime_state import LoadedModel, RuntimeState, Session
-from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS, ExecutionTelemetry
+from neurontools.daemon.runtime.sessions import LoadedModel, RuntimeState, Session
+from neurontools.daemon.device.telemetry import ERROR_KIND_OF_STATUS, ExecutionTelemetry
 
 # Events processed by one settle at most: a daemon asked for more than it can simulate falls behind
 # (its counters lag) rather than stop answering calls.

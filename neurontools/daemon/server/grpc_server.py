@@ -14,16 +14,16 @@ from grpc_reflection.v1alpha import reflection
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.addresses import check_socket_path, unix_socket_path
-from neurontools.daemon import topology as topo
-from neurontools.daemon.execution import DEFAULT_MAX_IN_FLIGHT, Executor
-from neurontools.daemon.load_engine import LoadEngine
-from neurontools.daemon.loads import LoadService
-from neurontools.daemon.registration import add_service
-from neurontools.daemon.runtime_state import RuntimeState
-from neurontools.daemon.servicers import (Access, AdminServicer, DeviceServicer, Observers,
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.runtime.execution import DEFAULT_MAX_IN_FLIGHT, Executor
+from neurontools.daemon.runtime.load_engine import LoadEngine
+from neurontools.daemon.runtime.loads import LoadService
+from neurontools.daemon.server.registration import add_service
+from neurontools.daemon.runtime.sessions import RuntimeState
+from neurontools.daemon.server.servicers import (Access, AdminServicer, DeviceServicer, Observers,
                                           RuntimeServicer)
-from neurontools.daemon.snapshot import SnapshotBuilder
-from neurontools.daemon.sysfs_tree import DEFAULT_PERIOD_SECONDS, SysfsPublisher
+from neurontools.daemon.runtime.snapshot import SnapshotBuilder
+from neurontools.daemon.sysfs.tree import DEFAULT_PERIOD_SECONDS, SysfsPublisher
 
 log = logging.getLogger("neurond")
 

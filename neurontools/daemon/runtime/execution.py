@@ -20,12 +20,12 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.collective_rendezvous import CollectiveFailure, ExecutionCollectives
-from neurontools.daemon.load_engine import Call, LoadEngine, Outcome, Work
+from neurontools.daemon.collectives.rendezvous import CollectiveFailure, ExecutionCollectives
+from neurontools.daemon.runtime.load_engine import Call, LoadEngine, Outcome, Work
 from neurontools.daemon.isa.program import RunResult
-from neurontools.daemon.runtime_state import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
+from neurontools.daemon.runtime.sessions import (LoadedModel, LoadedSubgraph, RuntimeState, Session,
                                               host_memory_errors)
-from neurontools.daemon.telemetry import ERROR_KIND_OF_STATUS
+from neurontools.daemon.device.telemetry import ERROR_KIND_OF_STATUS
 
 log = logging.getLogger("neurond.execution")
 

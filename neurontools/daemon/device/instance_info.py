@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.topology import describe_problems
+from neurontools.daemon.device.topology import describe_problems
 
 
 class InstanceIdentity(BaseModel):

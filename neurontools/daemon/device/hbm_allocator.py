@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from neurontools.daemon.memory_ledger import MemoryLedger
+from neurontools.daemon.device.memory_ledger import MemoryLedger
 
 # A region's buffer is written sparsely (a chunk here and there of a multi-GiB tensor): with
 # transparent huge pages each small write would make a whole 2 MiB page resident.

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from neurontools.addresses import temporary_socket_directory
-from neurontools.daemon import topology as topo
-from neurontools.daemon.instance_info import resolve_identity
-from neurontools.daemon.server import DaemonServer, ServerOptions
+from neurontools.daemon.device import topology as topo
+from neurontools.daemon.device.instance_info import resolve_identity
+from neurontools.daemon.server.grpc_server import DaemonServer, ServerOptions
 
 
 class EmbeddedDaemon:

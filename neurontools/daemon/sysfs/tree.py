@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.runtime_state import RuntimeState
-from neurontools.daemon.snapshot import SnapshotBuilder
-from neurontools.daemon.sysfs_root import STAGING, SysfsRoot
-from neurontools.daemon.sysfs_values import (DRIVER_VERSION, POWER_WINDOW_SECONDS, Counter, NodeReader,
+from neurontools.daemon.runtime.sessions import RuntimeState
+from neurontools.daemon.runtime.snapshot import SnapshotBuilder
+from neurontools.daemon.sysfs.root import STAGING, SysfsRoot
+from neurontools.daemon.sysfs.values import (DRIVER_VERSION, POWER_WINDOW_SECONDS, Counter, NodeReader,
                                              PowerModel)
 
 log = logging.getLogger("neurond.sysfs")

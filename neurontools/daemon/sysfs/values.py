@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.daemon.runtime_state import RuntimeState
-from neurontools.daemon.snapshot import SnapshotBuilder
+from neurontools.daemon.runtime.sessions import RuntimeState
+from neurontools.daemon.runtime.snapshot import SnapshotBuilder
 
 # /sys/module/neuron/version. SYNTHESIZED: the reference's real capture ran driver 2.26; the
 # patch digits are ours (aws-neuronx-dkms versions have four parts).

@@ -1,0 +1,2 @@
+"""Collectives: planning ring and mesh steps over the NeuronLink topology, and the
+rendezvous that makes the ranks of one collective meet."""

@@ -1,0 +1,1 @@
+"""neuron-fault: inject hardware faults through neurond's admin API."""
