@@ -14,6 +14,7 @@ import pytest
 
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import AccessDenied, Device, InvalidRequest, NeuronError, Session
+from neurontools.daemon.runtime.loads import LoadService
 from neurontools.daemon.server.embedded import running_daemon
 from neurontools.kernels.examples import mlp_program
 
@@ -59,12 +60,26 @@ def test_a_load_counts_exactly_like_the_same_executions_called_one_by_one(daemon
     assert progress.stats.total_latency.sum_ns == period * (1 + 2 + 3) + 3 * period * (count - 3)
 
 
-def test_closed_loop_keeps_the_core_busy_at_the_modeled_rate(daemon):
+@pytest.mark.parametrize("pause_after_settle", [0.0, 0.005], ids=["plain", "paused-after-settle"])
+def test_closed_loop_keeps_the_core_busy_at_the_modeled_rate(daemon, monkeypatch, pause_after_settle):
+    # The paused variant stands for a thread switch between accounting the load and taking the first
+    # snapshot (not the second): each snapshot's clock must be the instant the load was accounted to, or
+    # the executions of the pause go missing.
+    settle, pause = LoadService.settle, [0.0]
+
+    def settle_then_pause(self):
+        settled = settle(self)
+        time.sleep(pause[0])
+        return settled
+
+    monkeypatch.setattr(LoadService, "settle", settle_then_pause)
     with Session(daemon.address, visible_cores="2") as session:
         model, tensors = _mlp_model(session, 2)
         device = Device(daemon.address)
         load = model.start_load(tensors, in_flight_per_core=2)
+        pause[0] = pause_after_settle
         before = device.snapshot()
+        pause[0] = 0.0
         time.sleep(0.3)
         after = device.snapshot()
         progress = load.stop()
@@ -74,7 +89,7 @@ def test_closed_loop_keeps_the_core_busy_at_the_modeled_rate(daemon):
     busy = after.cores[2].occupied_ns - before.cores[2].occupied_ns
     executions = after.cores[2].executions - before.cores[2].executions
     # 100 % busy, to the nanosecond: between two accounting steps a steady load's occupied time follows
-    # its schedule. The execution counts are settled just before each snapshot reads its clock.
+    # its schedule. The execution counts are settled to the instant each snapshot shows.
     assert busy == dt
     assert executions == pytest.approx(dt / progress.device_time_ns, rel=1e-3)
     model_info = next(m for m in after.models if m.model_id == model.model_id)

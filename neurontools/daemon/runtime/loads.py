@@ -111,9 +111,11 @@ class LoadService:
     def active_on(self, model: LoadedModel) -> Load | None:
         return next((load for load in self._loads.values() if load.model is model and not load.finished), None)
 
-    def settle(self) -> None:
+    def settle(self) -> int:
+        """Accounts in-daemon load up to now; returns the instant it is accounted to."""
         self.engine.settle()
         self._forget_old()
+        return self.engine.settled_ns
 
     def stop_all(self, reason: str) -> None:
         for load in list(self._loads.values()):

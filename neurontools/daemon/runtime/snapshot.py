@@ -78,7 +78,9 @@ class SnapshotBuilder:
         self._cores = _MessageCache()
         self._devices = _MessageCache()
 
-    def build(self, observers: list[tuple[int, str]]) -> pb.Snapshot:
+    def build(self, observers: list[tuple[int, str]], now_ns: int | None = None) -> pb.Snapshot:
+        """The snapshot at `now_ns` (default: the clock). Pass the instant in-daemon load was settled to,
+        so that its execution counts and the cores' occupied time describe the same instant."""
         state = self.state
         snap = pb.Snapshot(unix_ns=time.time_ns(), daemon_start_unix_ns=self.started_unix_ns,
                            daemon_version=__version__)
@@ -91,7 +93,7 @@ class SnapshotBuilder:
                 state.telemetry.fill_ended(snap)
         telemetry = state.telemetry
         with telemetry.lock:
-            now = time.monotonic_ns()
+            now = time.monotonic_ns() if now_ns is None else now_ns
             snap.monotonic_ns = now
             for core in telemetry.cores:
                 message = snap.cores.add()

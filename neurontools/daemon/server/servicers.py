@@ -162,8 +162,10 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
             self._stopping.set()
 
     def _snapshot(self) -> pb.Snapshot:
-        self.loads.settle()  # in-daemon load's executions up to now are in the counters
-        return self.snapshots.build(self.observers.current())
+        # In-daemon load's executions up to now are in the counters, and the snapshot is taken at the
+        # instant they were settled to: a clock read later would count occupied time they do not have.
+        settled_ns = self.loads.settle()
+        return self.snapshots.build(self.observers.current(), now_ns=settled_ns)
 
     @_handler
     async def GetTopology(self, request, context):
