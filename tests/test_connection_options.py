@@ -16,6 +16,7 @@ import pytest
 from neurontools import connection_options
 from neurontools.client import AccessDenied, DaemonUnavailable, Device
 from neurontools.daemon.server.embedded import running_daemon
+from neurontools.lab.prometheus_server import PROMETHEUS
 
 TOKEN = "tok-3f9a"
 
@@ -27,6 +28,7 @@ TOOLS = {
     "neuron-fault": ["neurontools.fault.cli"],
     "neuron-workload": ["neurontools.workloads.cli"],
     "neuron-scenario": ["neurontools.scenarios.cli", "run"],
+    "neuron-lab": ["neurontools.lab.cli"],
 }
 
 
@@ -164,6 +166,30 @@ def test_neuron_monitor_fault_and_scenario_reach_a_tls_daemon(remote, tmp_path):
     played = _run(TOOLS["neuron-scenario"], str(scenario), *connection)
     assert played.returncode == 0, played.stderr
     assert json.loads(played.stdout)["faults"][0]["kind"] == "sram-ecc-corrected"
+
+
+@pytest.mark.slow
+def test_neuron_lab_plays_on_a_tls_daemon_and_its_monitor_gets_the_credentials(remote, tmp_path):
+    if not os.access(PROMETHEUS, os.X_OK):
+        pytest.fail(f"{PROMETHEUS} is missing: run scripts/install-system-deps.sh (Debian's prometheus)")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "remote"\nduration = 2\n[[faults]]\nat = 0.5\nkind = "sram-ecc-corrected"\n')
+    played = _run(TOOLS["neuron-lab"], "--scenario", str(scenario), "--time-scale", "20", "--address", remote["tls"],
+                  "--token-file", remote["token_file"], "--ca-file", remote["ca"], timeout=180)
+    # The lab waits for Prometheus to scrape neuron_monitor_up == 1 before it plays: the monitor it started
+    # reached the TLS daemon with the token and the CA, not only the lab itself.
+    assert played.returncode == 0, played.stdout[-2000:] + played.stderr[-2000:]
+    assert f"neurond on {remote['tls']}" in played.stdout and "expectations met" in played.stdout
+
+
+def test_neuron_lab_refuses_an_unsafe_token_file_before_anything_starts(remote, tmp_path):
+    unsafe = tmp_path / "token"
+    unsafe.write_text(TOKEN)
+    unsafe.chmod(0o644)
+    refused = _run(TOOLS["neuron-lab"], "--address", remote["plain"], "--token-file", str(unsafe))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"neuron-lab: the token file {unsafe} (--token-file) is accessible by group "
+                                      f"or others (mode 0644); a token is a password: run 'chmod 600 {unsafe}'")
 
 
 def test_neuron_top_and_neuron_workload_take_the_endpoint_from_their_flags(remote):

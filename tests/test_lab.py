@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from neurontools.lab.alert_watch import AlertHistory
-from neurontools.lab.cli import check_expectations
+from neurontools.lab.expectations import check_expectations
 from neurontools.lab.prometheus_server import PROMETHEUS
 from neurontools.lab.rules import RULES, compressed
 from neurontools.scenarios.scenario_file import ExpectEntry, Scenario

@@ -1,6 +1,5 @@
 """The neurond command: real processes, signals, TCP with tokens and TLS."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -33,8 +33,9 @@ from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, load_f
 from neurontools.fleet.spec import FleetSpecError, check_capacity, fleet_hosts, runtime_directory
 from neurontools.lab.alert_watch import AlertWatch
 from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST_SCRAPE_TIMEOUT_SECONDS,
-                                 MONITOR_PERIOD_SECONDS, RESOLVE_GRACE_SECONDS, SCRAPE_SECONDS, STALE_AFTER_SECONDS,
-                                 _all_resolved, _duration, check_expectations)
+                                 MONITOR_PERIOD_SECONDS, RESOLVE_GRACE_SECONDS, SCRAPE_SECONDS, STALE_AFTER_SECONDS)
+from neurontools.lab.expectations import all_resolved, check_expectations
+from neurontools.lab.monitor_pipeline import go_duration
 from neurontools.lab.prometheus_server import PrometheusError, PrometheusServer
 from neurontools.lab.rules import RULES, write_rules
 from neurontools.fleet.scenario import FLEET_RULES
@@ -157,8 +158,8 @@ def _run(args, specs, scenario: FleetScenario | None, state_dir: Path, stop: thr
     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuron-fleet-")))
     prometheus = PrometheusServer(targets=[], rule_files=[], port=args.prometheus_port or None,
                                   file_sd=directory / "targets.json",
-                                  scrape_interval=_duration(args.monitor_period / scale),
-                                  evaluation_interval=_duration(EVALUATION_SECONDS / scale))
+                                  scrape_interval=go_duration(args.monitor_period / scale),
+                                  evaluation_interval=go_duration(EVALUATION_SECONDS / scale))
     prometheus.check()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stack.callback(lambda: (state_dir / STATE).unlink(missing_ok=True))
@@ -235,7 +236,7 @@ def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServ
         + RESOLVE_GRACE_SECONDS / scale + 10.0
     while not stop.is_set() and time.monotonic() < deadline:
         if time.monotonic() > started + scenario.duration and watch.active() == 0 \
-                and _all_resolved(scenario, watch.history):
+                and all_resolved(scenario, watch.history):
             break
         stop.wait(0.5)
     watch.stop()

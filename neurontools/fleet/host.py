@@ -17,7 +17,7 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools.client import NeuronError, Session
 from neurontools.fleet.spec import HostSpec
 from neurontools.kernels.builder import Kernel
-from neurontools.lab.cli import _start_monitor, _stop_process
+from neurontools.lab.monitor_pipeline import start_monitor_pipeline, stop_process
 from neurontools.lab.prometheus_server import free_port
 from neurontools.workloads.daemon_process import DaemonProcess
 
@@ -88,7 +88,7 @@ class Host:
 
     def start_exporter(self) -> None:
         self.port = self.port or free_port()
-        self.monitor, self.exporter = _start_monitor(self.directory, self.daemon.address, self.port,
+        self.monitor, self.exporter = start_monitor_pipeline(self.directory, self.daemon.address, self.port,
                                                      self.monitor_period, self.stale_after)
 
     def start_load(self) -> None:
@@ -148,7 +148,7 @@ class Host:
             if process is not None:
                 if process.poll() is None:
                     process.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-                _stop_process(process)
+                stop_process(process)
         self.daemon.stop()
 
     def restart_daemon(self) -> None:
@@ -161,7 +161,7 @@ class Host:
         # neuron-monitor follows one address; the new daemon has a new socket directory.
         for process in (self.monitor, self.exporter):
             if process is not None:
-                _stop_process(process)
+                stop_process(process)
         self.start_exporter()
         if self.busy:
             self.start_load()

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,12 +23,14 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from neurontools import addresses, connection_options
 from neurontools.client import NeuronError
 from neurontools.daemon.device import topology as topo
-from neurontools.lab.alert_watch import AlertHistory, AlertWatch
+from neurontools.lab.alert_watch import AlertWatch
 from neurontools.lab.prometheus_server import PrometheusError, PrometheusServer, free_port
+from neurontools.lab.expectations import all_resolved, check_expectations
+from neurontools.lab.monitor_pipeline import go_duration, start_monitor_pipeline, stop_process
 from neurontools.lab.rules import write_rules
-from neurontools.monitor.config import RUNTIME_GROUPS, SYSTEM_GROUPS
 from neurontools.scenarios.scenario_file import Scenario, ScenarioFileError, load_scenario
 from neurontools.scenarios.timeline import play
 from neurontools.workloads import catalog
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", help="a scenario file to play (docs/scenarios.md)")
     parser.add_argument("--instance-type", help="the software machine (default: the scenario's, else inf2.48xlarge)")
-    parser.add_argument("--address", help="use this running neurond instead of starting one")
+    connection_options.add_arguments(parser, address_help="use this running neurond instead of starting one "
+                                                           "(default: $NEURON_DAEMON_ADDRESS if set, else a private one)")
     parser.add_argument("--prometheus-port", type=int, default=0,
                         help="Prometheus's port on 127.0.0.1 (default 0: a free one)")
     parser.add_argument("--prometheus-binary", help="the Prometheus server to run (default: prometheus on PATH, "
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(args.scenario).scaled(args.time_scale) if args.scenario else None
         instance_type = args.instance_type or (scenario.instance_type if scenario else topo.DEFAULT_INSTANCE_TYPE)
         topo.lookup(instance_type)
-    except (ScenarioFileError, topo.UnknownInstanceType) as exc:
+        endpoint = _running_daemon(args)
+    except (ScenarioFileError, topo.UnknownInstanceType, connection_options.ConnectionOptionError) as exc:
         warn(str(exc))
         return 2
     stop = threading.Event()
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
         try:
-            status = _run(args, scenario, instance_type, stop, stack, say, warn)
+            status = _run(args, endpoint, scenario, instance_type, stop, stack, say, warn)
         except (PrometheusError, NeuronError, RuntimeError, OSError, catalog.SpecError) as exc:
             warn(str(exc))
             status = 1
@@ -87,26 +90,41 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Event, stack: ExitStack,
+def _running_daemon(args) -> connection_options.DaemonEndpoint | None:
+    """The daemon the user pointed at (flags, then the environment, as every tool), or None: start one."""
+    if args.address or os.environ.get(addresses.ADDRESS_ENV):
+        return connection_options.from_arguments(args)
+    return None
+
+
+def _connection_flags(args) -> list[str]:
+    """The connection flags the user gave, for neuron-monitor (it reads the same environment itself)."""
+    return [flag for name, flag in (("token_file", "--token-file"), ("ca_file", "--ca-file"))
+            if getattr(args, name) for flag in (flag, getattr(args, name))]
+
+
+def _run(args, endpoint, scenario: Scenario | None, instance_type: str, stop: threading.Event, stack: ExitStack,
          say, warn) -> int:
     scale = args.time_scale
     prometheus = PrometheusServer(targets=[], rule_files=[], port=args.prometheus_port or None,
                                   binary=args.prometheus_binary,
-                                  scrape_interval=_duration(SCRAPE_SECONDS / scale),
-                                  evaluation_interval=_duration(EVALUATION_SECONDS / scale))
+                                  scrape_interval=go_duration(SCRAPE_SECONDS / scale),
+                                  evaluation_interval=go_duration(EVALUATION_SECONDS / scale))
     prometheus.check()  # a missing binary or a taken port stops us before anything starts
     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuron-lab-")))
-    address = args.address
-    if address is None:
+    if endpoint is None:
         daemon = DaemonProcess(instance_type, log_path=directory / "neurond.log")
         stack.callback(daemon.stop)
-        address = daemon.start().address
-    say(f"neurond ({instance_type}) on {address}")
+        address = endpoint = daemon.start().address
+        say(f"neurond ({instance_type}) on {address}")
+    else:
+        address = str(endpoint)
+        say(f"neurond on {address}")
     exporter_port = free_port()
-    monitor, exporter = _start_monitor(directory, address, exporter_port, MONITOR_PERIOD_SECONDS / scale,
-                                       STALE_AFTER_SECONDS / scale)
-    stack.callback(_stop_process, monitor)
-    stack.callback(_stop_process, exporter)
+    monitor, exporter = start_monitor_pipeline(directory, address, exporter_port, MONITOR_PERIOD_SECONDS / scale,
+                                       STALE_AFTER_SECONDS / scale, _connection_flags(args))
+    stack.callback(stop_process, monitor)
+    stack.callback(stop_process, exporter)
     say(f"neuron-monitor | neuron-monitor-prometheus on http://127.0.0.1:{exporter_port}/metrics")
     prometheus.targets = [f"127.0.0.1:{exporter_port}"]
     prometheus.rule_files = [write_rules(directory, scale)]
@@ -136,7 +154,7 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
         "restore-target": lambda: prometheus.set_targets([target]),
     }
     stack.callback(lambda: [p.send_signal(signal.SIGCONT) for p in (monitor, exporter) if p.poll() is None])
-    result = play(scenario, address, stop, lambda text: say(f"{time.strftime('%H:%M:%S')} {text}"),
+    result = play(scenario, endpoint, stop, lambda text: say(f"{time.strftime('%H:%M:%S')} {text}"),
                   on_clock=lambda t0: setattr(watch, "started", t0), lab=lambda action: actions[action]())
     if stop.is_set():
         return 130
@@ -144,7 +162,7 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
     deadline = watch.started + max([e.resolves_by for e in scenario.expect], default=scenario.duration) \
         + RESOLVE_GRACE_SECONDS / scale + 10.0
     while not stop.is_set() and time.monotonic() < deadline:
-        if watch.active() == 0 and _all_resolved(scenario, watch.history):
+        if watch.active() == 0 and all_resolved(scenario, watch.history):
             break
         stop.wait(0.5)
     watch.stop()
@@ -159,75 +177,6 @@ def _run(args, scenario: Scenario | None, instance_type: str, stop: threading.Ev
         warn(problem)
     say("expectations met" if not problems else f"{len(problems)} expectation(s) not met")
     return 1 if problems else 0
-
-
-def _all_resolved(scenario: Scenario, history: list[AlertHistory]) -> bool:
-    names = {e.alert for e in scenario.expect}
-    return all(any(h.name == name and h.resolved_at is not None for h in history) for name in names)
-
-
-def check_expectations(scenario: Scenario, history: list[AlertHistory], slack: float = 0.0) -> list[str]:
-    """Exactly the declared alerts fire, each by its fires_by, and all of them resolve by resolves_by
-    (`slack` seconds later at most: the pipeline's own delay)."""
-    problems = []
-    expected = {e.alert: e for e in scenario.expect}
-    for name, entry in expected.items():
-        fired = [h for h in history if h.name == name and h.firing_at is not None]
-        if not fired:
-            problems.append(f"{name} never fired (expected by t={entry.fires_by:g}s)")
-            continue
-        first = min(h.firing_at for h in fired)
-        if first > entry.fires_by + slack:
-            problems.append(f"{name} fired at t={first:.1f}s, after fires_by={entry.fires_by:g}s")
-        late = [h for h in history if h.name == name and (h.resolved_at is None or h.resolved_at > entry.resolves_by + slack)]
-        if late:
-            when = "never" if late[0].resolved_at is None else f"at t={late[0].resolved_at:.1f}s"
-            problems.append(f"{name}{late[0].labels} resolved {when}, expected by t={entry.resolves_by:g}s")
-    for h in history:
-        if h.name not in expected and h.firing_at is not None:
-            problems.append(f"{h.name}{h.labels} fired at t={h.firing_at:.1f}s but the scenario does not expect it")
-    return problems
-
-
-def _start_monitor(directory: Path, address: str, port: int, period: float,
-                   stale_after: float) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """neuron-monitor | neuron-monitor-prometheus: two processes, so either can fail on its own."""
-    config = directory / "monitor.conf"
-    period_text = _duration(period)
-    config.write_text(json.dumps({
-        "period": period_text,
-        "neuron_runtimes": [{"tag_filter": ".*", "metrics": [{"type": name} for name in RUNTIME_GROUPS]}],
-        "system_metrics": [{"type": name} for name in (*SYSTEM_GROUPS, "neurond_totals")]}))
-    log = open(directory / "neuron-monitor.log", "wb")
-    with log:
-        monitor = subprocess.Popen([sys.executable, "-m", "neurontools.monitor.cli", "-c", str(config),
-                                    "--address", address],
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-        try:
-            exporter = subprocess.Popen(
-                [sys.executable, "-m", "neurontools.monitor.prometheus_cli", "--port", str(port),
-                 "--listen-address", "127.0.0.1", "--stale-after", f"{max(1.0, stale_after):g}"],
-                stdin=monitor.stdout, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        except BaseException:
-            _stop_process(monitor)
-            raise
-    monitor.stdout.close()  # the exporter holds the pipe's read end
-    return monitor, exporter
-
-
-def _stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _duration(seconds: float) -> str:
-    """A Prometheus/Go duration, at least 1 s."""
-    return f"{max(1000, round(seconds * 1000))}ms"
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         if not addresses.is_unix(options.address):
-            raise SystemExit(f"neurond: --address must be a Unix socket (unix:///path); use --listen for TCP")
+            raise SystemExit("neurond: --address must be a Unix socket (unix:///path); use --listen for TCP")
         addresses.check_socket_path(addresses.unix_socket_path(options.address))
         if _already_serving(options.address):
             raise SystemExit(f"neurond: another daemon already serves {options.address}; stop it or pick "
