@@ -22,6 +22,7 @@ import os
 import statistics
 
 import common
+import numpy as np
 import psutil
 
 from neurontools.client import Session
@@ -130,9 +131,15 @@ def wall_clock(address: str, pid: int, quick: bool, load_before: float) -> None:
     print(f"(c) wall-clock cost in neurond: timing-only executions of a 1 MiB all-reduce, median of {count}")
     daemon = psutil.Process(pid)
     rows = []
+    made = 0
+
     with Session(address, visible_cores="0-23", command="bench_collectives") as session:
-        for label, (model, bindings) in _models(session, elements).items():
-            run = lambda: session.execute(model, {}, core_bindings=bindings, timing_only=True)
+        models = _models(session, elements)
+        for label, (model, bindings) in models.items():
+            def run(model=model, bindings=bindings):
+                nonlocal made
+                made += 1
+                return session.execute(model, {}, core_bindings=bindings, timing_only=True)
             result = run()
             before = daemon.cpu_times()
             samples = common.time_interleaved({label: run}, count=count, warmup=10)[label]
@@ -143,8 +150,27 @@ def wall_clock(address: str, pid: int, quick: bool, load_before: float) -> None:
                          f"{cpu / count * 1e6:.0f}"))
             common.print_result(f"timing-only {label}: {median / 1e3:.0f} us per Execute (modeled "
                                 f"{result.device_latency * 1e6:.1f} us), daemon CPU {cpu / count * 1e6:.0f} us")
+        wrong = _all_reduce_sums(session, models["24 ranks, all-reduce"][0], elements)
+        made += 1
+        counted = common.executions_accounted(address, session.session_id, made)
+        wrong += [counted] if counted else []
     common.print_table(["model", "modeled us", "Execute us", "daemon CPU us"], rows)
-    print(f"    {common.machine_note(load_before)}\n")
+    print(f"    {common.machine_note(load_before)}")
+    print("    checked: the all-reduce computed (each rank holds the sum of the 24 ranks' inputs), and the daemon "
+          f"counted exactly the executions made, all completed: {'ok' if not wrong else 'WRONG'}\n")
+    for problem in wrong:
+        common.print_result(f"WRONG: {problem}")
+
+
+def _all_reduce_sums(session: Session, model, elements: int) -> list[str]:
+    """One compute-mode execution of the timed all-reduce on random inputs, against numpy's sum."""
+    rng = np.random.default_rng(7)
+    inputs = {core: rng.standard_normal(elements, dtype=np.float32) for core in range(24)}
+    bindings = {core: {"x": session.tensor_from(x, core_id=core)} for core, x in inputs.items()}
+    session.execute(model, {}, core_bindings=bindings)
+    expected = np.sum(np.stack(list(inputs.values())), axis=0, dtype=np.float64)
+    bad = [core for core in inputs if not np.allclose(bindings[core]["x"].read(), expected, rtol=1e-5, atol=1e-4)]
+    return [f"the all-reduce's result differs from numpy's sum on cores {bad}"] if bad else []
 
 
 def main() -> int:

@@ -49,9 +49,12 @@ def hbm_used(device: Device) -> tuple[int, int]:
     return sum(d.memory_used_bytes for d in snapshot.devices), sum(d.memory_total_bytes for d in snapshot.devices)
 
 
-def measure(env: dict[str, str]) -> tuple[list[tuple[str, int, str]], int]:
-    """(step, daemon RSS, HBM used) after each step, and the bytes of tensors allocated."""
+def measure(env: dict[str, str]) -> tuple[list[tuple[str, int, str]], int, list[str]]:
+    """(step, daemon RSS, HBM used) after each step, the bytes of tensors allocated, and what the
+    correctness checks found: HBM full once allocated and empty once closed, written bytes read back as
+    written, unwritten bytes as zeros (RSS saved by losing data would be no saving)."""
     steps: list[tuple[str, int, str]] = []
+    wrong: list[str] = []
     with common.neurond_process(INSTANCE_TYPE, env=env) as daemon, Device(daemon.address) as device:
         process = psutil.Process(daemon.pid)
 
@@ -65,25 +68,38 @@ def measure(env: dict[str, str]) -> tuple[list[tuple[str, int, str]], int]:
             tensors = [t for core in session.core_ids for t in fill_core(session, core)]
             allocated = sum(t.nbytes for t in tensors)
             record(f"{len(tensors)} tensors, {format_bytes(allocated)}, no data")
+            used, total = hbm_used(device)
+            if used != total:
+                wrong.append(f"HBM not full after allocating until RESOURCE_EXHAUSTED: {used} of {total} bytes used")
             chunk = b"\xa5" * WRITE_BYTES
-            for tensor in tensors[:: len(tensors) // WRITTEN_TENSORS][:WRITTEN_TENSORS]:
+            written = tensors[:: len(tensors) // WRITTEN_TENSORS][:WRITTEN_TENSORS]
+            for tensor in written:
                 tensor.write(chunk)
             record(f"+ {format_bytes(WRITTEN_TENSORS * WRITE_BYTES)} written ({WRITTEN_TENSORS} tensors)")
+            for tensor in written:
+                if tensor.read_bytes(0, WRITE_BYTES) != chunk:
+                    wrong.append(f"tensor {tensor.tensor_id} does not read back what was written")
+                if tensor.nbytes > WRITE_BYTES and tensor.read_bytes(WRITE_BYTES, 4096) != bytes(4096):
+                    wrong.append(f"tensor {tensor.tensor_id}: bytes never written do not read as zeros")
         record("session closed")
-    return steps, allocated
+        if hbm_used(device)[0] != 0:
+            wrong.append("HBM still in use after the session closed")
+    return steps, allocated, wrong
 
 
 def main() -> int:
     common.parse_args(__doc__.splitlines()[0])  # --quick is accepted; this run is short either way
     load_before = os.getloadavg()[0]
-    steps, allocated = measure({})
-    no_hugepages, _ = measure(NO_HUGEPAGES)
-    report(steps, no_hugepages, allocated)
+    steps, allocated, wrong = measure({})
+    no_hugepages, _, wrong_no_hugepages = measure(NO_HUGEPAGES)
+    wrong += wrong_no_hugepages
+    report(steps, no_hugepages, allocated, wrong)
     print(common.machine_note(load_before))
     return 0
 
 
-def report(steps: list[tuple[str, int, str]], no_hugepages: list[tuple[str, int, str]], allocated: int) -> None:
+def report(steps: list[tuple[str, int, str]], no_hugepages: list[tuple[str, int, str]], allocated: int,
+           wrong: list[str]) -> None:
     print(f"resident set size of the neurond process ({INSTANCE_TYPE}, separate process) against the budget; "
           f"the budget applies to the step with HBM allocated and no data")
     rows = []
@@ -95,8 +111,12 @@ def report(steps: list[tuple[str, int, str]], no_hugepages: list[tuple[str, int,
                         "HBM used (snapshot)"), rows)
     print("numpy asks the kernel for transparent huge pages on large buffers, so a small write into a "
           "1 GiB tensor makes a 2 MiB page resident; the middle column is a daemon started without that")
+    print("checked: HBM full when allocated and empty when closed, written bytes read back, unwritten ones zero: "
+          + ("ok" if not wrong else "WRONG"))
+    for problem in wrong:
+        print(f"WRONG: {problem}")
     full = steps[BUDGETED_STEP][1]
-    common.print_result(f"daemon RSS idle {format_bytes(steps[0][1])}, {format_bytes(full)} with "
+    common.print_result(f"{'WRONG: ' if wrong else ''}daemon RSS idle {format_bytes(steps[0][1])}, {format_bytes(full)} with "
                         f"{format_bytes(allocated)} allocated without data = {full / BUDGET_BYTES:.2f} x the "
                         f"{format_bytes(BUDGET_BYTES)} budget: {common.verdict(full <= BUDGET_BYTES)}")
 

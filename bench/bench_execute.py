@@ -47,13 +47,15 @@ class Bound:
     """A model loaded on one core with its tensors."""
 
     def __init__(self, session: Session, core: int, x: np.ndarray, weights: np.ndarray) -> None:
+        self.calls = 0  # executions made, to check against what the daemon counted
         self.model: Model = session.load_model(f"bench-mlp-nc{core}", {core: mlp_program(weights=weights)})
         self.tensors: dict[str, Tensor] = {"xT": session.tensor_from(x, core_id=core),
                                            "out": session.allocate((64, 256), core_id=core),
                                            "rowmax": session.allocate((64, 1), core_id=core)}
 
-    def execute(self, timing_only: bool) -> None:
-        self.model.execute(self.tensors, timing_only=timing_only)
+    def execute(self, timing_only: bool):
+        self.calls += 1
+        return self.model.execute(self.tensors, timing_only=timing_only)
 
     def request_bytes(self) -> bytes:
         """The ExecuteRequest this model's executions send, for an echo of the same size."""
@@ -69,18 +71,29 @@ class Figures:
     daemon: dict[str, list[tuple[int, int]]]        # row -> (total, modeled device) ns inside the daemon
     rates: dict[tuple[str, int], float] = field(default_factory=dict)  # (row, client threads) -> calls/s
     payload_bytes: int = 0
+    wrong: list[str] = field(default_factory=list)  # what the correctness check found, per daemon
+
+
+X = np.random.default_rng(0).standard_normal((128, 64), dtype=np.float32)
+WEIGHTS = np.random.default_rng(1).standard_normal((128, 256), dtype=np.float32) / 8
 
 
 def load_models(session: Session) -> list[Bound]:
-    """One model per core of the session, checked once against numpy so no broken path is timed."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((128, 64), dtype=np.float32)
-    weights = rng.standard_normal((128, 256), dtype=np.float32) / 8
-    bound = [Bound(session, core, x, weights) for core in session.core_ids]
-    bound[0].execute(timing_only=False)
-    if not np.allclose(bound[0].tensors["out"].read(), gelu(x.T @ weights), atol=1e-3):
-        raise SystemExit("bench_execute: the kernel's output does not match numpy")
-    return bound
+    """One model per core of the session."""
+    return [Bound(session, core, X, WEIGHTS) for core in session.core_ids]
+
+
+def check(address: str, session: Session, bound: list[Bound]) -> list[str]:
+    """After the timing: every core's compute output is numpy's, and the daemon counted exactly the
+    executions made, all completed."""
+    wrong = []
+    expected = gelu(X.T @ WEIGHTS)
+    for b in bound:
+        b.execute(timing_only=False)
+        if not np.allclose(b.tensors["out"].read(), expected, atol=1e-3):
+            wrong.append(f"core {b.model.info.subgraphs[0].core_id}: the kernel's output does not match numpy")
+    problem = common.executions_accounted(address, session.session_id, sum(b.calls for b in bound))
+    return wrong + ([problem] if problem else [])
 
 
 def measure(calls: int, seconds: float, rounds: int) -> Figures:
@@ -88,20 +101,24 @@ def measure(calls: int, seconds: float, rounds: int) -> Figures:
         echo = stack.enter_context(common.echo_process())
         echo_call = common.echo_call(stack.enter_context(grpc.insecure_channel(echo.address)))
         bound: dict[str, list[Bound]] = {}
+        sessions: dict[str, tuple[str, Session]] = {}
         for name, env in DAEMONS.items():
             daemon = stack.enter_context(common.neurond_process(INSTANCE_TYPE, env=env))
             session = stack.enter_context(Session(daemon.address, visible_cores=f"0-{CORES - 1}",
                                                   tag="bench-execute"))
             bound[name] = load_models(session)
+            sessions[name] = (daemon.address, session)
         payload = bound[ONE_BLAS_THREAD][0].request_bytes()
         daemon_ns: dict[str, list[tuple[int, int]]] = {row: [] for row in ROWS}
 
         def recorded(row: str) -> Callable[[], None]:
             name, timing_only = ROWS[row]
-            model, tensors, samples = bound[name][0].model, bound[name][0].tensors, daemon_ns[row]
+            samples = daemon_ns[row]
+
+            first = bound[name][0]
 
             def call() -> None:
-                result = model.execute(tensors, timing_only=timing_only)
+                result = first.execute(timing_only)
                 samples.append((int(result.total_latency * 1e9), int(result.device_latency * 1e9)))
             return call
 
@@ -116,6 +133,8 @@ def measure(calls: int, seconds: float, rounds: int) -> Figures:
                 workloads[row] = [lambda b=b, t=timing_only: b.execute(t) for b in bound[name][:threads]]
             for row, rate in common.rates_interleaved(workloads, seconds, rounds).items():
                 figures.rates[row, threads] = rate
+        for name, (address, session) in sessions.items():
+            figures.wrong += [f"{name}: {problem}" for problem in check(address, session, bound[name])]
     return figures
 
 
@@ -156,10 +175,16 @@ def report(figures: Figures, calls: int, seconds: float, load_before: float) -> 
                               f"{rate / echo_rate:.2f}"))
     common.print_table(("client", "calls/s", "x echo"), rate_rows)
     print(common.machine_note(load_before))
+    right = not figures.wrong
+    print("checked after the timing: every core's compute output equals numpy's, and each daemon counted exactly "
+          f"the executions made, all completed: {'ok' if right else 'WRONG'}")
+    for problem in figures.wrong:
+        print(f"WRONG: {problem}")
     for row in rows:
         p50 = common.percentiles(figures.latency[row])[50]
         # Issue 10's budget for the per-call path: a timing-only round trip within 1.3x the echo's.
         budget = f" (budget 1.3x: {common.verdict(p50 <= TIMING_ONLY_BUDGET * echo[50])})" if row == "timing-only" else ""
+        budget += "" if right else " WRONG"
         common.print_result(f"execute {row} p50 {common.ms(p50)} ms = {p50 / echo[50]:.2f} x bare echo "
                             f"({common.ms(echo[50])} ms){budget}; {figures.rates[row, 1]:,.0f}/s on 1 core, "
                             f"{figures.rates[row, CORES]:,.0f}/s on {CORES} cores")

@@ -152,12 +152,27 @@ def sustained(name: str, mix: list[str], seconds: float) -> None:
         print(f"  {w['name']:<12} {w.get(f'{unit}_per_second') or 0:9.1f} {unit}/s wall, "
               f"{w.get(f'modeled_{unit}_per_second') or 0:9.1f}/s modeled (the hardware), "
               f"device/wall {w['device_to_wall_ratio'] or 0:.2f}")
-    print(f"result: sustained {name}: {requests / wall:.0f} executions/s, {parts / wall:.0f} core executions/s, "
-          f"cores occupied {occupied:.0%}, neurond {cpu:.2f} CPUs")
+    # Correct serving: every workload served without a failed request, and the daemon counted no execution
+    # ending in an error status in the window (a fast failing execution would inflate the rates).
+    failures = [f"{w['name']}: {w['status']}, requests {w['requests_by_status']}" for w in summary["workloads"]
+                if w["status"] != "ok"]
+    errors = sum(_errors(s) for s in after.sessions) - sum(_errors(s) for s in before.sessions)
+    failures += [f"{errors} executions ended in an error status"] if errors else []
+    print(f"  checked: every workload ok and no execution in error: {'ok' if not failures else 'WRONG'}")
+    for failure in failures:
+        print(f"  WRONG: {failure}")
+    print(f"result: {'WRONG: ' if failures else ''}sustained {name}: {requests / wall:.0f} executions/s, "
+          f"{parts / wall:.0f} core executions/s, cores occupied {occupied:.0%}, neurond {cpu:.2f} CPUs")
 
 
 def _completed(session) -> int:
     return session.stats.executions.completed
+
+
+def _errors(session) -> int:
+    counts = session.stats.executions
+    return (counts.completed_with_err + counts.completed_with_num_err + counts.timed_out + counts.incorrect_input
+            + counts.failed_to_queue)
 
 
 def main() -> None:

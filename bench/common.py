@@ -259,6 +259,24 @@ def machine_note(load_before: float) -> str:
             f"{os.getloadavg()[0]:.2f} at end")
 
 
+def executions_accounted(address: str, session_id: int, made: int) -> str | None:
+    """None when the daemon counted exactly `made` executions for the session, all completed without an
+    error; else what is wrong. A benchmark that timed executions the daemon did not count, or that
+    failed, timed something other than what it reports."""
+    from neurontools.client import Device  # noqa: PLC0415 (benchmarks without a daemon do not import grpc)
+
+    with Device(address) as device:
+        sessions = [s for s in device.snapshot().sessions if s.session_id == session_id]
+    if not sessions:
+        return f"session {session_id} is not in the snapshot"
+    counts = sessions[0].stats.executions
+    errors = made - counts.completed
+    if counts.completed != made or any(getattr(counts, name) for name in (
+            "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input", "failed_to_queue")):
+        return f"the daemon counted {counts} for {made} executions made ({errors:+d})".replace("\n", " ")
+    return None
+
+
 def verdict(ok: bool) -> str:
     return "ok" if ok else "OVER BUDGET"
 
