@@ -1097,6 +1097,30 @@ class ObserveEvent(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class GetProfileRequest(_message.Message):
+    __slots__ = ("model_id", "core_id")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    CORE_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    core_id: int
+    def __init__(self, model_id: _Optional[int] = ..., core_id: _Optional[int] = ...) -> None: ...
+
+class Profile(_message.Message):
+    __slots__ = ("model_id", "model_name", "core_id", "session_id", "instance_type", "profile_json")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    model_name: str
+    core_id: int
+    session_id: int
+    instance_type: str
+    profile_json: bytes
+    def __init__(self, model_id: _Optional[int] = ..., model_name: _Optional[str] = ..., core_id: _Optional[int] = ..., session_id: _Optional[int] = ..., instance_type: _Optional[str] = ..., profile_json: _Optional[bytes] = ...) -> None: ...
+
 class OpenSessionRequest(_message.Message):
     __slots__ = ("pid", "command", "runtime_version", "tag", "visible_cores", "num_cores", "exec_timeout_ns")
     PID_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class NeuronDeviceStub:
                 request_serializer=neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.SerializeToString,
                 response_deserializer=neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.FromString,
                 _registered_method=True)
+        self.GetProfile = channel.unary_unary(
+                '/neurontools.v1.NeuronDevice/GetProfile',
+                request_serializer=neurontools_dot_v1_dot_neurond__pb2.GetProfileRequest.SerializeToString,
+                response_deserializer=neurontools_dot_v1_dot_neurond__pb2.Profile.FromString,
+                _registered_method=True)
 
 
 class NeuronDeviceServicer:
@@ -88,6 +93,12 @@ class NeuronDeviceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProfile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeuronDeviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +121,11 @@ def add_NeuronDeviceServicer_to_server(servicer, server):
                     servicer.Observe,
                     request_deserializer=neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.FromString,
                     response_serializer=neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.SerializeToString,
+            ),
+            'GetProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProfile,
+                    request_deserializer=neurontools_dot_v1_dot_neurond__pb2.GetProfileRequest.FromString,
+                    response_serializer=neurontools_dot_v1_dot_neurond__pb2.Profile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +236,33 @@ class NeuronDevice:
             '/neurontools.v1.NeuronDevice/Observe',
             neurontools_dot_v1_dot_neurond__pb2.ObserveRequest.SerializeToString,
             neurontools_dot_v1_dot_neurond__pb2.ObserveEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neurontools.v1.NeuronDevice/GetProfile',
+            neurontools_dot_v1_dot_neurond__pb2.GetProfileRequest.SerializeToString,
+            neurontools_dot_v1_dot_neurond__pb2.Profile.FromString,
             options,
             channel_credentials,
             insecure,

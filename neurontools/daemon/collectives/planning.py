@@ -462,7 +462,7 @@ def _pair_event(links: Links, sender: int, receiver: int, members: list[tuple[in
 # -- the joint schedule ----------------------------------------------------------------------------------
 
 def _schedule(programs: dict[int, CompiledProgram], events: tuple[Event, ...],
-              events_of: dict[tuple[int, int], tuple[int, ...]]) -> dict[int, RunResult]:
+              events_of: dict[tuple[int, int], tuple[int, ...]]) -> dict[int, tuple[RunResult, list[tuple[float, float]]]]:
     """Every rank's estimate with its collectives: each event starts when the last of its ranks is ready
     and lasts its duration; an instruction finishes with its last event. Raises CollectiveError when the
     ranks' orders leave some of them waiting for each other for ever."""
@@ -470,8 +470,11 @@ def _schedule(programs: dict[int, CompiledProgram], events: tuple[Event, ...],
     waiting: dict[int, tuple[CollectiveOp, float]] = {}  # core -> (the collective it is at, ready time)
     fired: dict[int, tuple[float, float]] = {}            # event -> (start, finish)
     estimates: dict[int, RunResult] = {}
+    answers: dict[int, list[tuple[float, float]]] = {core: [] for core in timelines}  # each rank's collectives
 
     def advance(core: int, answer: tuple[float, float] | None) -> None:
+        if answer is not None:
+            answers[core].append(answer)
         try:
             waiting[core] = timelines[core].send(answer)
         except StopIteration as done:
@@ -494,7 +497,7 @@ def _schedule(programs: dict[int, CompiledProgram], events: tuple[Event, ...],
                 progressed = True
         if not progressed:
             raise CollectiveError(_deadlock(waiting, events, events_of, fired))
-    return estimates
+    return {core: (estimate, answers[core]) for core, estimate in estimates.items()}
 
 
 def _deadlock(waiting: dict[int, tuple[CollectiveOp, float]], events: tuple[Event, ...],
@@ -531,7 +534,7 @@ def plan_model(machine: topo.MachineSpec, subgraphs: list[tuple[int, CompiledPro
     frozen = {key: tuple(value) for key, value in events_of.items()}
     ranks = {core: program for core, program in subgraphs if program.collectives}
     estimates = _schedule(ranks, tuple(events), frozen)
-    programs = {core: program.with_estimate(estimates[core]) if core in estimates else program
+    programs = {core: program.with_estimate(*estimates[core]) if core in estimates else program
                 for core, program in subgraphs}
     return ModelCollectives(tuple(events), frozen, programs,
                             max(program.estimate.device_time_ns for program in programs.values()))

@@ -394,6 +394,7 @@ class Schedule:
         self.makespan_ns = 0.0
         self.busy_ns: dict[int, float] = {engine: 0.0 for engine in ENGINES}
         self.instructions: dict[int, int] = {engine: 0 for engine in ENGINES}
+        self.recorder = None  # a profile_capture.Recorder while a profile is taken
 
     def issue(self, cost: InstructionCost, reads: Sequence[Region], writes: Sequence[Region], *,
               psum: bool = False, sbuf: bool = False) -> None:
@@ -404,6 +405,9 @@ class Schedule:
             if available is not None:  # fused: the data is still in SBUF where its producer left it
                 finish = max(self._ready(engine, (), writes), available)
                 self.instructions[engine] += 1
+                if self.recorder is not None:
+                    self.recorder.placed(engine, finish, finish, finish, finish, 0.0, nbytes=cost.nbytes,
+                                         direction="load", fused=True)
                 self._record(engine, finish, reads, writes)
                 return
         ready = self._ready(engine, reads, writes)
@@ -418,6 +422,9 @@ class Schedule:
             self._engine_free[engine] = start + cost.occupancy_ns
             self.busy_ns[engine] += cost.occupancy_ns
             finish = start + cost.occupancy_ns + cost.latency_ns
+            if self.recorder is not None:
+                self.recorder.placed(engine, start, start + cost.occupancy_ns, finish, ready, cost.occupancy_ns,
+                                     semaphore_ns=ENGINE_SEMAPHORE_NS)
         else:
             duration = cost.occupancy_ns
             queues = self._queues
@@ -431,7 +438,12 @@ class Schedule:
                 last = begin if begin > last else last
             finish = last + duration + cost.latency_ns
             # DMA busy time is capacity-weighted: engine-time used divided by the 16 engines.
-            self.busy_ns[engine] += duration * cost.dma_queues / DMA_ENGINES_PER_CORE
+            share = duration * cost.dma_queues / DMA_ENGINES_PER_CORE
+            self.busy_ns[engine] += share
+            if self.recorder is not None:
+                self.recorder.placed(engine, min(begin for begin, _ in offers), last + duration, finish, ready, share,
+                                     nbytes=cost.nbytes, direction=cost.moves or "copy",
+                                     queues=[[i, begin, begin + duration] for begin, i in offers])
         self.instructions[engine] += 1
         for region in writes:
             self._resident.forget(region)

@@ -27,6 +27,7 @@ from neurontools.daemon.isa.operands import Context, Declarations, ParameterSpec
 from neurontools.daemon.isa.instruction import Env, Instruction, Opcode
 from neurontools.daemon.isa.limits import PSUM, SBUF
 from neurontools.daemon.isa.matmul_fusion import executable
+from neurontools.daemon.isa.profile_capture import COLLECTIVES, Recorder
 from neurontools.daemon.isa.collective import CollectiveOp
 
 
@@ -88,8 +89,8 @@ class CompiledProgram:
         self.instruction_count = len(steps)
         self.code_bytes = code_bytes
         self.collectives: tuple[CollectiveOp, ...] = tuple(op for opcode, op in steps if opcode.execute is None)
-        # Kept only to replay the schedule with the collectives' times.
-        self._timed_steps = steps if self.collectives else []
+        self._steps = steps  # to replay the schedule: with the collectives' times, or for a profile
+        self.collective_times: list[tuple[float, float]] | None = None  # as a rank among its peers
         self.estimate = _alone(_timeline(steps))
         self._tiles = [(tile.name, tile.shape, tile.run_dtype) for tile in decls.tiles.values()]
         self._segments = _segments(steps)
@@ -102,13 +103,22 @@ class CompiledProgram:
 
     def timeline(self) -> Timeline:
         """The schedule replayed, pausing at each collective for the time the ranks agree on."""
-        return _timeline(self._timed_steps)
+        return _timeline(self._steps)
 
-    def with_estimate(self, estimate: RunResult) -> "CompiledProgram":
-        """The same program timed as a rank among its peers (collectives.py)."""
+    def with_estimate(self, estimate: RunResult, collective_times: list[tuple[float, float]]) -> "CompiledProgram":
+        """The same program timed as a rank among its peers, its collectives at these (start, finish)
+        (collectives/planning.py)."""
         timed = copy.copy(self)
         timed.estimate = estimate
+        timed.collective_times = collective_times
         return timed
+
+    def profile(self) -> dict:
+        """The profile of one execution (profile_capture.py): the schedule replayed with a recorder, the
+        collectives at the times the ranks agreed on."""
+        recorder = Recorder()
+        result = _replay(_timeline(self._steps, recorder), self.collective_times)
+        return recorder.capture(result.device_time_ns, result.engine_busy_ns, result.engine_instructions)
 
     def run(self, hbm: dict[str, np.ndarray | None], *, timing_only: bool,
             rendezvous: Rendezvous | None = None) -> RunResult:
@@ -168,15 +178,21 @@ def _segments(steps: list[tuple[Opcode, Instruction]]) -> list[_Segment]:
     return segments
 
 
-def _timeline(steps: list[tuple[Opcode, Instruction]]) -> Timeline:
+def _timeline(steps: list[tuple[Opcode, Instruction]], recorder: Recorder | None = None) -> Timeline:
     schedule = cost_model.Schedule()
+    schedule.recorder = recorder
     flops = 0
-    for opcode, op in steps:
+    for index, (opcode, op) in enumerate(steps):
         reads = [v.region for v in op.reads if not v.read_only]
         writes = [v.region for v in op.writes]
+        if recorder is not None:
+            recorder.begin(index, opcode.label, op)
         if opcode.cost is None:
-            _, finish = yield op, schedule.collective_ready(reads, writes)
+            ready = schedule.collective_ready(reads, writes)
+            start, finish = yield op, ready
             schedule.issue_collective(finish, reads, writes)
+            if recorder is not None:
+                recorder.placed(COLLECTIVES, start, finish, finish, ready, 0.0)
         else:
             spaces = {v.space for v in (*op.reads, *op.writes)}
             schedule.issue(opcode.cost(op), reads, writes, psum=PSUM in spaces, sbuf=SBUF in spaces)
@@ -192,10 +208,17 @@ def _timeline(steps: list[tuple[Opcode, Instruction]]) -> Timeline:
 
 def _alone(timeline: Timeline) -> RunResult:
     """A timeline run with every collective finishing as soon as this core is ready for it."""
+    return _replay(timeline, None)
+
+
+def _replay(timeline: Timeline, collective_times: list[tuple[float, float]] | None) -> RunResult:
+    """A timeline run with its collectives at the (start, finish) the ranks agreed on, in order
+    (None: each finishes as soon as this core is ready for it)."""
+    answers = iter(collective_times or ())
     try:
         _, ready = next(timeline)
         while True:
-            _, ready = timeline.send((ready, ready))
+            _, ready = timeline.send(next(answers) if collective_times is not None else (ready, ready))
     except StopIteration as done:
         return done.value
 

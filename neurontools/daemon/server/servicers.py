@@ -23,6 +23,7 @@ from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, NotF
                                        RequestError, Unauthenticated, Unavailable)
 from neurontools.daemon.runtime.execution import Executor
 from neurontools.daemon.runtime.loads import LoadService
+from neurontools.daemon.runtime import profiles
 from neurontools.daemon.server.registration import Malformed
 from neurontools.daemon.runtime.sessions import RuntimeState, Session
 from neurontools.daemon.runtime.snapshot import SnapshotBuilder
@@ -178,6 +179,12 @@ class DeviceServicer(pb_grpc.NeuronDeviceServicer):
             return self._snapshot()
         finally:
             self.observers.leave(token)
+
+    @_handler
+    async def GetProfile(self, request, context):
+        profile, subgraph = profiles.profiled_subgraph(self.state, request)
+        profile.profile_json = await asyncio.to_thread(profiles.profile_json, subgraph)
+        return profile
 
     @_stream_handler
     async def Observe(self, request, context):
