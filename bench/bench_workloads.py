@@ -29,12 +29,11 @@ import common
 import psutil
 
 from neurontools.client import Device
-from neurontools.daemon.isa.cost_model import HBM_BYTES_PER_S_PER_CORE, TENSOR_CLOCK_HZ
+from neurontools.daemon.isa.cost_model import HBM_BYTES_PER_S_PER_CORE, PEAK_FLOPS_PER_S
 from neurontools.workloads.architectures import DECODERS as DECODER_SHAPES
 from neurontools.workloads.architectures import ENCODERS as ENCODER_SHAPES
 
 NEURON_WORKLOAD = str(Path(sys.executable).with_name("neuron-workload"))
-PEAK_FLOPS = 2 * 128 * 128 * TENSOR_CLOCK_HZ  # a 128 x 128 bfloat16 systolic array, one MAC per cycle: 91.75 TFLOPS
 SIZES = {"inf2.xlarge": 2, "inf2.8xlarge": 2, "inf2.24xlarge": 12, "inf2.48xlarge": 24}  # cores
 ENCODERS = ["bert-base", "bert-large"]
 DECODERS = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "opt-30b", "opt-66b", "opt-175b"]
@@ -70,7 +69,7 @@ def bound(w: dict) -> float:
         a = ENCODER_SHAPES[config["model"]]
         tokens = config["batch"] * config["seq_len"]
         flops = a.layers * (2 * tokens * a.layer_parameters() + 4 * tokens * config["seq_len"] * a.hidden)
-        return flops / PEAK_FLOPS
+        return flops / PEAK_FLOPS_PER_S
     a = DECODER_SHAPES[config["model"]]
     return 2 * a.parameters() / config["tp"] / HBM_BYTES_PER_S_PER_CORE
 

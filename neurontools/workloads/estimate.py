@@ -58,11 +58,8 @@ class Estimate:
 
 def _program(program: CompiledProgram, planned_ns: float | None = None) -> Attribution:
     alone = program.estimate
-    busy = alone.engine_busy_ns
     total = alone.device_time_ns
-    compute = min(total, max(busy[e] for e in cost_model.COMPUTE_ENGINES))
-    dma = min(total - compute, busy[pb.DMA])
-    ns = {"compute": compute, "DMA": dma, "latency": total - compute - dma,
+    ns = {**cost_model.time_split(total, alone.engine_busy_ns),
           "collectives": (planned_ns - total) if planned_ns is not None else 0, "fixed": 0}
     return Attribution({part: value / 1e9 for part, value in ns.items()})
 

@@ -142,6 +142,18 @@ PORTS = {"SBUF, Vector and GpSimd": ("SBUF", (pb.VECTOR, pb.GPSIMD)),
 ENGINES = (*COMPUTE_ENGINES, pb.DMA)
 
 
+PEAK_FLOPS_PER_S = 2 * 128 * 128 * TENSOR_CLOCK_HZ  # a 128 x 128 systolic array, one MAC per cycle (bf16)
+
+
+def time_split(total_ns: float, busy_ns: dict[int, float]) -> dict[str, float]:
+    """What a program's time alone is made of: the busiest compute engine's busy time ("compute"), the DMA
+    busy time beyond it ("DMA"), and the rest, which no engine fills: dependency waits and latencies
+    ("latency"). The largest part is what bounds the program (workloads/estimate.py, neuron-profile)."""
+    compute = min(total_ns, max(busy_ns[e] for e in COMPUTE_ENGINES))
+    dma = min(total_ns - compute, busy_ns[pb.DMA])
+    return {"compute": compute, "DMA": dma, "latency": total_ns - compute - dma}
+
+
 @dataclass(frozen=True)
 class InstructionCost:
     """What one instruction costs on its engine.
