@@ -29,6 +29,7 @@ TOOLS = {
     "neuron-workload": ["neurontools.workloads.cli"],
     "neuron-scenario": ["neurontools.scenarios.cli", "run"],
     "neuron-lab": ["neurontools.lab.cli"],
+    "neuron-profile": ["neurontools.profile.cli", "capture"],
 }
 
 
