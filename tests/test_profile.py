@@ -311,3 +311,16 @@ def test_a_bert_large_layer_names_the_bound_of_the_attribution_table(tmp_path):
     largest = max(("compute", "DMA", "latency"), key=attribution.request.seconds.get)
     assert largest == "DMA"  # bench_timing.py's table: BERT-large b1 is 58 % DMA
     assert "-> DMA-bound" in viewed.stdout and "DMA-bound: the DMA queues are busy" in viewed.stdout
+
+
+@pytest.mark.slow
+def test_neuron_workload_profiles_each_stage_program_it_ran(daemon, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "neurontools.workloads.cli", "--address", daemon.address, "--estimate",
+                           "bert-tiny:cores=1", "--profile", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bert-tiny-embed.profile.json", "bert-tiny-layers.profile.json",
+                                            "bert-tiny-pooler.profile.json"]
+    for name in os.listdir(tmp_path):
+        profile = read_profile(tmp_path / name)
+        assert profile["source"]["model_name"] == name.removesuffix(".profile.json")
+        assert profile["device_time_ns"] > 0 and profile["instructions"]

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from neurontools import connection_options
 from neurontools.client import Device, NeuronError
 from neurontools.daemon.device import topology as topo
 from neurontools.profile import analysis, chrome_trace, explorer_tables
+from neurontools.profile.fetch import fetch_profile
 from neurontools.profile.profile_file import ProfileFileError, read_profile, write_atomically, write_profile
 from neurontools.workloads.catalog import SpecError
 
@@ -50,13 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _capture_model(args) -> int:
-    endpoint = connection_options.from_arguments(args)
-    with Device(endpoint) as device:
-        answer = device.profile(args.model, args.core)
-    profile = json.loads(answer.profile_json)
-    profile["source"] = {"model_id": answer.model_id, "model_name": answer.model_name, "core_id": answer.core_id,
-                         "session_id": answer.session_id, "instance_type": answer.instance_type,
-                         "address": str(endpoint), "captured_unix": time.time()}
+    with Device(connection_options.from_arguments(args)) as device:
+        answer, profile = fetch_profile(device, args.model, args.core)
     write_profile(Path(args.output), profile)
     print(f"neuron-profile: model {answer.model_id} ({answer.model_name}) on NeuronCore {answer.core_id}: "
           f"{profile['device_time_ns'] / 1000:,.3f} µs, {len(profile['instructions']):,} instructions -> {args.output}")

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from neurontools import addresses, connection_options
 from neurontools.client import Device, NeuronError
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-errors", type=int, metavar="N",
                      help="stop a workload after N failed requests (default: count them and serve on, as a "
                           "serving application does)")
+    run.add_argument("--profile", metavar="DIR",
+                     help="before stopping, write the profile of each model the workloads executed (each stage "
+                          "program, its first core) to DIR/<model>.profile.json (neuron-profile view reads them)")
     run.add_argument("--progress-interval", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--list", action="store_true", help="list the presets and exit")
     return parser
@@ -164,7 +168,8 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
         topology = device.topology()
         placer = catalog.Placer.for_this_process(device.snapshot())
     log = lambda text: print(f"neuron-workload: {text}", file=sys.stderr, flush=True)  # noqa: E731
-    runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
+    profile = (lambda session_id: _write_profiles(address, session_id, Path(args.profile), log)) if args.profile else None
+    runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"), before_unload=profile)
     for text in args.workloads:
         spec = catalog.parse_spec(text, defaults)
         log(f"building {spec.preset} programs")
@@ -196,6 +201,21 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if any(run.error for run in runner.runs.values()) else 0
+
+
+def _write_profiles(address, session_id: int, directory: Path, log) -> None:
+    """Each model a workload's session executed, as neuron-profile capture --model would write it."""
+    from neurontools.profile.fetch import fetch_profile  # noqa: PLC0415 (only with --profile)
+    from neurontools.profile.profile_file import write_profile  # noqa: PLC0415
+
+    with Device(address) as device:
+        directory.mkdir(parents=True, exist_ok=True)
+        for model in device.snapshot().models:
+            if model.session_id == session_id and model.executions:
+                _, profile = fetch_profile(device, model.model_id)
+                path = directory / f"{model.name}.profile.json"
+                write_profile(path, profile)
+                log(f"profile of {model.name} ({profile['device_time_ns'] / 1000:,.1f} µs) -> {path}")
 
 
 def _ranges(cores: list[int]) -> str:

@@ -65,10 +65,14 @@ class WorkloadRun:
 
 
 class WorkloadRunner:
-    def __init__(self, address: str, *, on_error: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, address: str, *, on_error: Callable[[str, str], None] | None = None,
+                 before_unload: Callable[[int], None] | None = None) -> None:
+        """`before_unload(session_id)` runs once a workload has served, while its models are still loaded
+        (neuron-workload --profile)."""
         self.address = address
         self.runs: dict[str, WorkloadRun] = {}
         self._on_error = on_error
+        self._before_unload = before_unload
         self._loading = threading.Lock()
 
     def add(self, workload: Workload, *, tag: str | None = None, rate: float | None = None,
@@ -182,6 +186,8 @@ class WorkloadRunner:
                     thread.join()
             finally:
                 run.stopped = time.monotonic()
+                if self._before_unload is not None:
+                    self._before_unload(session.session_id)
                 for replica in replicas:
                     replica.close()
                 run.executions = self._executions(session.session_id)
