@@ -9,8 +9,6 @@ recorder the schedule does no extra work.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 from neurontools._proto import neurond_pb2 as pb
 
 FORMAT = "neurontools-profile"
@@ -20,32 +18,26 @@ ENGINE_NAMES = {pb.TENSOR: "tensor", pb.VECTOR: "vector", pb.SCALAR: "scalar", p
 COLLECTIVES = "collectives"
 
 
-@dataclass
-class InstructionRecord:
-    index: int                 # position in the program
-    opcode: str                # the instruction's field name (matmul, dma_copy, ...)
-    engine: str                # tensor, vector, scalar, gpsimd, dma or collectives
-    start_ns: float            # when it took its engine (the first of its DMA queues)
-    end_ns: float              # when it left its engine (occupancy: the next one may start)
-    finish_ns: float           # when its results are visible (end plus latency)
-    ready_ns: float            # when its dependencies alone would have let it start
-    busy_ns: float             # what it adds to its engine's busy counter
-    flops: int
-    bytes: int                 # DMA: bytes moved; 0 otherwise
-    reads: list[str]
-    writes: list[str]
-    waits_for: int | None = None    # the instruction whose results it waited for (a dependency)
-    after: int | None = None        # the previous instruction on its engine, when that held it up instead
-    dma_queues: list[list[float]] = field(default_factory=list)  # DMA: [queue, begin ns, end ns] per engine
-    direction: str = ""        # DMA: load (HBM to SBUF), store (SBUF to HBM) or copy
-    fused: bool = False        # a load whose data was still in SBUF: no transfer
+# One record per instruction, a plain dict (the capture is data; dataclasses.asdict would double its cost):
+#   index       position in the program             opcode     the instruction's field name (matmul, ...)
+#   engine      tensor, vector, scalar, gpsimd, dma or collectives
+#   start_ns    when it took its engine (the first of its DMA queues)
+#   end_ns      when it left its engine (occupancy: the next one may start)
+#   finish_ns   when its results are visible (end plus latency)
+#   ready_ns    when its dependencies alone would have let it start
+#   busy_ns     what it adds to its engine's busy counter
+#   flops, bytes (DMA: bytes moved), reads, writes (operands as text)
+#   waits_for   the instruction whose results it waited for (a dependency), or None
+#   after       the previous instruction on its engine, when that held it up instead, or None
+#   dma_queues  DMA: [queue, begin ns, end ns] per DMA engine it used
+#   direction   DMA: load (HBM to SBUF), store (SBUF to HBM) or copy;  fused: a load whose data was still in SBUF
 
 
 class Recorder:
     """Collects what a Schedule places; `capture()` returns the profile as plain data."""
 
     def __init__(self) -> None:
-        self.records: list[InstructionRecord] = []
+        self.records: list[dict] = []
         self.busy_ns: dict[str, float] = {name: 0.0 for name in ENGINE_NAMES.values()}
         self._by_finish: dict[float, int] = {}   # finish time -> the instruction that finishes then
         self._last_on: dict[str, int] = {}       # engine -> its latest instruction
@@ -63,14 +55,14 @@ class Recorder:
                fused: bool = False, semaphore_ns: float = 0.0) -> None:
         index, opcode, flops, reads, writes = self._pending
         name = engine if isinstance(engine, str) else ENGINE_NAMES[engine]
-        record = InstructionRecord(index, opcode, name, start, end, finish, ready, busy, flops, nbytes, reads,
-                                   writes, dma_queues=queues or [], direction=direction, fused=fused)
         producer = self._by_finish.get(ready, self._by_finish.get(ready - semaphore_ns))
         previous = self._last_on.get(name)
-        if producer is not None and ready > 0 and start <= ready:
-            record.waits_for = producer
-        elif previous is not None and start > ready:
-            record.after = previous
+        depends = producer is not None and ready > 0 and start <= ready
+        record = {"index": index, "opcode": opcode, "engine": name, "start_ns": start, "end_ns": end,
+                  "finish_ns": finish, "ready_ns": ready, "busy_ns": busy, "flops": flops, "bytes": nbytes,
+                  "reads": reads, "writes": writes, "waits_for": producer if depends else None,
+                  "after": previous if not depends and previous is not None and start > ready else None,
+                  "dma_queues": queues or [], "direction": direction, "fused": fused}
         if name in self.busy_ns:
             self.busy_ns[name] += busy  # the same additions, in the same order, as Schedule.busy_ns
         self.records.append(record)
@@ -86,5 +78,5 @@ class Recorder:
             "engine_busy_ns": {ENGINE_NAMES[e]: ns for e, ns in sorted(engine_busy_ns.items())},
             "engine_instructions": {ENGINE_NAMES[e]: n for e, n in sorted(instructions.items())},
             "recorded_busy_ns": {name: round(ns) for name, ns in self.busy_ns.items()},
-            "instructions": [asdict(r) for r in self.records],
+            "instructions": self.records,
         }
