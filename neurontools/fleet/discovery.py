@@ -10,8 +10,14 @@ import os
 from pathlib import Path
 
 
+NEUROND_ADDRESS_LABEL = "__neurond_address"
+
+
 def targets_document(hosts) -> list[dict]:
-    return [{"targets": [host.target], "labels": host.spec.labels()} for host in hosts]
+    """Each host's labels, and its daemon's address for `neuron-top --fleet` to drill into: a label
+    starting with "__", which Prometheus drops after relabeling, so no series carries it."""
+    return [{"targets": [host.target],
+             "labels": host.spec.labels() | {NEUROND_ADDRESS_LABEL: host.daemon.address}} for host in hosts]
 
 
 def write_targets(path: Path, hosts) -> None:

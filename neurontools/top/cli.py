@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
                         help="read a neuron-monitor NDJSON stream from standard input")
     source.add_argument("--replay", type=Path, metavar="FILE",
                         help="replay a recorded neuron-monitor stream (NDJSON or pretty-printed reports)")
+    source.add_argument("--fleet", nargs="?", const="", metavar="FILE_OR_DIR",
+                        help="one row per host of a fleet, from its exporters: a Prometheus file_sd discovery "
+                             "file, or a neuron-fleet state directory (default: the running neuron-fleet's)")
     parser.add_argument("--readonly", action="store_true", help="never end runtime sessions from the process view")
     parser.add_argument("--theme", help="a Textual theme, e.g. textual-dark, nord, gruvbox (T cycles them)")
     return parser
@@ -57,6 +60,27 @@ def _stdin_as_data() -> int:
     return data
 
 
+def _fleet(args) -> int:
+    from neurontools.fleet.spec import runtime_directory
+    from neurontools.top.fleet_app import FleetTopApp
+    from neurontools.top.fleet_source import FleetSource, FleetSourceError, load_targets
+
+    try:
+        targets = load_targets(Path(args.fleet or runtime_directory()))
+    except FleetSourceError as error:
+        print(f"neuron-top: {error}", file=sys.stderr)
+        return 2
+    source = FleetSource(targets)
+    try:
+        app = FleetTopApp(source, interval=args.interval)
+        if args.theme:
+            app.theme = args.theme
+        app.run()
+    finally:
+        source.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.replay is not None and not args.replay.is_file():
@@ -67,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
+    if args.fleet is not None:
+        return _fleet(args)
     try:
         endpoint = connection_options.from_arguments(args)
     except connection_options.ConnectionOptionError as error:
