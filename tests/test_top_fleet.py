@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from real_components import private_tmux
@@ -155,7 +154,6 @@ def test_a_down_hosts_cells_say_why():
 
 FLEET = """
 import signal, sys, tempfile
-from pathlib import Path
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
 from neurontools.fleet.spec import fleet_hosts
