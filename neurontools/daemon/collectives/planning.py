@@ -5,7 +5,7 @@ plan_model() runs when a model is loaded. It matches each rank's collective inst
 peers' (the k-th collective of a core over a group meets the k-th of every other rank of that group;
 the k-th send from A to B meets the k-th receive at B from A), checks the Neuron runtime's group rules
 (ref §1.2), picks the algorithm for the instance's link graph, and replays the ranks' schedules
-together: a collective starts when its last rank is ready for it. collective_rendezvous.py meets the
+together: a collective starts when its last rank is ready for it. collectives/rendezvous.py meets the
 ranks at run time. docs/timing-model.md "Collectives" describes the algorithms and their figures.
 """
 

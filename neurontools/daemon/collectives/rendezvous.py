@@ -1,6 +1,6 @@
 """The ranks of one execution meeting at their collectives, and the data they exchange.
 
-Each subgraph of a model runs in its core's worker thread (execution.py). A rank reaching a collective
+Each subgraph of a model runs in its core's worker thread (runtime/execution.py). A rank reaching a collective
 registers at the collective's events (collectives.Event); the rank that completes an event -- the last
 to arrive -- moves the data for everyone while the others wait (it reads every rank's source before it
 writes any destination, so a collective may work in place), counts the bytes on each link and releases

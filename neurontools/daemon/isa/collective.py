@@ -16,8 +16,8 @@ from neurontools.daemon.isa.alu import alu_name, alu_names
 
 # -- collectives (ref §4.6) -------------------------------------------------------------------------
 # all_reduce, all_gather, reduce_scatter, send_recv and permute move HBM tensors between the subgraphs of
-# one model. Here each rank's instruction is checked on its own; collectives.py matches the ranks'
-# instructions, checks the group rules and times them over the links, and collective_rendezvous.py
+# one model. Here each rank's instruction is checked on its own; collectives/planning.py matches the ranks'
+# instructions, checks the group rules and times them over the links, and collectives/rendezvous.py
 # meets the ranks at run time and moves the data. They run on dedicated hardware: no FLOPs.
 
 _REDUCTIONS: dict[int, np.ufunc] = {pb.ADD: np.add, pb.MAXIMUM: np.maximum, pb.MINIMUM: np.minimum}

@@ -393,7 +393,7 @@ class Schedule:
     finishes when its last engine is done, plus the DMA start latency.
 
     Collectives take a fifth in-order queue of their own (COLLECTIVE_QUEUE): the ranks of a model agree on
-    when each one runs (collectives.py), so the schedule only says when this core is ready for it.
+    when each one runs (collectives/planning.py), so the schedule only says when this core is ready for it.
     """
 
     def __init__(self) -> None:
@@ -469,7 +469,7 @@ class Schedule:
         return max(self._ready(COLLECTIVE_QUEUE, reads, writes), self._collectives_free)
 
     def issue_collective(self, finish: float, reads: Sequence[Region], writes: Sequence[Region]) -> None:
-        """Places a collective that the ranks run together until `finish` (collectives.py decides when)."""
+        """Places a collective that the ranks run together until `finish` (collectives/planning.py decides when)."""
         self._collectives_free = finish
         for region in writes:
             self._resident.forget(region)

@@ -62,7 +62,7 @@ def _code_bytes(program: pb.Program) -> int:
 
 
 class Rendezvous(Protocol):
-    """Where a rank's collectives meet the other ranks of its execution (collective_rendezvous.py)."""
+    """Where a rank's collectives meet the other ranks of its execution (collectives/rendezvous.py)."""
 
     def meet(self, op: CollectiveOp, env: Env | None) -> None:
         """Returns once the collective is done on this rank (dst written unless env is None: timing only)."""
@@ -80,7 +80,7 @@ class CompiledProgram:
     """A validated program: its HBM interface, executable steps and modeled timing.
 
     A program with collectives is one rank of a model: its `estimate` counts them as free until the model's
-    collectives are planned (collectives.py), which gives it the estimate of a rank among its peers."""
+    collectives are planned (collectives/planning.py), which gives it the estimate of a rank among its peers."""
 
     def __init__(self, decls: Declarations, steps: list[tuple[Opcode, Instruction]], code_bytes: int) -> None:
         self.parameters: dict[str, ParameterSpec] = decls.parameters

@@ -90,7 +90,7 @@ class LoadedModel:
     subgraphs: list[LoadedSubgraph]
     running: int = 0
     executions: int = 0
-    collectives: ModelCollectives | None = None  # how its subgraphs meet (collectives.py)
+    collectives: ModelCollectives | None = None  # how its subgraphs meet (collectives/planning.py)
     work: object = None  # load_engine.Work: what a timing-only execution does, prepared on first use
 
     def subgraph_on(self, core_id: int) -> LoadedSubgraph | None:

@@ -45,7 +45,7 @@ class ServerOptions:
     tls_key: bytes | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     socket_mode: int = 0o600          # of the Unix socket; 0660 lets its group in
-    sysfs_root: str | None = None     # keep the driver's sysfs tree there (sysfs_tree.py)
+    sysfs_root: str | None = None     # keep the driver's sysfs tree there (sysfs/tree.py)
     sysfs_period: float = DEFAULT_PERIOD_SECONDS
 
 

@@ -3,7 +3,7 @@
 One data model (DESIGN principle 1): every value comes from a snapshot (SnapshotBuilder) plus the
 few per-core and per-host-scope counters the snapshot does not carry (the memory ledger's host
 scopes, model loads, outcomes of closed sessions). This module only computes values; writing them
-as files, write-to-clear and refreshing are sysfs_tree.py's. docs/sysfs.md lists every file, where
+as files, write-to-clear and refreshing are sysfs/tree.py's. docs/sysfs.md lists every file, where
 its value comes from, and which files of the real driver are absent and why.
 """
 
