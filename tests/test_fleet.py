@@ -55,6 +55,11 @@ def test_more_hosts_than_memory_allows_is_refused_naming_the_limit(monkeypatch):
     with pytest.raises(FleetSpecError, match=r"need about 2.0 GiB of memory \(200 MiB each\); 1.0 GiB is available: "
                                              r"run at most 5 hosts"):
         check_capacity(10)  # 10 x 200 MiB; 1 GiB // 200 MiB = 5
+    monkeypatch.setattr(fleet_spec.psutil, "virtual_memory", lambda: SimpleNamespace(available=2 * 2**30))
+    with pytest.raises(FleetSpecError, match=r"need about 2.6 GiB of memory \(200 MiB each, 128 MiB more for each "
+                                             r"of the 5 serving a --workload\)"):
+        check_capacity(10, 5)  # 10 x 200 + 5 x 128 MiB = 2640 MiB
+    check_capacity(10)  # 2000 MiB fit in 2 GiB
 
 
 def test_more_hosts_than_the_descriptor_limit_allows_is_refused(monkeypatch):
@@ -185,3 +190,47 @@ def test_up_then_down_from_another_terminal_leaves_nothing_behind(tmp_path):
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     assert not any(Path(d).exists() for d in saved["directories"])
     assert not state.exists()
+
+
+# -- --workload ----------------------------------------------------------------------------------------
+
+def test_workloads_go_to_the_hosts_groups_or_zones_named():
+    hosts = fleet_hosts(mix="inf2.xlarge=2,inf2.24xlarge=1")  # fleet-000, -001 (us-east-2a, b); -002 (2c)
+    assigned = fleet_spec.assign_workloads(hosts, ["bert-tiny:cores=1", "fleet-001=bert-base:cores=2",
+                                                   "inf2.24xlarge=llama-2-7b:tp=4,layers=2", "us-east-2a=bert-tiny"])
+    assert assigned == {"fleet-000": ["bert-tiny:cores=1", "bert-tiny"],
+                        "fleet-001": ["bert-tiny:cores=1", "bert-base:cores=2"],
+                        "fleet-002": ["bert-tiny:cores=1", "llama-2-7b:tp=4,layers=2"]}
+    with pytest.raises(FleetSpecError, match="no host, group or availability zone 'us-west-1a'; the fleet has "):
+        fleet_spec.assign_workloads(hosts, ["us-west-1a=bert-tiny"])
+    with pytest.raises(FleetSpecError, match="--workload 'gpt-9': unknown workload 'gpt-9'"):
+        fleet_spec.assign_workloads(hosts, ["gpt-9"])
+
+
+def test_up_refuses_a_bad_workload_before_starting_anything(capsys):
+    assert main(["up", "--hosts", "2", "--workload", "fleet-007=bert-tiny"]) == 2
+    assert "no host, group or availability zone 'fleet-007'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_host_serves_its_workload_instead_of_the_busy_kernel(tmp_path):
+    from neurontools.fleet.host import Host
+
+    spec = fleet_hosts(hosts=1, instance_type="inf2.xlarge", name="wl")[0]
+    host = Host(spec, tmp_path / "wl", monitor_period=1.0, workloads=["bert-tiny:cores=1"]).start()
+    try:
+        deadline = time.monotonic() + 120
+        while (status := host.status())["busy"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status["up"] and status["busy"] == 1 and status["errors"] == 0, status
+        assert host.session is None  # no busy kernel: the workload holds the core
+        metrics = urllib.request.urlopen(f"http://{host.target}/metrics", timeout=10).read().decode()
+        deadline = time.monotonic() + 30
+        while 'runtime_tag="bert-tiny"' not in metrics and time.monotonic() < deadline:
+            time.sleep(1)
+            metrics = urllib.request.urlopen(f"http://{host.target}/metrics", timeout=10).read().decode()
+        assert 'runtime_tag="bert-tiny"' in metrics  # the workload, seen through neuron-monitor's exporter
+        workload = host.workload
+    finally:
+        host.stop()
+    assert workload.poll() is not None and host.workload is None

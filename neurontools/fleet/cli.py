@@ -30,7 +30,7 @@ from neurontools.client import Device, NeuronError
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
 from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, load_fleet_scenario
-from neurontools.fleet.spec import FleetSpecError, check_capacity, fleet_hosts, runtime_directory
+from neurontools.fleet.spec import FleetSpecError, assign_workloads, check_capacity, fleet_hosts, runtime_directory
 from neurontools.lab.alert_watch import AlertWatch
 from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST_SCRAPE_TIMEOUT_SECONDS,
                                  MONITOR_PERIOD_SECONDS, RESOLVE_GRACE_SECONDS, SCRAPE_SECONDS, STALE_AFTER_SECONDS)
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mix", metavar="TYPE=N,...", help="hosts by type, e.g. inf2.xlarge=20,inf2.48xlarge=12")
     up.add_argument("--name", default="fleet", help="the fleet's name: hostnames are NAME-000, NAME-001, ...")
     up.add_argument("--idle", action="store_true", help="do not load the cores (default: every core busy)")
+    up.add_argument("--workload", action="append", default=[], metavar="[TARGET=]SPEC",
+                    help="a neuron-workload preset the hosts serve instead of the busy kernel: every host, or "
+                         "TARGET = a host, group (instance type or --mix entry) or availability zone; repeatable, "
+                         "e.g. --workload us-east-2a=bert-base:cores=2 --workload fleet-003=llama-2-7b:tp=2")
     up.add_argument("--monitor-period", type=float, default=5.0, metavar="S",
                     help="neuron-monitor's period in seconds (default 5, AWS's)")
     up.add_argument("--prometheus-port", type=int, default=0, help="Prometheus's port (default 0: a free one)")
@@ -131,7 +135,8 @@ def _up(args, state_dir: Path) -> int:
         scenario = load_fleet_scenario(args.scenario).scaled(args.time_scale) if args.scenario else None
         specs = scenario.hosts if scenario else fleet_hosts(hosts=args.hosts, instance_type=args.instance_type,
                                                             mix=args.mix, name=args.name)
-        check_capacity(len(specs))
+        args.workloads_of = assign_workloads(specs, args.workload)
+        check_capacity(len(specs), sum(1 for specs_of in args.workloads_of.values() if specs_of))
     except (FleetSpecError, FleetScenarioError) as exc:
         _warn(str(exc))
         return 2
@@ -166,7 +171,8 @@ def _run(args, specs, scenario: FleetScenario | None, state_dir: Path, stop: thr
     if scale != 1:  # the sessions holding the loads time executions out sooner too
         os.environ.setdefault("NEURON_RT_EXEC_TIMEOUT", f"{EXEC_TIMEOUT_SECONDS / scale:g}")
     hosts = [Host(spec, directory / spec.name, monitor_period=args.monitor_period / scale, busy=not args.idle,
-                  stale_after=max(1.0, STALE_AFTER_SECONDS / scale)) for spec in specs]
+                  stale_after=max(1.0, STALE_AFTER_SECONDS / scale), workloads=args.workloads_of[spec.name])
+             for spec in specs]
     stack.callback(lambda: _stop_all(hosts))
 
     def save_state() -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.client import NeuronError, Session
+from neurontools.client import Device, NeuronError, Session
 from neurontools.fleet.spec import HostSpec
 from neurontools.kernels.builder import Kernel
 from neurontools.lab.monitor_pipeline import start_monitor_pipeline, stop_process
@@ -59,8 +59,11 @@ class FleetDaemon(DaemonProcess):
 
 class Host:
     def __init__(self, spec: HostSpec, directory: Path, *, monitor_period: float = 5.0, busy: bool = True,
-                 stale_after: float = STALE_AFTER_SECONDS) -> None:
+                 stale_after: float = STALE_AFTER_SECONDS, workloads: list[str] | None = None) -> None:
+        """`workloads`: neuron-workload specs the host serves instead of the busy kernel (--workload)."""
         self.stale_after = stale_after
+        self.workloads = workloads or []
+        self.workload: subprocess.Popen | None = None
         self.spec = spec
         self.directory = directory
         self.monitor_period = monitor_period
@@ -82,7 +85,7 @@ class Host:
             self.daemon = FleetDaemon(self.spec, self.directory / "neurond.log")
         self.daemon.start()
         self.start_exporter()
-        if self.busy:
+        if self.busy or self.workloads:
             self.start_load()
         return self
 
@@ -92,7 +95,10 @@ class Host:
                                                      self.monitor_period, self.stale_after)
 
     def start_load(self) -> None:
-        """A closed loop on every core of the host."""
+        """The host's workloads, else a closed loop on every core of the host."""
+        if self.workloads:
+            self._start_workloads()
+            return
         if self.session is not None:
             return
         cores = self.session_cores()
@@ -104,6 +110,17 @@ class Host:
                        "y": self.session.allocate((128, 128), core_id=core)}
             self.loads.append(model.start_load(tensors, in_flight_per_core=IN_FLIGHT_PER_CORE))
 
+    def _start_workloads(self) -> None:
+        """neuron-workload serving the host's specs until stopped, as an application on the host would."""
+        if self.workload is not None and self.workload.poll() is None:
+            return
+        with open(self.directory / "neuron-workload.log", "ab") as log, \
+                open(self.directory / "neuron-workload.json", "wb") as summary:
+            self.workload = subprocess.Popen(
+                [sys.executable, "-m", "neurontools.workloads.cli", "--address", self.daemon.address,
+                 "--duration", "0", "--progress-interval", "3600", *self.workloads],
+                stdin=subprocess.DEVNULL, stdout=summary, stderr=log, start_new_session=True)
+
     def session_cores(self) -> int:
         from neurontools.daemon.device import topology as topo
         return topo.lookup(self.spec.instance_type).core_count
@@ -114,9 +131,13 @@ class Host:
         """up: the daemon and both exporter processes are alive; busy cores and errors from its loads."""
         processes = {"neurond": self.daemon.process, "neuron-monitor": self.monitor,
                      "exporter": self.exporter}
+        if self.workloads:
+            processes["neuron-workload"] = self.workload
         dead = [name for name, p in processes.items() if p is None or p.poll() is not None]
         busy = errors = 0
-        if not dead and self.session is not None:
+        if not dead and self.workloads:
+            busy, errors = self._workload_status()
+        elif not dead and self.session is not None:
             try:
                 for load in self.loads:
                     progress = load.progress()
@@ -129,12 +150,27 @@ class Host:
         return {"host": self.spec.name, "up": not dead, "dead": dead, "busy": busy,
                 "cores": self.session_cores(), "errors": errors}
 
+    def _workload_status(self) -> tuple[int, int]:
+        """(cores the workloads' sessions hold, their executions in an error status)."""
+        try:
+            with Device(self.daemon.address) as device:
+                snapshot = device.snapshot()
+        except NeuronError:
+            return 0, 0
+        busy = sum(1 for core in snapshot.cores if core.owner_session_id)
+        errors = sum(s.stats.executions.completed_with_err + s.stats.executions.completed_with_num_err
+                     + s.stats.executions.timed_out + s.stats.executions.failed_to_queue for s in snapshot.sessions)
+        return busy, errors
+
     # -- rolling restarts and stops ---------------------------------------------------------------
 
     def pids(self) -> list[int]:
-        return [p.pid for p in (self.daemon.process, self.monitor, self.exporter) if p is not None]
+        return [p.pid for p in (self.daemon.process, self.monitor, self.exporter, self.workload) if p is not None]
 
     def stop_load(self) -> None:
+        if self.workload is not None:
+            stop_process(self.workload)
+            self.workload = None
         if self.session is not None:
             try:
                 self.session.close()
@@ -163,5 +199,5 @@ class Host:
             if process is not None:
                 stop_process(process)
         self.start_exporter()
-        if self.busy:
+        if self.busy or self.workloads:
             self.start_load()

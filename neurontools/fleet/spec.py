@@ -22,6 +22,8 @@ ROLE = "inference"
 # One busy inf2.48xlarge host of a running fleet was 77 MiB (neurond) + 52 MiB (neuron-monitor)
 # + 36 MiB (neuron-monitor-prometheus) resident; rounded up for growth: what a host is counted at.
 MEMORY_PER_HOST_BYTES = 200 * 2**20
+# A neuron-workload process serving a preset: 76-84 MiB resident measured (bert-tiny, bert-base).
+MEMORY_PER_WORKLOAD_BYTES = 128 * 2**20
 # Descriptors this process holds per host: the daemon's gRPC channel (a few), log files, the pipes
 # of three children; rounded up. Plus what Prometheus and Python need.
 FDS_PER_HOST, FDS_BASE = 16, 128
@@ -100,9 +102,9 @@ def fleet_hosts(*, hosts: int | None = None, instance_type: str = topo.DEFAULT_I
     return specs
 
 
-def check_capacity(count: int) -> None:
-    """FleetSpecError naming the limit when this machine cannot hold `count` hosts: ports (one
-    exporter each, plus Prometheus), file descriptors, memory."""
+def check_capacity(count: int, with_workloads: int = 0) -> None:
+    """FleetSpecError naming the limit when this machine cannot hold `count` hosts, `with_workloads` of
+    them running a neuron-workload: ports (one exporter each, plus Prometheus), file descriptors, memory."""
     low, high = _ephemeral_range()
     ports = high - low + 1  # free ports are picked by the kernel from the ephemeral range
     if count + 1 > ports // 2:  # leave half of it to outgoing connections (the scrapes, gRPC)
@@ -118,10 +120,13 @@ def check_capacity(count: int) -> None:
                                  f"(ulimit -Hn): raise it, or run fewer hosts (at most "
                                  f"{(hard - FDS_BASE) // FDS_PER_HOST})")
     available = psutil.virtual_memory().available
-    need = count * MEMORY_PER_HOST_BYTES
+    need = count * MEMORY_PER_HOST_BYTES + with_workloads * MEMORY_PER_WORKLOAD_BYTES
     if need > available:
-        raise FleetSpecError(f"{count} hosts need about {need / 2**30:.1f} GiB of memory "
-                             f"({MEMORY_PER_HOST_BYTES // 2**20} MiB each); {available / 2**30:.1f} GiB is available: "
+        each = f"{MEMORY_PER_HOST_BYTES // 2**20} MiB each" + (
+            f", {MEMORY_PER_WORKLOAD_BYTES // 2**20} MiB more for each of the {with_workloads} serving a --workload"
+            if with_workloads else "")
+        raise FleetSpecError(f"{count} hosts need about {need / 2**30:.1f} GiB of memory ({each}); "
+                             f"{available / 2**30:.1f} GiB is available: "
                              f"run at most {available // MEMORY_PER_HOST_BYTES} hosts")
 
 
@@ -137,3 +142,30 @@ def runtime_directory() -> str:
     """Where `up` leaves its state file for `down` and `targets`: $XDG_RUNTIME_DIR, else /tmp, per user."""
     base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
     return os.path.join(base, f"neuron-fleet-{os.getuid()}")
+
+
+def assign_workloads(hosts: list[HostSpec], entries: list[str]) -> dict[str, list[str]]:
+    """--workload entries -> the neuron-workload specs of each host (by name).
+
+    An entry is `SPEC` (every host) or `TARGET=SPEC`, TARGET a host name, a group (an instance type or
+    a --mix entry) or an availability zone. Each spec is checked as neuron-workload checks it, and a
+    target must exist, before anything starts."""
+    from neurontools.workloads import catalog  # noqa: PLC0415 (only with --workload)
+
+    assigned: dict[str, list[str]] = {host.name: [] for host in hosts}
+    for entry in entries:
+        target, _, spec = entry.partition("=")
+        if not spec or ":" in target:  # no target: the '=' (if any) is a setting of the spec itself
+            target, spec = "", entry
+        try:
+            catalog.parse_spec(spec, catalog.Settings())
+        except catalog.SpecError as exc:
+            raise FleetSpecError(f"--workload {entry!r}: {exc}") from None
+        chosen = [h for h in hosts if not target or target in (h.name, h.group, h.instance_type, h.availability_zone)]
+        if not chosen:
+            names = sorted({h.name for h in hosts} | {h.group for h in hosts} | {h.availability_zone for h in hosts})
+            raise FleetSpecError(f"--workload {entry!r}: no host, group or availability zone {target!r}; "
+                                 f"the fleet has {', '.join(names)}")
+        for host in chosen:
+            assigned[host.name].append(spec)
+    return assigned
