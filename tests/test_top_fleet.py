@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from real_components import private_tmux
 from test_top_fixtures import run, screen_text, wait_until
@@ -154,6 +155,8 @@ def test_a_down_hosts_cells_say_why():
 
 FLEET = """
 import signal, sys, tempfile
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # sigwait takes it, so the hosts are stopped
+from pathlib import Path
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
 from neurontools.fleet.spec import fleet_hosts
@@ -209,3 +212,7 @@ def test_a_real_fleet_in_a_real_terminal_drills_into_a_host_and_shows_one_going_
     finally:
         fleet.terminate()
         fleet.wait(60)
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if any("top-fleet-" in a or "--instance-name" in a and
+                                                                    "tf-00" in " ".join(p.info["cmdline"] or ())
+                                                                    for a in p.info["cmdline"] or ())]
+    assert leftover == [], "the fleet left processes behind"

@@ -136,6 +136,8 @@ def _up(args, state_dir: Path) -> int:
         specs = scenario.hosts if scenario else fleet_hosts(hosts=args.hosts, instance_type=args.instance_type,
                                                             mix=args.mix, name=args.name)
         args.workloads_of = assign_workloads(specs, args.workload)
+        if scenario is not None:  # the scenario's workloads, then --workload's
+            args.workloads_of = {host: scenario.workloads[host] + extra for host, extra in args.workloads_of.items()}
         check_capacity(len(specs), sum(1 for specs_of in args.workloads_of.values() if specs_of))
     except (FleetSpecError, FleetScenarioError) as exc:
         _warn(str(exc))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
@@ -22,6 +23,7 @@ from neurontools.lab.prometheus_server import free_port
 from neurontools.workloads.daemon_process import DaemonProcess
 
 IN_FLIGHT_PER_CORE = 1
+WORKLOAD_START_TIMEOUT_S = 300.0  # building and loading a large preset's programs
 STALE_AFTER_SECONDS = 15.0  # neuron-monitor-prometheus's default
 
 
@@ -120,6 +122,23 @@ class Host:
                 [sys.executable, "-m", "neurontools.workloads.cli", "--address", self.daemon.address,
                  "--duration", "0", "--progress-interval", "3600", *self.workloads],
                 stdin=subprocess.DEVNULL, stdout=summary, stderr=log, start_new_session=True)
+        self._wait_serving()
+
+    def _wait_serving(self, timeout: float = WORKLOAD_START_TIMEOUT_S) -> None:
+        """Until the workloads have completed an execution: a host is up once it serves (a scenario's
+        clock starts after every host is), or RuntimeError with the workload's own words."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.workload.poll() is not None:
+                tail = (self.directory / "neuron-workload.log").read_text().strip().splitlines()[-3:]
+                raise RuntimeError(f"{self.spec.name}: neuron-workload exited with status "
+                                   f"{self.workload.returncode}: {' / '.join(tail)}")
+            with Device(self.daemon.address) as device:
+                if any(s.stats.executions.completed for s in device.snapshot().sessions):
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.spec.name}: its workloads did not serve within {timeout:g} s "
+                           f"(see {self.directory / 'neuron-workload.log'})")
 
     def session_cores(self) -> int:
         from neurontools.daemon.device import topology as topo

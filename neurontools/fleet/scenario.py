@@ -4,6 +4,7 @@
     hosts = 3                      # or mix = "inf2.xlarge=2,inf2.48xlarge=1"
     instance_type = "inf2.xlarge"
     duration = 60
+    workloads = ["llama-2-7b:tp=4,rate=2"]   # optional: [TARGET=]SPEC as `neuron-fleet up --workload`
     [[events]]
     at = 10
     action = "kill-host"           # a fault kind (mem-ecc-uncorrected, core-hang, link-down, ...),
@@ -25,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.fleet.spec import FleetSpecError, HostSpec, fleet_hosts
+from neurontools.fleet.spec import FleetSpecError, HostSpec, assign_workloads, fleet_hosts
 from neurontools.lab.rules import DEPLOY, RULES, alert_names
 
 FLEET_RULES = DEPLOY / "neuron-fleet.yml"
@@ -60,6 +61,7 @@ class FleetScenario:
     duration: float
     events: list[Event]
     expect: list[Expect]
+    workloads: dict[str, list[str]]  # host -> the neuron-workload specs it serves instead of the busy kernel
 
     def scaled(self, scale: float) -> "FleetScenario":
         events = [replace(e, at=e.at / scale, fault={**e.fault, **({"duration": e.fault["duration"] / scale}
@@ -85,7 +87,7 @@ def load_fleet_scenario(path: str | Path) -> FleetScenario:
 
 
 def _parse(data: dict) -> FleetScenario:
-    unknown = set(data) - {"name", "hosts", "instance_type", "mix", "duration", "events", "expect"}
+    unknown = set(data) - {"name", "hosts", "instance_type", "mix", "duration", "events", "expect", "workloads"}
     if unknown:
         raise FleetScenarioError(f"unknown field(s) {', '.join(sorted(unknown))}")
     hosts = fleet_hosts(hosts=data.get("hosts"), instance_type=data.get("instance_type", "inf2.48xlarge"),
@@ -98,7 +100,8 @@ def _parse(data: dict) -> FleetScenario:
         if raw["alert"] not in known_alerts:
             raise FleetScenarioError(f"expect: no alert rule {raw['alert']!r} in {RULES.name} or {FLEET_RULES.name}")
         expect.append(Expect(raw["alert"], float(raw["fires_by"]), float(raw["resolves_by"])))
-    return FleetScenario(str(data.get("name", "")), hosts, duration, events, expect)
+    workloads = assign_workloads(hosts, list(data.get("workloads", [])))
+    return FleetScenario(str(data.get("name", "")), hosts, duration, events, expect, workloads)
 
 
 def _event(raw: dict, hosts: list[HostSpec], duration: float) -> Event:
