@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tomllib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_every_alert_rule_is_expected_by_a_bundled_scenario():
     rules = {rule["alert"] for path in single_host for group in yaml.safe_load(path.read_text())["groups"]
              for rule in group["rules"] if "alert" in rule}
     assert len(rules) >= 11 and rules == set(alert_names())
-    expected = {e.alert for path in SCENARIOS for e in load_scenario(path).expect}
+    # The scenarios too, as TOML, not through the scenario loader under test.
+    expected = {entry["alert"] for path in SCENARIOS for entry in tomllib.loads(path.read_text()).get("expect", [])}
     missing = sorted(rules - expected)
     assert not missing, f"no bundled scenario fires {missing}"
 
