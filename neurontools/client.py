@@ -182,13 +182,16 @@ class Device:
     def snapshot(self) -> pb.Snapshot:
         return self._conn.unary(self._device.GetSnapshot, pb.SnapshotRequest())
 
-    def profile(self, model_id: int, core_id: int | None = None) -> pb.Profile:
+    def profile(self, model_id: int, core_id: int | None = None, session_id: int | None = None) -> pb.Profile:
         """The profile of a loaded model's first execution on `core_id` (default: its first subgraph's
-        core); `profile_json` holds it (docs/profile.md). Raises NotFoundError for a model or core that
-        is not there, InvalidRequest when the model has not executed yet."""
+        core); `profile_json` holds it (docs/profile.md). With `session_id`, the model must belong to that
+        open session. Raises NotFoundError for a session, model or core that is not there, InvalidRequest
+        when the model has not executed yet."""
         request = pb.GetProfileRequest(model_id=model_id)
         if core_id is not None:
             request.core_id = core_id
+        if session_id is not None:
+            request.session_id = session_id
         return self._conn.unary(self._device.GetProfile, request)
 
     def watch(self, interval: float = 1.0, queue_depth: int = 4) -> Iterator[pb.WatchFrame]:

@@ -92,6 +92,27 @@ def test_profile_errors_name_the_fix(daemon):
             device.profile(model.model_id, 1)
 
 
+def test_a_profile_by_session_needs_that_session_open_and_its_own_model(daemon):
+    with Session(daemon.address, visible_cores="0") as ended:
+        ended_id = ended.session_id
+    with Session(daemon.address, visible_cores="0") as session, Session(daemon.address, visible_cores="1") as other, \
+            Device(daemon.address) as device:
+        model, tensors = _mlp(session, 0)
+        model.execute(tensors, timing_only=True)
+        assert device.profile(model.model_id, session_id=session.session_id).session_id == session.session_id
+        with pytest.raises(NotFoundError, match=f"no session {ended_id} is open"):
+            device.profile(model.model_id, session_id=ended_id)
+        with pytest.raises(NotFoundError, match=f"belongs to session {session.session_id}, not session {other.session_id}"):
+            device.profile(model.model_id, session_id=other.session_id)
+        model_id, session_id = model.model_id, session.session_id
+    # The session is gone: its models went with it, whichever way the model is named.
+    with Device(daemon.address) as device:
+        with pytest.raises(NotFoundError, match=f"no session {session_id} is open"):
+            device.profile(model_id, session_id=session_id)
+        with pytest.raises(NotFoundError, match=f"no model {model_id} is loaded"):
+            device.profile(model_id)
+
+
 # -- the summary, by hand -------------------------------------------------------------------------
 
 def _small_kernel() -> dict:
@@ -257,9 +278,13 @@ def test_capture_a_programs_model_and_view_it(daemon, tmp_path):
         assert not_yet.returncode == 1 and "has not executed yet" in not_yet.stderr
         assert not (tmp_path / "p.json").exists()
         model.execute(tensors, timing_only=True)
-        done = _neuron_profile("capture", "--model", str(model.model_id), "--address", daemon.address,
-                               "-o", str(tmp_path / "p.json"))
+        done = _neuron_profile("capture", "--model", str(model.model_id), "--session", str(session.session_id),
+                               "--address", daemon.address, "-o", str(tmp_path / "p.json"))
     assert done.returncode == 0, done.stderr
+    gone = _neuron_profile("capture", "--model", str(model.model_id), "--session", str(session.session_id),
+                           "--address", daemon.address, "-o", str(tmp_path / "gone.json"))
+    assert gone.returncode == 1 and f"no session {session.session_id} is open" in gone.stderr
+    assert not (tmp_path / "gone.json").exists()
     assert f"model {model.model_id} (mlp-1) on NeuronCore 1" in done.stdout
     viewed = _neuron_profile("view", str(tmp_path / "p.json"), "--json", str(tmp_path / "s.json"),
                              "--trace", str(tmp_path / "t.json"))

@@ -1098,12 +1098,14 @@ class ObserveEvent(_message.Message):
     def __init__(self) -> None: ...
 
 class GetProfileRequest(_message.Message):
-    __slots__ = ("model_id", "core_id")
+    __slots__ = ("model_id", "core_id", "session_id")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     model_id: int
     core_id: int
-    def __init__(self, model_id: _Optional[int] = ..., core_id: _Optional[int] = ...) -> None: ...
+    session_id: int
+    def __init__(self, model_id: _Optional[int] = ..., core_id: _Optional[int] = ..., session_id: _Optional[int] = ...) -> None: ...
 
 class Profile(_message.Message):
     __slots__ = ("model_id", "model_name", "core_id", "session_id", "instance_type", "profile_json")

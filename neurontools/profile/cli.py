@@ -1,6 +1,6 @@
 """neuron-profile: where an execution's time goes on the software Inferentia2, without hardware.
 
-  neuron-profile capture --model 10001 [--core 3] -o mlp.profile.json   a model a program has loaded
+  neuron-profile capture --model 10001 [--core 3] [--session 1] -o mlp.profile.json   a program's model
   neuron-profile capture --preset bert-large:cores=1 -o profiles/       each stage program of a preset
   neuron-profile view mlp.profile.json [--json S.json] [--trace T.json] [--parquet DIR]
 
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--model", type=int, metavar="ID", help="a model loaded on neurond (ids from 10001)")
     what.add_argument("--preset", metavar="SPEC", help="a neuron-workload spec, e.g. bert-large:cores=1")
     capture.add_argument("--core", type=int, help="with --model: the subgraph on this core (default: its first)")
+    capture.add_argument("--session", type=int, metavar="ID",
+                         help="with --model: the session that loaded it (refused if the model is not that session's)")
     capture.add_argument("--instance-type", default="inf2.xlarge", help="with --preset: the machine (default inf2.xlarge)")
     capture.add_argument("-o", "--output", required=True,
                          help="the profile file (--model), or a directory for one file per stage (--preset)")
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _capture_model(args) -> int:
     with Device(connection_options.from_arguments(args)) as device:
-        answer, profile = fetch_profile(device, args.model, args.core)
+        answer, profile = fetch_profile(device, args.model, args.core, args.session)
     write_profile(Path(args.output), profile)
     print(f"neuron-profile: model {answer.model_id} ({answer.model_name}) on NeuronCore {answer.core_id}: "
           f"{profile['device_time_ns'] / 1000:,.3f} µs, {len(profile['instructions']):,} instructions -> {args.output}")

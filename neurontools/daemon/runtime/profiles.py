@@ -19,6 +19,9 @@ from neurontools.daemon.runtime.sessions import LoadedSubgraph, RuntimeState
 def profiled_subgraph(state: RuntimeState, request: pb.GetProfileRequest) -> tuple[pb.Profile, LoadedSubgraph]:
     """The Profile's identity fields and the subgraph to replay; the errors name what to do."""
     with state.lock:
+        if request.HasField("session_id") and request.session_id not in state.sessions:
+            raise NotFound(f"no session {request.session_id} is open (its program exited or closed it, and its "
+                           "models were unloaded); capture while the program runs, after its model's first execution")
         model = state.models.get(request.model_id)
         if model is None:
             raise NotFound(f"no model {request.model_id} is loaded (it was unloaded, or its session ended); "
@@ -31,6 +34,9 @@ def profiled_subgraph(state: RuntimeState, request: pb.GetProfileRequest) -> tup
                                f"{request.core_id}; it runs on NeuronCore {cores}")
         else:
             subgraph = model.subgraphs[0]
+        if request.HasField("session_id") and model.session_id != request.session_id:
+            raise NotFound(f"model {model.model_id} ({model.name}) belongs to session {model.session_id}, "
+                           f"not session {request.session_id}; give its own session, or none")
         if model.executions == 0:
             raise FailedPrecondition(f"model {model.model_id} ({model.name}) has not executed yet: a profile "
                                      "describes its first execution; execute it once, then ask again")
