@@ -207,32 +207,34 @@ def test_the_trace_is_in_the_trace_event_format_with_a_track_per_engine_and_queu
 # -- Neuron Explorer's tables ----------------------------------------------------------------------
 
 # Transcribed from the Profile Parquet Schema Reference, schema version 7.4.0 (aws-neuron-sdk,
-# tools/neuron-explorer/profile-schema-reference.rst): every required column of each table, and its type.
+# tools/neuron-explorer/profile-schema-reference.rst): every required column of each table, and its type
+# (the reference's "number (float)" is OpenAPI's 32-bit float, pyarrow's "float"; it says "number (double)"
+# for 64 bits).
 REQUIRED = {
     "Instruction": {"start_ts": "int64", "end_ts": "int64", "duration_ns": "int64", "engine": "string",
                     "opcode": "string", "operands": "string", "id": "int64", "pc": "int64", "bir_id": "string"},
     "DmaPacket": {"start_ts": "int64", "end_ts": "int64", "duration_ns": "int64", "id": "int64",
                   "packet_idx": "int32", "packet_aggregation_id": "int64", "read_bytes": "int64",
-                  "write_bytes": "int64", "transfer_bytes": "int64", "throughput": "double",
+                  "write_bytes": "int64", "transfer_bytes": "int64", "throughput": "float",
                   "queue_type": "string", "crc": "int64"},
     "Metadata": {"profile_schema_version": "string", "ntff_version": "int32", "num_physical_cores": "int32",
                  "vnc_enabled": "bool", "first_hw_timestamp": "int64", "last_hw_timestamp": "int64",
-                 "first_ts": "string", "last_ts": "string", "dma_ddr_bandwidth": "double",
-                 "num_dma_engines_per_neuroncore": "int32", "hbm_ddr_bandwidth": "double",
+                 "first_ts": "string", "last_ts": "string", "dma_ddr_bandwidth": "float",
+                 "num_dma_engines_per_neuroncore": "int32", "hbm_ddr_bandwidth": "float",
                  "tensor_engine_num_rows": "int64", "tensor_engine_num_cols": "int64",
-                 "tensor_engine_clock_freq": "double", "vector_engine_clock_freq": "double",
-                 "vector_engine_num_channels": "int64", "scalar_engine_clock_freq": "double",
-                 "scalar_engine_num_channels": "int64", "gpsimd_engine_clock_freq": "double",
-                 "gpsimd_engine_num_channels": "int64", "neuroncore_clock_freq": "double",
+                 "tensor_engine_clock_freq": "float", "vector_engine_clock_freq": "float",
+                 "vector_engine_num_channels": "int64", "scalar_engine_clock_freq": "float",
+                 "scalar_engine_num_channels": "int64", "gpsimd_engine_clock_freq": "float",
+                 "gpsimd_engine_num_channels": "int64", "neuroncore_clock_freq": "float",
                  "ticks_per_nanosec": "int64"},
 }
 # Optional columns we write, with their documented types (Summary has no required column).
 OPTIONAL = {
-    "Summary": {"total_time": "double", "model_flops": "int64", "dma_active_time": "double",
+    "Summary": {"total_time": "float", "model_flops": "int64", "dma_active_time": "float",
                 "dma_transfer_count": "int64", "dma_transfer_total_bytes": "int64", "hbm_read_bytes": "int64",
-                "hbm_write_bytes": "int64", "tensor_engine_active_time_percent": "double",
+                "hbm_write_bytes": "int64", "tensor_engine_active_time_percent": "float",
                 "vector_engine_instruction_count": "int64", "matmul_instruction_count": "int64",
-                "mfu_estimated_percent": "double", "total_exec_time": "double"},
+                "mfu_estimated_percent": "float", "total_exec_time": "float"},
     "Instruction": {"timeline_track": "string", "raw_flops": "int64", "hbm_read_bytes": "int64"},
     "DmaPacket": {"engine_idx": "int64", "queue_name": "string", "queue_idx": "int64"},
     "Metadata": {"instance_type": "string", "is_simulation": "bool", "neuroncore_idx": "int64"},

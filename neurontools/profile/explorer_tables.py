@@ -35,34 +35,36 @@ def _pyarrow():
 
 
 def _schemas(pa) -> dict:
-    i64, i32, f64, s, b = pa.int64(), pa.int32(), pa.float64(), pa.string(), pa.bool_()
+    # The reference types these numbers "number (float)", OpenAPI's 32-bit float (it writes "number (double)"
+    # where it means 64 bits), so they are float32 here, as a script written for real profiles expects.
+    i64, i32, f32, s, b = pa.int64(), pa.int32(), pa.float32(), pa.string(), pa.bool_()
     engine_fields = [(f"{engine}_engine_{what}", t) for engine in ("tensor", "vector", "scalar", "gpsimd")
-                     for what, t in (("instruction_time", f64), ("active_time", f64), ("active_time_percent", f64),
+                     for what, t in (("instruction_time", f32), ("active_time", f32), ("active_time_percent", f32),
                                      ("instruction_count", i64))]
     return {
         "Metadata": [("profile_schema_version", s), ("ntff_version", i32), ("num_physical_cores", i32),
                      ("vnc_enabled", b), ("first_hw_timestamp", i64), ("last_hw_timestamp", i64), ("first_ts", s),
-                     ("last_ts", s), ("dma_ddr_bandwidth", f64), ("num_dma_engines_per_neuroncore", i32),
-                     ("hbm_ddr_bandwidth", f64), ("tensor_engine_num_rows", i64), ("tensor_engine_num_cols", i64),
-                     ("tensor_engine_clock_freq", f64), ("vector_engine_clock_freq", f64),
-                     ("vector_engine_num_channels", i64), ("scalar_engine_clock_freq", f64),
-                     ("scalar_engine_num_channels", i64), ("gpsimd_engine_clock_freq", f64),
-                     ("gpsimd_engine_num_channels", i64), ("neuroncore_clock_freq", f64), ("ticks_per_nanosec", i64),
+                     ("last_ts", s), ("dma_ddr_bandwidth", f32), ("num_dma_engines_per_neuroncore", i32),
+                     ("hbm_ddr_bandwidth", f32), ("tensor_engine_num_rows", i64), ("tensor_engine_num_cols", i64),
+                     ("tensor_engine_clock_freq", f32), ("vector_engine_clock_freq", f32),
+                     ("vector_engine_num_channels", i64), ("scalar_engine_clock_freq", f32),
+                     ("scalar_engine_num_channels", i64), ("gpsimd_engine_clock_freq", f32),
+                     ("gpsimd_engine_num_channels", i64), ("neuroncore_clock_freq", f32), ("ticks_per_nanosec", i64),
                      ("instance_type", s), ("explorer_version", s), ("neuroncore_idx", i64), ("profile_name", s),
                      ("is_simulation", b)],
-        "Summary": [("total_time", f64), ("model_flops", i64), ("hardware_flops", i64), ("dma_active_time", f64),
-                    ("dma_active_time_percent", f64), ("dma_transfer_average_bytes", f64),
+        "Summary": [("total_time", f32), ("model_flops", i64), ("hardware_flops", i64), ("dma_active_time", f32),
+                    ("dma_active_time_percent", f32), ("dma_transfer_average_bytes", f32),
                     ("dma_transfer_count", i64), ("dma_transfer_total_bytes", i64), ("dma_queue_count", i64),
                     ("hbm_write_bytes", i64), ("hbm_read_bytes", i64), *engine_fields,
-                    ("matmul_instruction_count", i64), ("mfu_estimated_percent", f64), ("cc_op_time", f64),
-                    ("cc_op_count", i64), ("total_exec_time", f64), ("total_active_time", f64),
-                    ("total_active_time_percent", f64)],
+                    ("matmul_instruction_count", i64), ("mfu_estimated_percent", f32), ("cc_op_time", f32),
+                    ("cc_op_count", i64), ("total_exec_time", f32), ("total_active_time", f32),
+                    ("total_active_time_percent", f32)],
         "Instruction": [("start_ts", i64), ("end_ts", i64), ("duration_ns", i64), ("engine", s),
                         ("timeline_track", s), ("opcode", s), ("operands", s), ("id", i64), ("pc", i64),
                         ("bir_id", s), ("hbm_read_bytes", i64), ("hbm_write_bytes", i64), ("raw_flops", i64)],
         "DmaPacket": [("start_ts", i64), ("end_ts", i64), ("duration_ns", i64), ("id", i64), ("packet_idx", i32),
                       ("packet_aggregation_id", i64), ("engine_idx", i64), ("read_bytes", i64), ("write_bytes", i64),
-                      ("transfer_bytes", i64), ("throughput", f64), ("queue_type", s), ("queue_name", s),
+                      ("transfer_bytes", i64), ("throughput", f32), ("queue_type", s), ("queue_name", s),
                       ("queue_idx", i64), ("crc", i64)],
     }
 
@@ -152,6 +154,13 @@ def _rows(profile: dict, analysis: Analysis, name: str) -> dict[str, list]:
             "Instruction": instruction, "DmaPacket": packets}
 
 
+def _column(pa, values: list, kind):
+    # pyarrow refuses a Python number that float32 cannot hold exactly; the documented type rounds it.
+    if kind == pa.float32():
+        return pa.array(values, type=pa.float64()).cast(kind, safe=False)
+    return pa.array(values, type=kind)
+
+
 def write_tables(directory: Path, profile: dict, analysis: Analysis, name: str) -> list[Path]:
     """Metadata.parquet, Summary.parquet, Instruction.parquet and DmaPacket.parquet in `directory`."""
     pa = _pyarrow()
@@ -166,7 +175,7 @@ def write_tables(directory: Path, profile: dict, analysis: Analysis, name: str) 
     for table, fields in _schemas(pa).items():
         schema = pa.schema(fields, metadata={"profile_schema_version": SCHEMA_VERSION,
                                             "producer": f"neurontools {__version__} neuron-profile"})
-        data = pa.table({column: rows[table][column] for column, _ in fields}, schema=schema)
+        data = pa.table({column: _column(pa, rows[table][column], kind) for column, kind in fields}, schema=schema)
         sink = pa.BufferOutputStream()
         pq.write_table(data, sink)
         path = directory / f"{table}.parquet"
