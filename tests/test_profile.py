@@ -102,7 +102,8 @@ def test_a_profile_by_session_needs_that_session_open_and_its_own_model(daemon):
         assert device.profile(model.model_id, session_id=session.session_id).session_id == session.session_id
         with pytest.raises(NotFoundError, match=f"no session {ended_id} is open"):
             device.profile(model.model_id, session_id=ended_id)
-        with pytest.raises(NotFoundError, match=f"belongs to session {session.session_id}, not session {other.session_id}"):
+        wrong = f"belongs to session {session.session_id}, not session {other.session_id}"
+        with pytest.raises(NotFoundError, match=wrong):
             device.profile(model.model_id, session_id=other.session_id)
         model_id, session_id = model.model_id, session.session_id
     # The session is gone: its models went with it, whichever way the model is named.
