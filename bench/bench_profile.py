@@ -25,7 +25,7 @@ from pathlib import Path
 
 import common
 
-from neurontools.daemon.isa.program import _alone, _timeline, compile_program
+from neurontools.daemon.isa.program import compile_program
 from neurontools.profile import analysis, chrome_trace, explorer_tables
 from neurontools.profile.profile_file import write_profile
 from neurontools.workloads.architectures import ENCODERS
@@ -57,9 +57,8 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     workload = EncoderWorkload(ENCODERS["bert-large"], [0], batch=1, seq_len=128, layers_per_program=24)
     program = compile_program(workload.programs["layers"])
-    steps = program._steps
     rows = []
-    reference, reference_peak, estimate = measure(lambda: _alone(_timeline(steps)), runs)
+    reference, reference_peak, estimate = measure(program.replay, runs)
     rows.append(("schedule without profiling (reference)", reference, reference_peak, None))
     capture_s, capture_peak, profile = measure(lambda: json.dumps(program.profile(), separators=(",", ":")), runs)
     profile = json.loads(profile)

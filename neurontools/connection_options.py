@@ -119,6 +119,14 @@ def add_arguments(parser, address_help: str = ADDRESS_HELP) -> None:
     parser.add_argument("--ca-file", metavar="FILE", help=CA_FILE_HELP)
 
 
+def given(args) -> DaemonEndpoint | None:
+    """The daemon the user pointed at (--address, else $NEURON_DAEMON_ADDRESS), or None: the tools that
+    can start a private daemon (neuron-scenario, neuron-lab) start one then."""
+    if args.address or os.environ.get(ADDRESS_ENV):
+        return from_arguments(args)
+    return None
+
+
 def from_arguments(args) -> DaemonEndpoint:
     """The endpoint for an argparse namespace filled by add_arguments()."""
     return resolve(args.address, token_file=args.token_file, ca_file=args.ca_file)

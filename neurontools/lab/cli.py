@@ -23,7 +23,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from neurontools import addresses, connection_options
+from neurontools import connection_options
 from neurontools.client import NeuronError
 from neurontools.daemon.device import topology as topo
 from neurontools.lab.alert_watch import AlertWatch
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(args.scenario).scaled(args.time_scale) if args.scenario else None
         instance_type = args.instance_type or (scenario.instance_type if scenario else topo.DEFAULT_INSTANCE_TYPE)
         topo.lookup(instance_type)
-        endpoint = _running_daemon(args)
+        endpoint = connection_options.given(args)
     except (ScenarioFileError, topo.UnknownInstanceType, connection_options.ConnectionOptionError) as exc:
         warn(str(exc))
         return 2
@@ -88,13 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
     exit_now_if_requests_are_stuck(status)  # after everything is stopped and removed
     return status
-
-
-def _running_daemon(args) -> connection_options.DaemonEndpoint | None:
-    """The daemon the user pointed at (flags, then the environment, as every tool), or None: start one."""
-    if args.address or os.environ.get(addresses.ADDRESS_ENV):
-        return connection_options.from_arguments(args)
-    return None
 
 
 def _connection_flags(args) -> list[str]:

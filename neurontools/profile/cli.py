@@ -22,7 +22,8 @@ from neurontools.client import Device, NeuronError
 from neurontools.daemon.device import topology as topo
 from neurontools.profile import analysis, chrome_trace, explorer_tables
 from neurontools.profile.fetch import fetch_profile
-from neurontools.profile.profile_file import ProfileFileError, read_profile, write_atomically, write_profile
+from neurontools.profile.profile_file import (ProfileFileError, make_directory, read_profile, write_atomically,
+                                              write_profile)
 from neurontools.workloads.catalog import SpecError
 
 
@@ -66,10 +67,7 @@ def _capture_preset(args) -> int:
     topo.lookup(args.instance_type)
     stages = preset_profiles(args.preset, args.instance_type)
     directory = Path(args.output)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProfileFileError(f"cannot create {directory}: {exc.strerror}") from None
+    make_directory(directory)
     for stage in stages:
         path = directory / f"{stage.name}.profile.json"
         write_profile(path, stage.profile)

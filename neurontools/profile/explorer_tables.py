@@ -17,7 +17,7 @@ from pathlib import Path
 from neurontools import __version__
 from neurontools.daemon.isa import cost_model
 from neurontools.profile.analysis import Analysis, union_ns
-from neurontools.profile.profile_file import ProfileFileError, write_atomically
+from neurontools.profile.profile_file import ProfileFileError, make_directory, write_atomically
 
 SCHEMA_VERSION = "7.4.0"
 TABLES = ("Metadata", "Summary", "Instruction", "DmaPacket")
@@ -166,10 +166,7 @@ def write_tables(directory: Path, profile: dict, analysis: Analysis, name: str) 
     pa = _pyarrow()
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProfileFileError(f"cannot create {directory}: {exc.strerror}") from None
+    make_directory(directory)
     rows = _rows(profile, analysis, name)
     written = []
     for table, fields in _schemas(pa).items():

@@ -39,6 +39,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProfileFileError(f"cannot create {directory}: {exc.strerror}") from None
+
+
 def write_profile(path: Path, profile: dict) -> None:
     write_atomically(path, json.dumps(profile, separators=(",", ":")).encode())
 

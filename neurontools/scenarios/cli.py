@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 
-from neurontools import addresses, connection_options
+from neurontools import connection_options
 from neurontools.client import NeuronError
 from neurontools.scenarios.scenario_file import ScenarioFileError, load_scenario
 from neurontools.scenarios.timeline import play
@@ -54,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         def log(text: str) -> None:
             print(f"neuron-scenario: {text}", file=sys.stderr, flush=True)
 
-        if args.address or os.environ.get(addresses.ADDRESS_ENV):
-            result = play(scenario, connection_options.from_arguments(args), stop, log)
+        endpoint = connection_options.given(args)
+        if endpoint is not None:
+            result = play(scenario, endpoint, stop, log)
         else:
             with DaemonProcess(scenario.instance_type) as daemon:
                 log(f"neurond ({scenario.instance_type}) on {daemon.address}")

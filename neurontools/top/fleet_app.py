@@ -9,6 +9,7 @@ import sys
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from neurontools import __version__
 from neurontools.top.fleet_source import FleetRow, FleetSource
@@ -132,7 +133,7 @@ class FleetTopApp(App[None]):
             return None
         try:
             return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 (no row under the cursor)
+        except CellDoesNotExist:  # no row under the cursor
             return None
 
     # --- keys ---

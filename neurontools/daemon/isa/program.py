@@ -113,11 +113,15 @@ class CompiledProgram:
         timed.collective_times = collective_times
         return timed
 
+    def replay(self, recorder: Recorder | None = None) -> RunResult:
+        """One execution's schedule computed again, its collectives at the times the ranks agreed on
+        (what `estimate` holds); a recorder sees every placement (profile_capture.py)."""
+        return _replay(_timeline(self._steps, recorder), self.collective_times)
+
     def profile(self) -> dict:
-        """The profile of one execution (profile_capture.py): the schedule replayed with a recorder, the
-        collectives at the times the ranks agreed on."""
+        """The profile of one execution: the schedule replayed with a recorder."""
         recorder = Recorder()
-        result = _replay(_timeline(self._steps, recorder), self.collective_times)
+        result = self.replay(recorder)
         return recorder.capture(result.device_time_ns, result.engine_busy_ns, result.engine_instructions)
 
     def run(self, hbm: dict[str, np.ndarray | None], *, timing_only: bool,

@@ -21,12 +21,12 @@ from neurontools._proto import neurond_pb2 as pb
 from neurontools._proto import neurond_pb2_grpc as pb_grpc
 from neurontools.daemon.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                        RequestError, Unauthenticated, Unavailable)
+from neurontools.daemon.runtime import profiles
 from neurontools.daemon.runtime.execution import Executor
 from neurontools.daemon.runtime.loads import LoadService
-from neurontools.daemon.runtime import profiles
-from neurontools.daemon.server.registration import Malformed
 from neurontools.daemon.runtime.sessions import RuntimeState, Session
 from neurontools.daemon.runtime.snapshot import SnapshotBuilder
+from neurontools.daemon.server.registration import Malformed
 
 log = logging.getLogger("neurond")
 
