@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 # gRPC's core logs a failed TLS handshake on stderr at INFO, next to the NeuronError that says what
@@ -394,6 +395,17 @@ class Load:
         return f"Load({self.load_id}, {pb.LoadState.Name(self.last.state)}, {self.last.submitted} submitted)"
 
 
+@dataclass(frozen=True)
+class RequestStep:
+    """One step of a request load: an execution of `model` with its inputs, after `host_seconds` of host
+    time (launch, inputs and outputs over the host link); `ends_item` when it completes an item (a token)."""
+
+    model: Model
+    core_bindings: Mapping[int, Mapping[str, Tensor]] = field(default_factory=dict)
+    host_seconds: float = 0.0
+    ends_item: bool = False
+
+
 def _add_bindings(target, model: Model, bindings: Mapping[str, Tensor],
                   core_bindings: Mapping[int, Mapping[str, Tensor]] | None) -> None:
     cores = [sg.core_id for sg in model.info.subgraphs]
@@ -578,6 +590,23 @@ class Session:
         if rate:
             spec.arrivals = pb.Arrivals.Value(arrivals.upper())
         _add_bindings(spec.bindings, model, bindings, core_bindings)
+        return Load(self, self._call("StartLoad", pb.StartLoadRequest(spec=spec)))
+
+    def start_requests(self, steps: Sequence[RequestStep], *, in_flight: int = 0, rate: float = 0.0,
+                       arrivals: str = "constant", duration: float = 0.0, count: int = 0, seed: int = 0) -> Load:
+        """Start a load of requests, each running `steps` in order (timing-only): a closed loop with
+        `in_flight` requests outstanding or an open loop at `rate` requests/s, for `duration` seconds and/or
+        `count` requests. A request that hits an error ends there; LoadProgress.requests counts them."""
+        if not in_flight and not rate:
+            in_flight = 1
+        spec = pb.LoadSpec(timing_only=True, in_flight_per_core=in_flight, rate_per_second=rate,
+                           duration_ns=int(duration * 1e9), count=count, seed=seed)
+        if rate:
+            spec.arrivals = pb.Arrivals.Value(arrivals.upper())
+        for step in steps:
+            message = spec.steps.add(model_id=step.model.model_id, host_ns=round(step.host_seconds * 1e9),
+                                     ends_item=step.ends_item)
+            _add_bindings(message.bindings, step.model, {}, step.core_bindings)
         return Load(self, self._call("StartLoad", pb.StartLoadRequest(spec=spec)))
 
     def loads(self) -> list[pb.LoadProgress]:

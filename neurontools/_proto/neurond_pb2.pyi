@@ -1348,7 +1348,7 @@ class CloseSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LoadSpec(_message.Message):
-    __slots__ = ("model_id", "bindings", "timing_only", "in_flight_per_core", "rate_per_second", "arrivals", "duration_ns", "count", "seed")
+    __slots__ = ("model_id", "bindings", "timing_only", "in_flight_per_core", "rate_per_second", "arrivals", "duration_ns", "count", "seed", "steps")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     TIMING_ONLY_FIELD_NUMBER: _ClassVar[int]
@@ -1358,6 +1358,7 @@ class LoadSpec(_message.Message):
     DURATION_NS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     model_id: int
     bindings: _containers.RepeatedCompositeFieldContainer[TensorBinding]
     timing_only: bool
@@ -1367,10 +1368,43 @@ class LoadSpec(_message.Message):
     duration_ns: int
     count: int
     seed: int
-    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., timing_only: _Optional[bool] = ..., in_flight_per_core: _Optional[int] = ..., rate_per_second: _Optional[float] = ..., arrivals: _Optional[_Union[Arrivals, str]] = ..., duration_ns: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    steps: _containers.RepeatedCompositeFieldContainer[RequestStep]
+    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., timing_only: _Optional[bool] = ..., in_flight_per_core: _Optional[int] = ..., rate_per_second: _Optional[float] = ..., arrivals: _Optional[_Union[Arrivals, str]] = ..., duration_ns: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[RequestStep, _Mapping]]] = ...) -> None: ...
+
+class RequestStep(_message.Message):
+    __slots__ = ("model_id", "bindings", "host_ns", "ends_item")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BINDINGS_FIELD_NUMBER: _ClassVar[int]
+    HOST_NS_FIELD_NUMBER: _ClassVar[int]
+    ENDS_ITEM_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    bindings: _containers.RepeatedCompositeFieldContainer[TensorBinding]
+    host_ns: int
+    ends_item: bool
+    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., host_ns: _Optional[int] = ..., ends_item: _Optional[bool] = ...) -> None: ...
+
+class RequestStats(_message.Message):
+    __slots__ = ("requests", "abandoned", "latency", "modeled_latency", "first_item_latency", "modeled_first_item_latency", "item_latency", "modeled_item_latency")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ABANDONED_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    MODELED_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ITEM_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    MODELED_FIRST_ITEM_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    MODELED_ITEM_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    requests: ExecutionCounts
+    abandoned: int
+    latency: Histogram
+    modeled_latency: Histogram
+    first_item_latency: Histogram
+    modeled_first_item_latency: Histogram
+    item_latency: Histogram
+    modeled_item_latency: Histogram
+    def __init__(self, requests: _Optional[_Union[ExecutionCounts, _Mapping]] = ..., abandoned: _Optional[int] = ..., latency: _Optional[_Union[Histogram, _Mapping]] = ..., modeled_latency: _Optional[_Union[Histogram, _Mapping]] = ..., first_item_latency: _Optional[_Union[Histogram, _Mapping]] = ..., modeled_first_item_latency: _Optional[_Union[Histogram, _Mapping]] = ..., item_latency: _Optional[_Union[Histogram, _Mapping]] = ..., modeled_item_latency: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
 
 class LoadProgress(_message.Message):
-    __slots__ = ("load_id", "model_id", "state", "spec", "submitted", "in_flight", "discarded", "stats", "started_monotonic_ns", "elapsed_ns", "device_time_ns", "modeled_rate_per_second", "last_error", "stop_reason")
+    __slots__ = ("load_id", "model_id", "state", "spec", "submitted", "in_flight", "discarded", "stats", "started_monotonic_ns", "elapsed_ns", "device_time_ns", "modeled_rate_per_second", "last_error", "stop_reason", "requests")
     LOAD_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -1385,6 +1419,7 @@ class LoadProgress(_message.Message):
     MODELED_RATE_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
     load_id: int
     model_id: int
     state: LoadState
@@ -1399,7 +1434,8 @@ class LoadProgress(_message.Message):
     modeled_rate_per_second: float
     last_error: str
     stop_reason: str
-    def __init__(self, load_id: _Optional[int] = ..., model_id: _Optional[int] = ..., state: _Optional[_Union[LoadState, str]] = ..., spec: _Optional[_Union[LoadSpec, _Mapping]] = ..., submitted: _Optional[int] = ..., in_flight: _Optional[int] = ..., discarded: _Optional[int] = ..., stats: _Optional[_Union[ExecutionStats, _Mapping]] = ..., started_monotonic_ns: _Optional[int] = ..., elapsed_ns: _Optional[int] = ..., device_time_ns: _Optional[int] = ..., modeled_rate_per_second: _Optional[float] = ..., last_error: _Optional[str] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    requests: RequestStats
+    def __init__(self, load_id: _Optional[int] = ..., model_id: _Optional[int] = ..., state: _Optional[_Union[LoadState, str]] = ..., spec: _Optional[_Union[LoadSpec, _Mapping]] = ..., submitted: _Optional[int] = ..., in_flight: _Optional[int] = ..., discarded: _Optional[int] = ..., stats: _Optional[_Union[ExecutionStats, _Mapping]] = ..., started_monotonic_ns: _Optional[int] = ..., elapsed_ns: _Optional[int] = ..., device_time_ns: _Optional[int] = ..., modeled_rate_per_second: _Optional[float] = ..., last_error: _Optional[str] = ..., stop_reason: _Optional[str] = ..., requests: _Optional[_Union[RequestStats, _Mapping]] = ...) -> None: ...
 
 class StartLoadRequest(_message.Message):
     __slots__ = ("spec",)

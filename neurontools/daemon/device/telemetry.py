@@ -23,7 +23,7 @@ ERROR_KIND_OF_STATUS = {
     pb.FAILED_TO_QUEUE: pb.RUNTIME,
 }
 
-_STATUS_FIELD = {
+STATUS_FIELD = {
     pb.COMPLETED: "completed",
     pb.COMPLETED_WITH_ERR: "completed_with_err",
     pb.COMPLETED_WITH_NUM_ERR: "completed_with_num_err",
@@ -55,7 +55,7 @@ class ExecutionTelemetry:
 
     def fill(self, message: pb.ExecutionStats) -> None:
         for status, count in self.by_status.items():
-            setattr(message.executions, _STATUS_FIELD[status], count)
+            setattr(message.executions, STATUS_FIELD[status], count)
         for kind, count in self.by_error.items():
             setattr(message.errors, _ERROR_FIELD[kind], count)
         self.total_latency.fill(message.total_latency)
@@ -133,7 +133,7 @@ class Telemetry:
         for tag, stats in self.ended_sessions.items():
             message = snap.ended_session_totals.add(tag=tag)
             for status, count in stats.by_status.items():
-                setattr(message.executions, _STATUS_FIELD[status], count)
+                setattr(message.executions, STATUS_FIELD[status], count)
             for kind, count in stats.by_error.items():
                 setattr(message.errors, _ERROR_FIELD[kind], count)
 

@@ -37,14 +37,15 @@ import numpy as np
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.isa.program import RunResult
 from neurontools.daemon.runtime.sessions import LoadedModel, RuntimeState, Session
-from neurontools.daemon.device.telemetry import ERROR_KIND_OF_STATUS, ExecutionTelemetry
+from neurontools.daemon.device.telemetry import ERROR_KIND_OF_STATUS, STATUS_FIELD, ExecutionTelemetry
+from neurontools.latency_histogram import LatencyHistogram
 
 # Events processed by one settle at most: a daemon asked for more than it can simulate falls behind
 # (its counters lag) rather than stop answering calls.
 MAX_EVENTS_PER_SETTLE = 200_000
 POISSON_BATCH = 1024
 _SEVERITY = {pb.COMPLETED: 0, pb.COMPLETED_WITH_NUM_ERR: 1, pb.TIMED_OUT: 2, pb.COMPLETED_WITH_ERR: 3}
-_COMPLETE, _ARRIVAL, _DEADLINE = 0, 1, 2
+_COMPLETE, _ARRIVAL, _DEADLINE, _RESUME = 0, 1, 2, 3
 NEVER = 1 << 62
 # A timing-only Execute call whose execution ends this soon is answered at once: a thread wake-up to
 # answer it on time costs about as much. A caller is never more than this ahead of the modeled timeline
@@ -193,11 +194,61 @@ class FaultView:
 _NO_FAULTS = FaultView([], 0, lambda core: core // 2)
 
 
-class Execution:
-    __slots__ = ("load", "arrived_ns", "started_ns", "ends_ns", "outcome")
+@dataclass(frozen=True)
+class Step:
+    """One step of a request load: an execution of a model, after some host time."""
 
-    def __init__(self, load: "Load", arrived_ns: int) -> None:
+    work: Work
+    model: LoadedModel
+    host_ns: int
+    ends_item: bool
+
+
+class Request:
+    """One request of a request load in progress: which step it is at, and its clocks."""
+
+    __slots__ = ("arrived_ns", "index", "modeled_ns", "item_ns", "item_modeled_ns", "items", "abandoned")
+
+    def __init__(self, arrived_ns: int) -> None:
+        self.arrived_ns = arrived_ns
+        self.index = 0            # the step it is at
+        self.modeled_ns = 0       # host and device time of the steps so far
+        self.item_ns = arrived_ns  # when its latest item ended (or it arrived) ...
+        self.item_modeled_ns = 0   # ... and its modeled time then
+        self.items = 0
+        self.abandoned = False
+
+
+class RequestTelemetry:
+    """A request load's requests: by the status that ended them, latency histograms."""
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, int] = {}
+        self.abandoned = 0
+        self.histograms = {name: LatencyHistogram() for name in (
+            "latency", "modeled_latency", "first_item_latency", "modeled_first_item_latency", "item_latency",
+            "modeled_item_latency")}
+
+    def ended(self, status: int) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def fill(self, message: pb.RequestStats) -> None:
+        for status, count in self.by_status.items():
+            setattr(message.requests, STATUS_FIELD[status], count)
+        message.abandoned = self.abandoned
+        for name, histogram in self.histograms.items():
+            histogram.fill(getattr(message, name))
+
+
+class Execution:
+    __slots__ = ("load", "work", "model", "request", "arrived_ns", "started_ns", "ends_ns", "outcome")
+
+    def __init__(self, load: "Load | Call", work: Work, model: LoadedModel, arrived_ns: int,
+                 request: Request | None = None) -> None:
         self.load = load
+        self.work = work
+        self.model = model
+        self.request = request
         self.arrived_ns = arrived_ns
         self.started_ns: int | None = None
         self.ends_ns = NEVER
@@ -208,12 +259,19 @@ class Load:
     """One running (or ended) load: its spec, its progress, its executions in the daemon."""
 
     def __init__(self, load_id: int, session: Session, model: LoadedModel, spec: pb.LoadSpec, work: Work | None,
-                 started_ns: int) -> None:
+                 started_ns: int, steps: tuple[Step, ...] = ()) -> None:
         self.load_id = load_id
         self.session = session
-        self.model = model
+        self.model = model  # a request load: its first step's
         self.spec = spec
-        self.work = work  # None for compute-mode loads (loads.py drives them through the executor)
+        # None for compute-mode loads (loads.py drives them through the executor); a request load: its
+        # first step's work
+        self.work = work
+        self.steps = steps  # a request load's steps (spec.steps)
+        self.cores = tuple(sorted({c for step in steps for c in step.work.cores})) if steps else (
+            work.cores if work is not None else ())
+        self.requests = RequestTelemetry() if steps else None
+        self.pending: set[Request] = set()  # a request load's requests in progress
         self.closed_loop = spec.in_flight_per_core > 0
         self.started_ns = started_ns
         self.deadline_ns = started_ns + spec.duration_ns if spec.duration_ns else None
@@ -269,12 +327,14 @@ class Call:
     spec = pb.LoadSpec()
     state = pb.LOAD_RUNNING
     finished = False
+    steps = ()
 
     def __init__(self, session: Session, model: LoadedModel, work: Work,
                  answer: Callable[[Outcome, int, int], None]) -> None:
         self.session = session
         self.model = model
         self.work = work
+        self.cores = work.cores
         self.answer: Callable[[Outcome, int, int], None] | None = answer  # (outcome, arrived, completed)
         self.active: deque[Execution] = deque()
 
@@ -335,17 +395,21 @@ class LoadEngine:
         load.stop_reason = reason
         load.state = pb.LOAD_DRAINING
         with self.telemetry.lock:
-            for core in load.work.cores:
+            for core in load.cores:
                 self.telemetry.cores[core].steady = None
             freed: set[int] = set()
             for execution in [e for e in load.active if e.started_ns is None]:
                 load.active.remove(execution)
                 load.discarded += 1
-                load.model.running -= 1
-                for core in load.work.cores:
+                execution.model.running -= 1
+                for core in execution.work.cores:
                     self._queues[core].remove(execution)
                     self.telemetry.cores[core].in_flight -= 1
                     freed.add(core)
+            # A request not running a step now goes no further; one that is ends with its step.
+            running = {e.request for e in load.active}
+            for request in [r for r in load.pending if r not in running]:
+                self._abandon(load, request)
             for core in sorted(freed):
                 self._try_start(core, at_ns)
             self._check_drained(load, at_ns)
@@ -379,6 +443,10 @@ class LoadEngine:
                         self._advance_steady(subject.load, now)
                 elif kind == _ARRIVAL:
                     self._arrive(subject, at)
+                elif kind == _RESUME:
+                    load, request = subject
+                    if not request.abandoned:
+                        self._queue_step(load, request, at)
                 else:
                     if subject.state == pb.LOAD_RUNNING:
                         subject.state = pb.LOAD_DRAINING
@@ -409,31 +477,96 @@ class LoadEngine:
 
     def _submit(self, load: Load, at_ns: int) -> bool:
         load.submitted += 1
-        cores = load.work.cores
+        if load.steps:
+            request = Request(at_ns)
+            load.pending.add(request)
+            self._next_step(load, request, at_ns)
+            return True
+        return self._queue(load, load.work, load.model, at_ns)
+
+    def _queue(self, load: Load, work: Work, model: LoadedModel, at_ns: int, request: Request | None = None) -> bool:
+        """Queues an execution of the load, or counts it failed to queue."""
         telemetry = self.telemetry.cores
-        full = next((c for c in cores if telemetry[c].in_flight >= self.max_in_flight), None)
+        full = next((c for c in work.cores if telemetry[c].in_flight >= self.max_in_flight), None)
         if full is not None:
             load.record(pb.FAILED_TO_QUEUE, pb.RUNTIME, 0, None,
                         f"NeuronCore {full} already has {self.max_in_flight} executions in flight")
+            if request is not None:
+                self._end_request(load, request, pb.FAILED_TO_QUEUE, at_ns, resubmit=False)
             if load.closed_loop:
                 load.blocked += 1
-                for core in cores:
+                for core in load.cores:
                     self._blocked[core].append(load)
             return False
-        self._enqueue(load, at_ns)
+        self._enqueue(load, work, model, at_ns, request)
         return True
 
-    def _enqueue(self, load: "Load | Call", at_ns: int) -> Execution:
-        execution = Execution(load, at_ns)
-        cores = load.work.cores
+    def _enqueue(self, load: "Load | Call", work: Work, model: LoadedModel, at_ns: int,
+                 request: Request | None = None) -> Execution:
+        execution = Execution(load, work, model, at_ns, request)
+        cores = work.cores
         telemetry = self.telemetry.cores
         for core in cores:
             telemetry[core].in_flight += 1
             self._queues[core].append(execution)
-        load.model.running += 1
+        model.running += 1
         load.active.append(execution)
         self._try_start(cores[0], at_ns)
         return execution
+
+    # -- requests of several steps -------------------------------------------------------------------
+
+    def _next_step(self, load: Load, request: Request, at_ns: int) -> None:
+        """The request's next step: queued after its host time."""
+        host_ns = load.steps[request.index].host_ns
+        request.modeled_ns += host_ns
+        if host_ns:
+            self._push(at_ns + host_ns, _RESUME, (load, request))
+        else:
+            self._queue_step(load, request, at_ns)
+
+    def _queue_step(self, load: Load, request: Request, at_ns: int) -> None:
+        step = load.steps[request.index]
+        self._queue(load, step.work, step.model, at_ns, request)
+
+    def _step_done(self, load: Load, request: Request, outcome: Outcome, at_ns: int) -> None:
+        """A request's step completed: its next step, or the request's end."""
+        request.modeled_ns += outcome.duration_ns
+        if outcome.status != pb.COMPLETED:
+            self._end_request(load, request, outcome.status, at_ns)
+            return
+        if load.stop_reason:
+            self._abandon(load, request)
+            return
+        stats = load.requests.histograms
+        if load.steps[request.index].ends_item:
+            latency, modeled = at_ns - request.item_ns, request.modeled_ns - request.item_modeled_ns
+            if request.items == 0:
+                stats["first_item_latency"].record(latency)
+                stats["modeled_first_item_latency"].record(modeled)
+            else:
+                stats["item_latency"].record(latency)
+                stats["modeled_item_latency"].record(modeled)
+            request.items += 1
+            request.item_ns, request.item_modeled_ns = at_ns, request.modeled_ns
+        request.index += 1
+        if request.index < len(load.steps):
+            self._next_step(load, request, at_ns)
+            return
+        stats["latency"].record(at_ns - request.arrived_ns)
+        stats["modeled_latency"].record(request.modeled_ns)
+        self._end_request(load, request, pb.COMPLETED, at_ns)
+
+    def _end_request(self, load: Load, request: Request, status: int, at_ns: int, *, resubmit: bool = True) -> None:
+        load.requests.ended(status)
+        load.pending.discard(request)
+        if resubmit and load.closed_loop and load.may_submit(at_ns):
+            self._submit(load, at_ns)
+
+    def _abandon(self, load: Load, request: Request) -> None:
+        request.abandoned = True
+        load.requests.abandoned += 1
+        load.pending.discard(request)
 
     # -- Execute calls (timing-only) ---------------------------------------------------------------
 
@@ -446,13 +579,13 @@ class LoadEngine:
             if full is not None:
                 return (f"NeuronCore {full} already has {self.max_in_flight} executions in flight; wait for some "
                         "to complete before submitting more")
-            self._enqueue(call, max(now, self.settled_ns))
+            self._enqueue(call, call.work, call.model, max(now, self.settled_ns))
         return None
 
     def answered_until(self, model: LoadedModel) -> int | None:
         """The modeled end of the model's executions whose callers were answered ahead of it, if any."""
         ends = [e.ends_ns for core in {sg.core_id for sg in model.subgraphs}
-                for e in (self._running[core],) if e is not None and e.load.model is model
+                for e in (self._running[core],) if e is not None and e.model is model
                 and isinstance(e.load, Call) and e.load.answer is None]
         return max(ends, default=None)
 
@@ -492,10 +625,10 @@ class LoadEngine:
             return
         execution = queue[0]
         load = execution.load
-        cores = load.work.cores
+        cores = execution.work.cores
         if any(self._running[c] is not None or self._queues[c][0] is not execution for c in cores):
             return
-        outcome = self._outcome_at(load, at_ns, self.state.faults.take_uncorrected)
+        outcome = self._outcome_at(execution, at_ns, self.state.faults.take_uncorrected)
         execution.started_ns = at_ns
         execution.outcome = outcome
         execution.ends_ns = at_ns + outcome.duration_ns
@@ -517,8 +650,8 @@ class LoadEngine:
             else:
                 self._wake_at(execution.ends_ns)
 
-    def _outcome_at(self, load: Load, at_ns: int, take_uncorrected: Callable[[int], bool]) -> Outcome:
-        work, timeout = load.work, load.session.exec_timeout_ns
+    def _outcome_at(self, execution: Execution, at_ns: int, take_uncorrected: Callable[[int], bool]) -> Outcome:
+        work, timeout = execution.work, execution.load.session.exec_timeout_ns
         view = self._view
         if (view.hangs or view.numerical or view.links_down or (work.collective_ns or 0) > timeout
                 or any(self.state.faults.uncorrected_pending(c) for c in work.cores)):
@@ -532,20 +665,25 @@ class LoadEngine:
         execution.outcome = None
         if isinstance(load, Call) and load.answer is not None:
             load.answer(outcome, execution.arrived_ns, at_ns)
-        load.active.popleft()
-        for core in load.work.cores:
+        if load.active[0] is execution:
+            load.active.popleft()
+        else:  # a request load's executions may run on different cores
+            load.active.remove(execution)
+        cores = execution.work.cores
+        for core in cores:
             self._running[core] = None
             telemetry = self.telemetry.cores[core]
             telemetry.in_flight -= 1
             telemetry.busy_since = telemetry.busy_until = telemetry.steady = None
-        load.model.running -= 1
-        cores = load.work.cores
+        execution.model.running -= 1
         # A freed place goes first to a closed-loop slot that found the queue full, then to the
         # slot of the execution that completed.
         retry = self._take_blocked(cores, at_ns)
         if retry is not None:
             self._submit(retry, at_ns)
-        if load.closed_loop and load.may_submit(at_ns):
+        if execution.request is not None:
+            self._step_done(load, execution.request, outcome, at_ns)
+        elif load.closed_loop and load.may_submit(at_ns):
             self._submit(load, at_ns)
         for core in cores:
             self._try_start(core, at_ns)
@@ -561,7 +699,7 @@ class LoadEngine:
                     continue
                 load.blocked -= 1
                 if load.may_submit(at_ns):
-                    for other in load.work.cores:
+                    for other in load.cores:
                         if other != core:
                             try:
                                 self._blocked[other].remove(load)
@@ -584,28 +722,28 @@ class LoadEngine:
         if load.state == pb.LOAD_RUNNING and not load.may_submit(at_ns) and (
                 load.spec.count and load.submitted >= load.spec.count):
             load.state = pb.LOAD_DRAINING
-        if load.state == pb.LOAD_DRAINING and not load.active:
+        if load.state == pb.LOAD_DRAINING and not load.active and not load.pending:
             load.state = pb.LOAD_STOPPED if load.stop_reason else pb.LOAD_FINISHED
             load.ended_ns = at_ns
             load.blocked = 0
 
     def _account(self, execution: Execution, total_ns: int, times: int) -> None:
         """Every counter of `times` executions with this outcome and total latency."""
-        load, outcome = execution.load, execution.outcome
+        load, outcome, work = execution.load, execution.outcome, execution.work
         telemetry = self.telemetry
-        for part, held, result in zip(load.work.parts, outcome.durations, outcome.results):
+        for part, held, result in zip(work.parts, outcome.durations, outcome.results):
             telemetry.account_part(part.core, held, result, times)
         if outcome.link_bytes:
-            telemetry.add_link_bytes(load.work.link_bytes, times)
+            telemetry.add_link_bytes(work.link_bytes, times)
         load.record(outcome.status, outcome.error_kind, total_ns, outcome.device_ns, outcome.message, times)
-        load.model.executions += times
+        execution.model.executions += times
 
     # -- in bulk ------------------------------------------------------------------------------------
 
     def _advance_steady(self, load: Load, now_ns: int) -> None:
         """Completes, in one step, the executions of a closed loop in steady state up to `now_ns`."""
-        if not load.closed_loop or load.state != pb.LOAD_RUNNING or load.blocked or not load.active:
-            return
+        if not load.closed_loop or load.state != pb.LOAD_RUNNING or load.blocked or not load.active or load.steps:
+            return  # a request load runs event by event
         n = load.spec.in_flight_per_core
         head = load.active[0]
         outcome = head.outcome
@@ -624,7 +762,7 @@ class LoadEngine:
             if execution.arrived_ns != ends - (n - index) * period:
                 return
         # The outcome of the next starts must be the head's, over the whole window.
-        following = self._outcome_at(load, ends, lambda core: False)
+        following = self._outcome_at(head, ends, lambda core: False)
         if following is not outcome and following != outcome:
             return
         window_end = min(now_ns, self._view.next_change(load.work, ends) - 1)
@@ -700,10 +838,19 @@ class Alarm:
                 return  # the loop is closed: the daemon has stopped
 
 
+def device_time_ns(load: Load) -> int:
+    """Modeled device time of one execution; of a request load, of one request (its steps')."""
+    if load.steps:
+        return sum(step.work.device_time_ns for step in load.steps)
+    return load.work.device_time_ns if load.work is not None else 0
+
+
 def modeled_rate(load: Load) -> float:
-    """Executions per second the load would sustain on real hardware."""
-    work_ns = load.work.device_time_ns if load.work is not None else 0
+    """Executions (a request load: requests) per second the load would sustain on real hardware: as
+    many as the cores can serve, and a closed loop's requests, each waiting for its host time too."""
+    work_ns = device_time_ns(load)
     capacity = 1e9 / work_ns if work_ns else math.inf
     if load.closed_loop:
-        return capacity
+        cycle_ns = work_ns + sum(step.host_ns for step in load.steps)
+        return min(capacity, load.spec.in_flight_per_core * 1e9 / cycle_ns) if cycle_ns else capacity
     return min(capacity, load.spec.rate_per_second)

@@ -16,7 +16,7 @@ import time
 from neurontools._proto import neurond_pb2 as pb
 from neurontools.daemon.errors import InvalidArgument, NotFound, PermissionDenied
 from neurontools.daemon.runtime.execution import Executor, IncorrectInput
-from neurontools.daemon.runtime.load_engine import Load, LoadEngine, Work, modeled_rate
+from neurontools.daemon.runtime.load_engine import Load, LoadEngine, Step, Work, device_time_ns, modeled_rate
 from neurontools.daemon.runtime.sessions import LoadedModel, RuntimeState, Session
 
 # How often the engine accounts the load on its own (snapshots, faults and calls settle it too):
@@ -25,6 +25,8 @@ TICK_S = 0.05
 MAX_RATE_PER_SECOND = 10_000_000.0
 MAX_DURATION_NS = 366 * 86_400 * 1_000_000_000
 MAX_WAIT_NS = 600 * 1_000_000_000
+MAX_STEPS = 100_000         # per request
+MAX_HOST_NS = 600 * 1_000_000_000
 FINISHED_KEPT_PER_SESSION = 64
 COMPUTE_RETRY_S = 0.001  # a compute-mode closed-loop slot that failed to queue tries again after this
 
@@ -45,12 +47,17 @@ class LoadService:
     # -- the API ---------------------------------------------------------------------------------
 
     def start(self, session: Session, spec: pb.LoadSpec) -> Load:
-        model = self._check(session, spec)
-        parts_io = self._bind(session, model, spec)
+        if spec.steps:
+            steps = self._check_steps(session, spec)
+            model = steps[0].model
+        else:
+            model = self._check(session, spec)
+            parts_io = self._bind(session, model, spec.bindings, "spec.bindings", spec.timing_only)
+            steps = ()
         self.settle()
         load = Load(self._next_id, session, model, spec, Work(model) if spec.timing_only else None,
-                    self.engine.settled_ns if spec.timing_only else time.monotonic_ns())
-        if load.work is not None and load.work.device_time_ns <= 0:
+                    self.engine.settled_ns if spec.timing_only else time.monotonic_ns(), steps)
+        if load.work is not None and device_time_ns(load) <= 0:
             raise InvalidArgument(f"spec.model_id: model {model.model_id} has 0 ns of modeled device time; a "
                                   "load needs executions that take time on the device")
         self._next_id += 1
@@ -109,7 +116,8 @@ class LoadService:
             self.engine.settle(max(end, time.monotonic_ns()))
 
     def active_on(self, model: LoadedModel) -> Load | None:
-        return next((load for load in self._loads.values() if load.model is model and not load.finished), None)
+        return next((load for load in self._loads.values() if not load.finished and (
+            load.model is model or any(step.model is model for step in load.steps))), None)
 
     def settle(self) -> int:
         """Accounts in-daemon load up to now; returns the instant it is accounted to."""
@@ -131,21 +139,51 @@ class LoadService:
         end = load.ended_ns if load.ended_ns is not None else now
         message = pb.LoadProgress(
             load_id=load.load_id, model_id=load.model.model_id, state=load.state, spec=load.spec,
-            submitted=load.submitted, in_flight=len(load.active) if load.work is not None else load.in_flight,
+            submitted=load.submitted, in_flight=_in_flight(load),
             discarded=load.discarded, started_monotonic_ns=load.started_ns, elapsed_ns=max(0, end - load.started_ns),
             device_time_ns=_device_time_ns(load), modeled_rate_per_second=_modeled_rate(load),
             last_error=load.last_error, stop_reason=load.stop_reason)
         load.stats.fill(message.stats)
+        if load.requests is not None:
+            load.requests.fill(message.requests)
         return message
 
     # -- checking a spec -------------------------------------------------------------------------
 
     def _check(self, session: Session, spec: pb.LoadSpec) -> LoadedModel:
-        model = self.state.models.get(spec.model_id)
+        model = self._model(session, spec.model_id, "spec.model_id")
+        self._check_pattern(spec)
+        return model
+
+    def _model(self, session: Session, model_id: int, field: str) -> LoadedModel:
+        model = self.state.models.get(model_id)
         if model is None or model.session_id != session.session_id:
             loaded = ", ".join(str(m) for m in session.models) or "none"
-            raise InvalidArgument(f"spec.model_id: no model {spec.model_id} is loaded in this session on its "
+            raise InvalidArgument(f"{field}: no model {model_id} is loaded in this session on its "
                                   f"cores {_cores_text(session.core_ids)} (its models: {loaded})")
+        return model
+
+    def _check_steps(self, session: Session, spec: pb.LoadSpec) -> tuple[Step, ...]:
+        """A request load's steps: timing-only, each a model of the session with its inputs bound."""
+        if not spec.timing_only:
+            raise InvalidArgument("spec.steps: a request of several steps runs timing-only (set timing_only); "
+                                  "in compute mode the host works between steps, so call Execute per step")
+        if len(spec.steps) > MAX_STEPS:
+            raise InvalidArgument(f"spec.steps has {len(spec.steps)} steps; a request has at most {MAX_STEPS}")
+        self._check_pattern(spec)
+        steps = []
+        works: dict[int, Work] = {}
+        for index, step in enumerate(spec.steps):
+            field = f"spec.steps[{index}]"
+            model = self._model(session, step.model_id, f"{field}.model_id")
+            if step.host_ns > MAX_HOST_NS:
+                raise InvalidArgument(f"{field}.host_ns {step.host_ns} is above the limit of {MAX_HOST_NS} (600 s)")
+            self._bind(session, model, step.bindings, f"{field}.bindings", True)
+            work = works.get(model.model_id) or works.setdefault(model.model_id, Work(model))
+            steps.append(Step(work, model, step.host_ns, step.ends_item))
+        return tuple(steps)
+
+    def _check_pattern(self, spec: pb.LoadSpec) -> None:
         closed, rate = spec.in_flight_per_core, spec.rate_per_second
         if closed and rate:
             raise InvalidArgument("spec: give in_flight_per_core (closed loop) or rate_per_second (open loop), "
@@ -169,13 +207,12 @@ class LoadService:
         if spec.duration_ns > MAX_DURATION_NS:
             raise InvalidArgument(f"spec.duration_ns {spec.duration_ns} is above the limit of {MAX_DURATION_NS} "
                                   "(366 days); give 0 to run until stopped")
-        return model
 
-    def _bind(self, session: Session, model: LoadedModel, spec: pb.LoadSpec) -> list:
+    def _bind(self, session: Session, model: LoadedModel, bindings, field: str, timing_only: bool) -> list:
         try:
-            return self.executor.bind(session, model, spec.bindings, arrays=not spec.timing_only)
+            return self.executor.bind(session, model, bindings, arrays=not timing_only)
         except IncorrectInput as exc:
-            raise InvalidArgument(f"spec.bindings: {exc}") from None
+            raise InvalidArgument(f"{field}: {exc}") from None
 
     # -- compute mode: through the executor, without RPCs ----------------------------------------
 
@@ -269,9 +306,15 @@ def _finish_compute_if_idle(load: Load) -> None:
         load.ended_ns = time.monotonic_ns()
 
 
+def _in_flight(load: Load) -> int:
+    if load.steps:
+        return len(load.pending)
+    return len(load.active) if load.work is not None else load.in_flight
+
+
 def _device_time_ns(load: Load) -> int:
     if load.work is not None:
-        return load.work.device_time_ns
+        return device_time_ns(load)
     return max(sg.program.estimate.device_time_ns for sg in load.model.subgraphs)
 
 
