@@ -593,14 +593,16 @@ class Session:
         return Load(self, self._call("StartLoad", pb.StartLoadRequest(spec=spec)))
 
     def start_requests(self, steps: Sequence[RequestStep], *, in_flight: int = 0, rate: float = 0.0,
-                       arrivals: str = "constant", duration: float = 0.0, count: int = 0, seed: int = 0) -> Load:
+                       arrivals: str = "constant", duration: float = 0.0, count: int = 0, seed: int = 0,
+                       max_failed: int = 0) -> Load:
         """Start a load of requests, each running `steps` in order (timing-only): a closed loop with
         `in_flight` requests outstanding or an open loop at `rate` requests/s, for `duration` seconds and/or
-        `count` requests. A request that hits an error ends there; LoadProgress.requests counts them."""
+        `count` requests. A request that hits an error ends there; LoadProgress.requests counts them, and
+        the load stops after `max_failed` failed requests (0: never)."""
         if not in_flight and not rate:
             in_flight = 1
         spec = pb.LoadSpec(timing_only=True, in_flight_per_core=in_flight, rate_per_second=rate,
-                           duration_ns=int(duration * 1e9), count=count, seed=seed)
+                           duration_ns=int(duration * 1e9), count=count, seed=seed, max_failed_requests=max_failed)
         if rate:
             spec.arrivals = pb.Arrivals.Value(arrivals.upper())
         for step in steps:

@@ -103,6 +103,17 @@ def test_a_hang_ends_the_request_it_lands_in_and_the_loop_goes_on():
     assert "hang" in load.last_error
 
 
+def test_a_load_stops_after_max_failed_requests():
+    d = Daemon(bulk=True, cores="0")
+    _, _, steps = _generation(d)
+    d.inject(kind=pb.NUMERICAL_ERROR, core_id=0)
+    load = _start(d, steps, in_flight_per_core=2, max_failed_requests=3)
+    d.at(START + 10_000_000)
+    assert load.state == pb.LOAD_STOPPED and "3 failed requests" in load.stop_reason
+    # The third failure stops it: the other request in flight (in its host time) is abandoned.
+    assert load.requests.by_status == {pb.COMPLETED_WITH_NUM_ERR: 3} and load.requests.abandoned == 1
+
+
 @pytest.mark.parametrize("during_host", [True, False])
 def test_stop_abandons_the_request_in_progress_and_leaves_consistent_counts(during_host):
     d = Daemon(bulk=True, cores="0")

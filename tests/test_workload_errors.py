@@ -52,7 +52,7 @@ def test_timed_out_requests_are_counted_and_serving_goes_on(small_daemon, monkey
     executions = summary["executions_by_status"]
     assert executions["timed_out"] >= by_status["timed_out"]
     assert executions["completed"] >= summary["executions"]
-    assert "timed_out" in summary["last_request_error"]
+    assert "NEURON_RT_EXEC_TIMEOUT" in summary["last_request_error"]
 
 
 def test_max_errors_stops_a_workload_after_that_many_failed_requests(small_daemon):

@@ -14,6 +14,7 @@ from neurontools.workloads.decoder_workload import DecoderWorkload
 from neurontools.workloads.encoder_workload import EncoderWorkload
 from neurontools.workloads.memory_plan import DoesNotFit
 from neurontools.workloads.runner import WorkloadRunner
+from neurontools.workloads.summary import workload_summary
 
 GIB = 1 << 30
 TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2}  # of the largest expected value
@@ -148,7 +149,7 @@ def test_plan_matches_what_the_daemon_accounts(address):
     runner.start(name)
     assert runner.wait(name, timeout=60)
     run = runner.runs[name]
-    assert run.error is None and len(run.records) == 1
+    assert run.error is None and workload_summary(name, run)["requests_by_status"] == {"ok": 1}
     assert run.memory == workload.memory_plan().per_category()
 
 
@@ -234,3 +235,30 @@ def test_the_in_process_estimate_adds_up_the_programs_and_the_fixed_costs():
     decoder = estimate(DecoderWorkload(DECODERS["llama-tiny"], [0, 1], tp=2, batch=1, prompt_len=16, gen_len=4),
                        "inf2.xlarge")
     assert decoder.token.seconds["collectives"] > 0 and decoder.request.seconds["fixed"] > 0.016
+
+
+@pytest.mark.parametrize("spec", ["bert-tiny:cores=2,batch=2", "llama-tiny:tp=2,gen_len=4,seq_len=16"])
+def test_served_in_the_daemon_models_the_same_request_as_per_call(address, spec):
+    """The request load runs the executions the per-call path calls, with the same fixed costs: the
+    modeled time of a request and its executions agree (to the nanosecond rounding of host time)."""
+    from neurontools.workloads import catalog
+    summaries = []
+    for per_call in (True, False):
+        with Device(address) as device:
+            placer = catalog.Placer(device.snapshot())
+        runner = WorkloadRunner(address, per_call=per_call)
+        name = runner.add(catalog.build(catalog.parse_spec(spec, catalog.Settings()), placer), limit=3)
+        runner.start(name)
+        assert runner.wait(name, timeout=120)
+        summaries.append(workload_summary(name, runner.runs[name]))
+    per_call, in_daemon = summaries
+    assert (per_call["served"], in_daemon["served"]) == ("per call", "in the daemon")
+    assert per_call["requests_by_status"] == in_daemon["requests_by_status"] == {"ok": 3}
+    assert per_call["executions"] == in_daemon["executions"]
+    assert in_daemon["device_latency_seconds"]["mean"] == pytest.approx(per_call["device_latency_seconds"]["mean"],
+                                                                       abs=1e-6)
+    if per_call["kind"] == "decoder":
+        for key in ("device_time_to_first_token_seconds", "device_inter_token_latency_seconds"):
+            assert in_daemon[key]["mean"] == pytest.approx(per_call[key]["mean"], abs=1e-6), key
+    # Alone on its cores, a request in the daemon takes exactly its modeled time.
+    assert in_daemon["latency_seconds"]["mean"] == pytest.approx(in_daemon["device_latency_seconds"]["mean"])

@@ -19,7 +19,7 @@ from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.resnet import VISION
 from neurontools.workloads.daemon_process import DaemonProcess
 from neurontools.workloads.runner import WorkloadRun, WorkloadRunner, exit_now_if_requests_are_stuck
-from neurontools.workloads.summary import summary
+from neurontools.workloads.summary import histogram_percentiles, summary
 
 DESCRIPTION = """\
 Run model-shaped workloads (BERT-style encoders and ResNet-50 data-parallel, decoder LLMs tensor-parallel) on a
@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--estimate", action="store_true",
                      help="load, serve one request per replica, summarize: fit and modeled speed in seconds")
     run.add_argument("--compute", action="store_true",
-                     help="compute mode: real data, checked against numpy (use small presets)")
+                     help="compute mode: real data, checked against numpy (use small presets); one Execute call "
+                          "per execution")
+    run.add_argument("--per-call", action="store_true",
+                     help="timing-only requests as one Execute call per execution from the client, instead of "
+                          "request loads inside the daemon (the default): for comparison, or to exercise the RPCs")
     run.add_argument("--serve-while-loading", action="store_true",
                      help="serve each workload as soon as it is loaded (by default serving starts once all are "
                           "loaded: a model's compile holds up the daemon and would distort the others' figures)")
@@ -117,14 +121,19 @@ def _state(run: WorkloadRun) -> str:
     if not run.loaded.is_set():
         return "loading"
     with run.lock:
-        records = list(run.records)
+        records, loads = list(run.records), list(run.loads)
     unit = run.workload.unit
-    if not records or run.started is None:
+    if loads:
+        ok = sum(load.requests.requests.completed for load in loads)
+        latency = (histogram_percentiles([load.requests.latency for load in loads]) or {}).get("p50")
+        items = ok * run.items_per_request
+    else:
+        ok, items = len(records), sum(r.items for r in records)
+        latency = sorted(r.wall_seconds for r in records)[len(records) // 2] if records else None
+    if not ok or run.started is None:
         return "running"
-    items = sum(r.items for r in records)
     rate = items / max(1e-9, time.monotonic() - run.started)
-    latency = sorted(r.wall_seconds for r in records)[len(records) // 2]
-    return f"{len(records)} requests{errors}, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
+    return f"{ok} requests{errors}, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +178,8 @@ def _run(args, address: str | connection_options.DaemonEndpoint, stop: threading
         placer = catalog.Placer.for_this_process(device.snapshot())
     log = lambda text: print(f"neuron-workload: {text}", file=sys.stderr, flush=True)  # noqa: E731
     profile = (lambda session_id: _write_profiles(address, session_id, Path(args.profile), log)) if args.profile else None
-    runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"), before_unload=profile)
+    runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"), before_unload=profile,
+                            per_call=args.per_call)
     for text in args.workloads:
         spec = catalog.parse_spec(text, defaults)
         log(f"building {spec.preset} programs")

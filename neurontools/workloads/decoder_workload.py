@@ -16,7 +16,7 @@ import numpy as np
 
 from neurontools import dtypes
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.client import Model, Session, Tensor
+from neurontools.client import Model, RequestStep, Session, Tensor
 from neurontools.workloads.architectures import DecoderArchitecture
 from neurontools.workloads.decoder import (DecoderShape, bucket, build_head, build_stage, embed, random_weights,
                                            reference_logits, shard)
@@ -224,6 +224,23 @@ class DecoderReplica(Replica):
 
     def request(self) -> RequestRecord:
         return self.generate()[0]
+
+    @property
+    def items_per_request(self) -> int:
+        return self.workload.shape.batch * self.workload.shape.gen_len
+
+    def request_steps(self) -> list[RequestStep]:
+        """The prefill, then each decode step: its fixed costs, the stages, and the head (a token)."""
+        w = self.workload
+        phases = [(self.prefill, "prefill", True)] + [(self.decode[bucket(p + 1)], "decode", False)
+                                                      for p in w.decode_positions]
+        steps = []
+        for model, phase, prefill in phases:
+            calls = self._step_calls(model, phase)
+            overhead = w.overhead_seconds(prefill=prefill)
+            steps += [RequestStep(m, bindings, host_seconds=overhead if i == 0 else 0.0, ends_item=i == len(calls) - 1)
+                      for i, (m, bindings) in enumerate(calls)]
+        return steps
 
     def verify(self, seed: int = 1) -> tuple[float, float]:
         """One generation from a random prompt; returns (max |device - numpy| over every step's logits,

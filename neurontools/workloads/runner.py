@@ -12,6 +12,11 @@ workload's thread loads its models (a failure, such as a model that does not fit
 `error` and reported in the summary), then each replica issues requests back to back or at `rate`
 requests per second (shared by the replicas), until stopped.
 
+Timing-only workloads run as request loads inside the daemon (StartLoad with the request's steps):
+no RPC per execution, so what the monitoring tools show is the modeled workload at the hardware's
+rates, not the speed of the client and the RPCs. `per_call=True` (and compute mode, where the host
+works between steps) keeps one Execute call per execution from a thread per replica.
+
 Like a serving application, a workload counts a failed request (an execution that timed out, hit a
 hardware or numerical error...) and goes on serving; `max_errors` stops it after that many failed
 requests (default: never). Only a lost session (the daemon gone, the device reset) ends it. An
@@ -34,6 +39,9 @@ from neurontools.workloads.memory_plan import DoesNotFit, category_name
 from neurontools.workloads.workload import RequestRecord, Workload
 
 
+LOAD_POLL_SECONDS = 0.25  # how often a workload run in the daemon reads its loads' progress
+
+
 @dataclass
 class WorkloadRun:
     """A workload's state in the runner."""
@@ -43,7 +51,10 @@ class WorkloadRun:
     rate: float | None = None               # requests per second over all replicas; None: back to back
     limit: int | None = None                # requests per replica; None: until stopped
     max_errors: int | None = None           # failed requests after which the workload stops; None: never
-    records: list[RequestRecord] = field(default_factory=list)
+    records: list[RequestRecord] = field(default_factory=list)  # per call: each request served
+    loads: list = field(default_factory=list)  # in the daemon: each replica's latest LoadProgress
+    items_per_request: int = 0                 # ... and the shape of its requests
+    steps_per_request: int = 0
     failed: dict[str, int] = field(default_factory=dict)        # failed requests by execution status
     last_failure: str | None = None
     executions: dict[str, int] = field(default_factory=dict)    # by status, the daemon's count at close
@@ -66,10 +77,11 @@ class WorkloadRun:
 
 class WorkloadRunner:
     def __init__(self, address: str, *, on_error: Callable[[str, str], None] | None = None,
-                 before_unload: Callable[[int], None] | None = None) -> None:
+                 before_unload: Callable[[int], None] | None = None, per_call: bool = False) -> None:
         """`before_unload(session_id)` runs once a workload has served, while its models are still loaded
-        (neuron-workload --profile)."""
+        (neuron-workload --profile). `per_call`: one Execute call per execution, even timing-only."""
         self.address = address
+        self.per_call = per_call
         self.runs: dict[str, WorkloadRun] = {}
         self._on_error = on_error
         self._before_unload = before_unload
@@ -97,6 +109,7 @@ class WorkloadRunner:
         run.stop_event.clear()
         run.loaded.clear()
         run.error = None
+        run.loads = []
         run.failed.clear()
         run.last_failure = None
         if serve:
@@ -178,6 +191,9 @@ class WorkloadRunner:
             run.serving.wait()
             run.started = time.monotonic()
             try:
+                if not workload.compute and not self.per_call:
+                    self._serve_in_daemon(name, run, session, replicas)
+                    return
                 threads = [threading.Thread(target=self._loop, args=(run, replica, len(replicas), i),
                                             name=f"{name}-r{i}", daemon=True) for i, replica in enumerate(replicas)]
                 for thread in threads:
@@ -196,6 +212,47 @@ class WorkloadRunner:
             self._fail(name, run, str(exc))
         finally:
             run.loaded.set()
+
+    def _serve_in_daemon(self, name: str, run: WorkloadRun, session: Session, replicas: list) -> None:
+        """Each replica's requests as a request load: back to back (one in flight) or at its share of
+        the rate; polled for progress, max_errors and the end, stopped with the workload."""
+        rate = run.rate / len(replicas) if run.rate else 0.0
+        steps = [replica.request_steps() for replica in replicas]
+        run.items_per_request, run.steps_per_request = replicas[0].items_per_request, len(steps[0])
+        loads = [session.start_requests(replica_steps, in_flight=0 if rate else 1, rate=rate, count=run.limit or 0,
+                                        max_failed=run.max_errors or 0) for replica_steps in steps]
+        try:
+            while True:
+                progress = [load.progress() for load in loads]
+                failures = self._count_load_failures(run, progress)
+                if run.max_errors is not None and failures >= run.max_errors:
+                    self._fail(name, run, f"stopped after {failures} failed requests (max_errors); "
+                                          f"last: {run.last_failure}")
+                    break
+                if all(load.finished for load in loads) or run.stop_event.wait(LOAD_POLL_SECONDS):
+                    break
+        except (AccessDenied, DaemonUnavailable) as exc:  # the session is gone: nothing more to serve
+            if not run.stop_event.is_set():
+                self._fail(name, run, f"session lost: {exc}")
+            return
+        for load in loads:
+            if not load.finished:
+                load.stop()
+        self._count_load_failures(run, [load.last for load in loads])
+
+    @staticmethod
+    def _count_load_failures(run: WorkloadRun, progress: list) -> int:
+        """Keeps the loads' progress and their failed requests by status; returns how many failed."""
+        failed: dict[str, int] = {}
+        for load in progress:
+            for status, count in load.requests.requests.ListFields():
+                if status.name != "completed":
+                    failed[status.name] = failed.get(status.name, 0) + count
+        with run.lock:
+            run.loads = progress
+            run.failed = failed
+            run.last_failure = next((p.last_error for p in progress if p.last_error), run.last_failure)
+        return sum(failed.values())
 
     def _loop(self, run: WorkloadRun, replica, replicas: int, index: int) -> None:
         interval = replicas / run.rate if run.rate else 0.0

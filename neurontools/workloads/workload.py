@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neurontools.client import ExecutionResult, Model, Session, Tensor
+from neurontools.client import ExecutionResult, Model, RequestStep, Session, Tensor
 from neurontools.daemon.isa import cost_model
 from neurontools.workloads.memory_plan import MemoryPlan
 
@@ -61,6 +61,16 @@ class Replica(abc.ABC):
         """Serve one request."""
 
     @abc.abstractmethod
+    def request_steps(self) -> list[RequestStep]:
+        """One request as the daemon runs it in a request load (timing-only): its executions in order,
+        each step's fixed costs as host time before its first execution."""
+
+    @property
+    @abc.abstractmethod
+    def items_per_request(self) -> int:
+        """Inferences or tokens one request produces."""
+
+    @abc.abstractmethod
     def verify(self, seed: int = 1) -> tuple[float, float]:
         """Compute mode: one request on known inputs against numpy; (max |error|, max |expected|)."""
 
@@ -83,6 +93,15 @@ class DataParallelReplica(Replica):
     def _random_input(self, rng: np.random.Generator) -> np.ndarray:
         """One core's input for one request."""
 
+    @property
+    def items_per_request(self) -> int:
+        return self.workload.shape.batch * len(self.cores)
+
+    def request_steps(self) -> list[RequestStep]:
+        overhead = self.workload.overhead_seconds()
+        return [RequestStep(model, bindings, host_seconds=overhead if index == 0 else 0.0)
+                for index, (model, bindings) in enumerate(self._calls())]
+
     def request(self) -> RequestRecord:
         assert self.runner is not None, "load() first"
         if self.workload.compute:
@@ -94,7 +113,7 @@ class DataParallelReplica(Replica):
         results = self.runner.run(self._calls())
         return RequestRecord(started=started, wall_seconds=time.monotonic() - started,
                              device_seconds=sum(r.device_latency for r in results) + overhead,
-                             items=self.workload.shape.batch * len(self.cores), executions=len(results))
+                             items=self.items_per_request, executions=len(results))
 
 
 class Workload(abc.ABC):

@@ -392,27 +392,30 @@ class LoadEngine:
         """No more submissions; executions not started are discarded; running ones complete."""
         if load.finished or load.state == pb.LOAD_DRAINING and load.stop_reason:
             return
+        with self.telemetry.lock:
+            self._stop(load, reason, at_ns)
+
+    def _stop(self, load: Load, reason: str, at_ns: int) -> None:
         load.stop_reason = reason
         load.state = pb.LOAD_DRAINING
-        with self.telemetry.lock:
-            for core in load.cores:
-                self.telemetry.cores[core].steady = None
-            freed: set[int] = set()
-            for execution in [e for e in load.active if e.started_ns is None]:
-                load.active.remove(execution)
-                load.discarded += 1
-                execution.model.running -= 1
-                for core in execution.work.cores:
-                    self._queues[core].remove(execution)
-                    self.telemetry.cores[core].in_flight -= 1
-                    freed.add(core)
-            # A request not running a step now goes no further; one that is ends with its step.
-            running = {e.request for e in load.active}
-            for request in [r for r in load.pending if r not in running]:
-                self._abandon(load, request)
-            for core in sorted(freed):
-                self._try_start(core, at_ns)
-            self._check_drained(load, at_ns)
+        for core in load.cores:
+            self.telemetry.cores[core].steady = None
+        freed: set[int] = set()
+        for execution in [e for e in load.active if e.started_ns is None]:
+            load.active.remove(execution)
+            load.discarded += 1
+            execution.model.running -= 1
+            for core in execution.work.cores:
+                self._queues[core].remove(execution)
+                self.telemetry.cores[core].in_flight -= 1
+                freed.add(core)
+        # A request not running a step now goes no further; one that is ends with its step.
+        running = {e.request for e in load.active}
+        for request in [r for r in load.pending if r not in running]:
+            self._abandon(load, request)
+        for core in sorted(freed):
+            self._try_start(core, at_ns)
+        self._check_drained(load, at_ns)
 
     # -- advancing the clock -----------------------------------------------------------------------
 
@@ -560,6 +563,10 @@ class LoadEngine:
     def _end_request(self, load: Load, request: Request, status: int, at_ns: int, *, resubmit: bool = True) -> None:
         load.requests.ended(status)
         load.pending.discard(request)
+        limit = load.spec.max_failed_requests
+        if (status != pb.COMPLETED and limit and not load.stop_reason
+                and sum(load.requests.by_status.values()) - load.requests.by_status.get(pb.COMPLETED, 0) >= limit):
+            self._stop(load, f"{limit} failed requests (max_failed_requests)", at_ns)
         if resubmit and load.closed_loop and load.may_submit(at_ns):
             self._submit(load, at_ns)
 
