@@ -605,10 +605,16 @@ class Session:
                            duration_ns=int(duration * 1e9), count=count, seed=seed, max_failed_requests=max_failed)
         if rate:
             spec.arrivals = pb.Arrivals.Value(arrivals.upper())
+        distinct: dict[tuple, int] = {}  # each distinct step once, then the order (a generation repeats them)
         for step in steps:
-            message = spec.steps.add(model_id=step.model.model_id, host_ns=round(step.host_seconds * 1e9),
-                                     ends_item=step.ends_item)
-            _add_bindings(message.bindings, step.model, {}, step.core_bindings)
+            key = (step.model.model_id, round(step.host_seconds * 1e9), step.ends_item,
+                   tuple((core, name, tensor.tensor_id) for core, named in step.core_bindings.items()
+                         for name, tensor in named.items()))
+            if key not in distinct:
+                distinct[key] = len(spec.steps)
+                message = spec.steps.add(model_id=key[0], host_ns=key[1], ends_item=step.ends_item)
+                _add_bindings(message.bindings, step.model, {}, step.core_bindings)
+            spec.step_order.append(distinct[key])
         return Load(self, self._call("StartLoad", pb.StartLoadRequest(spec=spec)))
 
     def loads(self) -> list[pb.LoadProgress]:

@@ -157,6 +157,7 @@ def test_a_request_load_through_the_api(daemon):  # noqa: F811
         bindings = {7: tensors}
         load = session.start_requests([RequestStep(model, bindings, host_seconds=0.0001),
                                        RequestStep(model, bindings, ends_item=True)], in_flight=1, count=50)
+        assert len(load.last.spec.steps) == 2 and list(load.last.spec.step_order) == [0, 1]
         progress = load.wait(30)
         assert progress.state == pb.LOAD_FINISHED
         assert progress.requests.requests.completed == 50 and progress.submitted == 50
@@ -182,6 +183,10 @@ def test_bad_request_steps_are_invalid_argument_naming_the_step(daemon):  # noqa
         with pytest.raises(InvalidRequest, match="timing_only"):
             spec = pb.LoadSpec(timing_only=False, in_flight_per_core=1, steps=[pb.RequestStep(model_id=model.model_id)])
             session._call("StartLoad", pb.StartLoadRequest(spec=spec))
+        with pytest.raises(InvalidRequest, match=r"spec.step_order names step 3; there are 1 steps"):
+            load = session.start_requests([good], count=1)
+            load.last.spec.step_order[:] = [0, 3]
+            session._call("StartLoad", pb.StartLoadRequest(spec=load.last.spec))
         with pytest.raises(InvalidRequest, match="in_flight_per_core"):
             session.start_requests([good], in_flight=17)
         load = session.start_requests([good])

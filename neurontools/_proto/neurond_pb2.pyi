@@ -1348,7 +1348,7 @@ class CloseSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LoadSpec(_message.Message):
-    __slots__ = ("model_id", "bindings", "timing_only", "in_flight_per_core", "rate_per_second", "arrivals", "duration_ns", "count", "seed", "steps", "max_failed_requests")
+    __slots__ = ("model_id", "bindings", "timing_only", "in_flight_per_core", "rate_per_second", "arrivals", "duration_ns", "count", "seed", "steps", "max_failed_requests", "step_order")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     TIMING_ONLY_FIELD_NUMBER: _ClassVar[int]
@@ -1360,6 +1360,7 @@ class LoadSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_ORDER_FIELD_NUMBER: _ClassVar[int]
     model_id: int
     bindings: _containers.RepeatedCompositeFieldContainer[TensorBinding]
     timing_only: bool
@@ -1371,7 +1372,8 @@ class LoadSpec(_message.Message):
     seed: int
     steps: _containers.RepeatedCompositeFieldContainer[RequestStep]
     max_failed_requests: int
-    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., timing_only: _Optional[bool] = ..., in_flight_per_core: _Optional[int] = ..., rate_per_second: _Optional[float] = ..., arrivals: _Optional[_Union[Arrivals, str]] = ..., duration_ns: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[RequestStep, _Mapping]]] = ..., max_failed_requests: _Optional[int] = ...) -> None: ...
+    step_order: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, model_id: _Optional[int] = ..., bindings: _Optional[_Iterable[_Union[TensorBinding, _Mapping]]] = ..., timing_only: _Optional[bool] = ..., in_flight_per_core: _Optional[int] = ..., rate_per_second: _Optional[float] = ..., arrivals: _Optional[_Union[Arrivals, str]] = ..., duration_ns: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[RequestStep, _Mapping]]] = ..., max_failed_requests: _Optional[int] = ..., step_order: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStep(_message.Message):
     __slots__ = ("model_id", "bindings", "host_ns", "ends_item")

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="play a scenario; its summary (JSON) goes to stdout (neuron-lab also runs "
                                           "Prometheus and checks the scenario's expected alerts)")
     run.add_argument("file")
+    run.add_argument("--per-call", action="store_true",
+                     help="the workloads call Execute once per execution instead of running request loads inside "
+                          "the daemon (the default), as neuron-workload --per-call")
     connection_options.add_arguments(run, address_help="a running daemon (default: start a private one of the "
                                                        "scenario's instance_type, unless $NEURON_DAEMON_ADDRESS is set)")
     return parser
@@ -55,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
         endpoint = connection_options.given(args)
         if endpoint is not None:
-            result = play(scenario, endpoint, stop, log)
+            result = play(scenario, endpoint, stop, log, per_call=args.per_call)
         else:
             with DaemonProcess(scenario.instance_type) as daemon:
                 log(f"neurond ({scenario.instance_type}) on {daemon.address}")
-                result = play(scenario, daemon.address, stop, log)
+                result = play(scenario, daemon.address, stop, log, per_call=args.per_call)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         status = 0 if all(w["status"] != "error" for w in result["workloads"]) else 1

@@ -51,10 +51,11 @@ STOP_WAIT_SECONDS = 2.0  # a stopping workload's request stuck on a hung core is
 
 def play(scenario: Scenario, address: str | DaemonEndpoint, stop: threading.Event,
          log: Callable[[str], None] = lambda _: None, on_clock: Callable[[float], None] = lambda _: None,
-         lab: Callable[[str], None] | None = None) -> dict:
+         lab: Callable[[str], None] | None = None, per_call: bool = False) -> dict:
     """Run the scenario to its end (or until `stop` is set); returns what happened. `on_clock(t0)` is
     told the time.monotonic() of the scenario's t=0 when it starts, and again after each pause. `lab`
-    carries out the scenario's [[lab]] steps (neuron-lab); without it a scenario that has some is refused."""
+    carries out the scenario's [[lab]] steps (neuron-lab); without it a scenario that has some is refused.
+    `per_call`: the workloads call Execute per execution instead of running request loads in the daemon."""
     if scenario.lab and lab is None:
         raise RuntimeError(f"scenario {scenario.name!r} has [[lab]] steps (pausing the monitor or the exporter): "
                            "play it with neuron-lab, which runs them")
@@ -62,7 +63,7 @@ def play(scenario: Scenario, address: str | DaemonEndpoint, stop: threading.Even
         # Memory holders take their cores first, so the workloads are placed around them.
         hogs = [MemoryHog(address, e.core, e.tag, e.gib, e.leak_gib_per_hour, log) for e in scenario.memory]
         placer = catalog.Placer.for_this_process(device.snapshot())
-        runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"))
+        runner = WorkloadRunner(address, on_error=lambda name, message: log(f"{name}: {message}"), per_call=per_call)
         names = []
         for entry in scenario.workloads:
             spec = catalog.parse_spec(entry.spec, catalog.Settings())

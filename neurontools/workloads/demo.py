@@ -59,9 +59,10 @@ def _stop(process: subprocess.Popen | None, timeout: float = STOP_TIMEOUT) -> No
 
 
 class Demo:
-    def __init__(self, instance_type: str, mix: list[str], logs: Path) -> None:
+    def __init__(self, instance_type: str, mix: list[str], logs: Path, per_call: bool = False) -> None:
         self.instance_type = instance_type
         self.mix = mix
+        self.per_call = per_call
         self.logs = logs
         self.daemon = DaemonProcess(instance_type, log_path=logs / "neurond.log")
         self.workloads: subprocess.Popen | None = None
@@ -75,7 +76,7 @@ class Demo:
         with open(self.logs / "summary.json", "wb") as out, open(self.logs / "workloads.log", "wb") as err:
             self.workloads = subprocess.Popen(
                 [*_tool("neuron-workload", "neurontools.workloads.cli"), "--address", self.address,
-                 "--duration", "0", "--serve-while-loading", *self.mix],
+                 "--duration", "0", "--serve-while-loading", *(["--per-call"] if self.per_call else []), *self.mix],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
 
     def stop(self) -> dict | None:
@@ -157,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", nargs="+", metavar="WORKLOAD",
                         help="neuron-workload specs to run instead of the instance type's mix")
     parser.add_argument("--keep-logs", action="store_true", help="keep the daemon and workload logs")
+    parser.add_argument("--per-call", action="store_true",
+                        help="the workloads call Execute per execution (neuron-workload --per-call), for comparison "
+                             "with the default request loads inside the daemon")
     args = parser.parse_args(argv)
     logs = Path(tempfile.mkdtemp(prefix="neuron-demo-"))
-    demo = Demo(args.instance_type, args.mix or MIXES[args.instance_type], logs)
+    demo = Demo(args.instance_type, args.mix or MIXES[args.instance_type], logs, per_call=args.per_call)
     status = 1
     print(f"neuron-demo: starting a software {args.instance_type} and {' '.join(demo.mix)}", file=sys.stderr)
     try:

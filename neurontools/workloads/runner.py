@@ -55,6 +55,7 @@ class WorkloadRun:
     loads: list = field(default_factory=list)  # in the daemon: each replica's latest LoadProgress
     items_per_request: int = 0                 # ... and the shape of its requests
     steps_per_request: int = 0
+    host_seconds_per_request: float = 0.0
     failed: dict[str, int] = field(default_factory=dict)        # failed requests by execution status
     last_failure: str | None = None
     executions: dict[str, int] = field(default_factory=dict)    # by status, the daemon's count at close
@@ -219,6 +220,7 @@ class WorkloadRunner:
         rate = run.rate / len(replicas) if run.rate else 0.0
         steps = [replica.request_steps() for replica in replicas]
         run.items_per_request, run.steps_per_request = replicas[0].items_per_request, len(steps[0])
+        run.host_seconds_per_request = sum(step.host_seconds for step in steps[0])
         loads = [session.start_requests(replica_steps, in_flight=0 if rate else 1, rate=rate, count=run.limit or 0,
                                         max_failed=run.max_errors or 0) for replica_steps in steps]
         try:

@@ -78,6 +78,9 @@ def _served_in_daemon(run: WorkloadRun, loads: list) -> dict:
     out = {"ok": ok, "items": ok * run.items_per_request, "executions": ok * run.steps_per_request,
            "latency_seconds": histogram_percentiles(latency), "device_latency_seconds": histogram_percentiles(modeled),
            "device_seconds": sum(h.sum_ns for h in modeled) / 1e9, "wall_seconds": sum(h.sum_ns for h in latency) / 1e9}
+    if ok and run.rate is None:
+        # Back to back, a replica's cores work all of a request but its host time (fixed costs).
+        out["modeled_core_utilization"] = 1 - run.host_seconds_per_request * ok / out["device_seconds"]
     if run.workload.kind == "decoder":
         for key, name in (("time_to_first_token_seconds", "first_item_latency"),
                           ("device_time_to_first_token_seconds", "modeled_first_item_latency"),

@@ -168,8 +168,9 @@ class LoadService:
         if not spec.timing_only:
             raise InvalidArgument("spec.steps: a request of several steps runs timing-only (set timing_only); "
                                   "in compute mode the host works between steps, so call Execute per step")
-        if len(spec.steps) > MAX_STEPS:
-            raise InvalidArgument(f"spec.steps has {len(spec.steps)} steps; a request has at most {MAX_STEPS}")
+        order = list(spec.step_order) or range(len(spec.steps))
+        if len(order) > MAX_STEPS:
+            raise InvalidArgument(f"a request of {len(order)} steps is too long; a request has at most {MAX_STEPS}")
         self._check_pattern(spec)
         steps = []
         works: dict[int, Work] = {}
@@ -181,7 +182,11 @@ class LoadService:
             self._bind(session, model, step.bindings, f"{field}.bindings", True)
             work = works.get(model.model_id) or works.setdefault(model.model_id, Work(model))
             steps.append(Step(work, model, step.host_ns, step.ends_item))
-        return tuple(steps)
+        bad = next((i for i in order if i >= len(steps)), None)
+        if bad is not None:
+            raise InvalidArgument(f"spec.step_order names step {bad}; there are {len(steps)} steps (0 to "
+                                  f"{len(steps) - 1})")
+        return tuple(steps[i] for i in order)
 
     def _check_pattern(self, spec: pb.LoadSpec) -> None:
         closed, rate = spec.in_flight_per_core, spec.rate_per_second
