@@ -127,6 +127,7 @@ def test_down_and_targets_without_a_fleet_say_so(tmp_path, monkeypatch, capsys):
     ("host-dies", ("NeuronMonitorExporterDown", "NeuronFleetHostsUnreachable")),
     # hosts serving a tensor-parallel decoder as request loads in their daemons; links down in one AZ
     ("az-link-down", ("NeuronExecutionErrors", "NeuronFleetHostErrorsOutlier")),
+    ("load-shift", ("NeuronFleetCapacityHeadroomLow",)),
 ])
 def test_a_fleet_scenario_fires_and_resolves_the_declared_alerts(tmp_path, scenario, alerts):
     """A bundled fleet scenario, ten times faster, against Debian's Prometheus (the alerts are

@@ -18,6 +18,10 @@ a window, completes one execution every D ns, each with latency N*D. `_advance_s
 executions at once (counters times m), the state shifted by m*D. Everything else (warm-up, faults
 starting or ending, a stop, the count or deadline, shared cores, open loops) runs event by event.
 Both paths produce identical counters (tests/test_load_engine.py proves it with an injected clock).
+
+Request loads (spec.steps): a request is several executions in order, each step queued after its
+host time (a _RESUME event) once the previous one completed; a step that does not complete cleanly
+ends its request. They run event by event (tests/test_request_loads.py).
 """
 
 from __future__ import annotations
