@@ -8,7 +8,7 @@ replica busy back to back: replicas x items per request / mean modeled time per 
 
 A workload run in the daemon (a request load per replica) reads its figures from the loads' request
 statistics: requests by status and latency histograms (percentiles within the histograms' 2 %),
-its latencies on the daemon's modeled clock. A workload run per call reads them from each request's
+its latencies on the daemon's clock (no RPC). A workload run per call reads them from each request's
 record, on the client's wall clock.
 
 Failed requests are counted, not timed: "requests_by_status" has "ok" and, for a failed request,
