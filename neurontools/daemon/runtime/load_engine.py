@@ -236,6 +236,10 @@ class RequestTelemetry:
     def ended(self, status: int) -> None:
         self.by_status[status] = self.by_status.get(status, 0) + 1
 
+    @property
+    def failed(self) -> int:
+        return sum(self.by_status.values()) - self.by_status.get(pb.COMPLETED, 0)
+
     def fill(self, message: pb.RequestStats) -> None:
         for status, count in self.by_status.items():
             setattr(message.requests, STATUS_FIELD[status], count)
@@ -568,8 +572,7 @@ class LoadEngine:
         load.requests.ended(status)
         load.pending.discard(request)
         limit = load.spec.max_failed_requests
-        if (status != pb.COMPLETED and limit and not load.stop_reason
-                and sum(load.requests.by_status.values()) - load.requests.by_status.get(pb.COMPLETED, 0) >= limit):
+        if status != pb.COMPLETED and limit and not load.stop_reason and load.requests.failed >= limit:
             self._stop(load, f"{limit} failed requests (max_failed_requests)", at_ns)
         if resubmit and load.closed_loop and load.may_submit(at_ns):
             self._submit(load, at_ns)

@@ -55,7 +55,8 @@ class LoadService:
             parts_io = self._bind(session, model, spec.bindings, "spec.bindings", spec.timing_only)
             steps = ()
         self.settle()
-        load = Load(self._next_id, session, model, spec, Work(model) if spec.timing_only else None,
+        work = steps[0].work if steps else Work(model) if spec.timing_only else None
+        load = Load(self._next_id, session, model, spec, work,
                     self.engine.settled_ns if spec.timing_only else time.monotonic_ns(), steps)
         if load.work is not None and device_time_ns(load) <= 0:
             raise InvalidArgument(f"spec.model_id: model {model.model_id} has 0 ns of modeled device time; a "
@@ -180,8 +181,9 @@ class LoadService:
             if step.host_ns > MAX_HOST_NS:
                 raise InvalidArgument(f"{field}.host_ns {step.host_ns} is above the limit of {MAX_HOST_NS} (600 s)")
             self._bind(session, model, step.bindings, f"{field}.bindings", True)
-            work = works.get(model.model_id) or works.setdefault(model.model_id, Work(model))
-            steps.append(Step(work, model, step.host_ns, step.ends_item))
+            if model.model_id not in works:
+                works[model.model_id] = Work(model)
+            steps.append(Step(works[model.model_id], model, step.host_ns, step.ends_item))
         bad = next((i for i in order if i >= len(steps)), None)
         if bad is not None:
             raise InvalidArgument(f"spec.step_order names step {bad}; there are {len(steps)} steps (0 to "
