@@ -106,6 +106,63 @@ def test_a_scenario_naming_what_the_fleet_lacks_is_an_error(tmp_path, event, mes
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("event, message", [
+    ('', 'event at=5 (set-workload): give workload = "SPEC" or a list of specs'),
+    ('workload = []', 'give workload = "SPEC" or a list of specs'),
+    ('workload = "gpt-9"', "event at=5 (set-workload): workload 'gpt-9': unknown workload 'gpt-9'"),
+    ('workload = "bert-base:cores=1"\ncount = 2', "unknown field(s) count"),
+])
+def test_a_set_workload_event_needs_workloads_neuron_workload_takes(tmp_path, event, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
+                    f'[[events]]\nat = 5\naction = "set-workload"\nall = true\n{event}\n')
+
+    with pytest.raises(FleetScenarioError) as error:
+        load_fleet_scenario(path)
+    assert message in str(error.value)
+
+
+def test_a_set_workload_event_gives_the_hosts_their_specs(tmp_path):
+    path = tmp_path / "deploy.toml"
+    path.write_text('hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
+                    '[[events]]\nat = 5\naction = "set-workload"\naz = "us-east-2b"\n'
+                    'workload = ["bert-base:cores=1,tag=search", "bert-tiny:cores=1"]\n')
+
+    event, = load_fleet_scenario(path).events
+    assert event.hosts == ("fleet-001",)
+    assert event.workloads == ("bert-base:cores=1,tag=search", "bert-tiny:cores=1")
+
+
+def test_an_expectation_naming_hosts_checks_which_hosts_the_alert_fired_for(tmp_path):
+    from neurontools.fleet.scenario import host_problems
+    from neurontools.lab.alert_watch import AlertHistory
+
+    path = tmp_path / "hosts.toml"
+    path.write_text('hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
+                    '[[expect]]\nalert = "NeuronExecutionErrors"\nfires_by = 30\nresolves_by = 60\n'
+                    'hosts = ["fleet-000", "fleet-002"]\n')
+    scenario = load_fleet_scenario(path)
+    ids = {h.name: h.instance_id for h in scenario.hosts}
+
+    def fired(host: str, firing_at: float | None = 10.0) -> AlertHistory:
+        return AlertHistory("NeuronExecutionErrors", {"instance_id": ids[host], "runtime_tag": "x"},
+                            pending_at=5.0, firing_at=firing_at, resolved_at=40.0)
+
+    assert host_problems(scenario, [fired("fleet-000"), fired("fleet-002")]) == []
+    assert host_problems(scenario, [fired("fleet-000"), fired("fleet-002", firing_at=None)]) == [
+        "NeuronExecutionErrors did not fire for fleet-002"]
+    assert host_problems(scenario, [fired("fleet-000"), fired("fleet-001"), fired("fleet-002")]) == [
+        "NeuronExecutionErrors fired for fleet-001, which the scenario does not name "
+        "(hosts = ['fleet-000', 'fleet-002'])"]
+    # the fleet rules keep a `host` label instead of instance_id
+    by_host = AlertHistory("NeuronExecutionErrors", {"host": "fleet-000"}, firing_at=10.0)
+    assert host_problems(scenario, [by_host, fired("fleet-002")]) == []
+    path.write_text(path.read_text().replace('"fleet-002"', '"fleet-009"'))
+    with pytest.raises(FleetScenarioError, match=r"hosts must name hosts of this fleet \(fleet-000, fleet-001, "
+                                                 r"fleet-002\), not \['fleet-009'\]"):
+        load_fleet_scenario(path)
+
+
 def test_a_scenario_expecting_an_alert_no_rule_defines_is_an_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('hosts = 1\nduration = 10\n[[expect]]\nalert = "NoSuchAlert"\nfires_by = 5\nresolves_by = 9\n')
@@ -125,9 +182,14 @@ def test_down_and_targets_without_a_fleet_say_so(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario, alerts", [
     ("host-dies", ("NeuronMonitorExporterDown", "NeuronFleetHostsUnreachable")),
+    ("bad-host", ("NeuronFleetHostErrorsOutlier", "NeuronExecutionErrors", "NeuronExecutionTimeouts",
+                  "NeuronUncorrectedEccEvents")),
+    ("rolling-restart", ()),  # daemons restarted one host a minute: alerts go pending and clear, none fires
     # hosts serving a tensor-parallel decoder as request loads in their daemons; links down in one AZ
     ("az-link-down", ("NeuronExecutionErrors", "NeuronFleetHostErrorsOutlier")),
     ("load-shift", ("NeuronFleetCapacityHeadroomLow",)),
+    # a rolling deployment of a slower version (set-workload), then a rollback; fires for every host
+    ("latency-regression", ("NeuronExecutionLatencyRegression",)),
 ])
 def test_a_fleet_scenario_fires_and_resolves_the_declared_alerts(tmp_path, scenario, alerts):
     """A bundled fleet scenario, ten times faster, against Debian's Prometheus (the alerts are

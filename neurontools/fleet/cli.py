@@ -29,7 +29,7 @@ from pathlib import Path
 from neurontools.client import Device, NeuronError
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
-from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, load_fleet_scenario
+from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, host_problems, load_fleet_scenario
 from neurontools.fleet.spec import FleetSpecError, assign_workloads, check_capacity, fleet_hosts, runtime_directory
 from neurontools.lab.alert_watch import AlertWatch
 from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST_SCRAPE_TIMEOUT_SECONDS,
@@ -138,7 +138,8 @@ def _up(args, state_dir: Path) -> int:
         args.workloads_of = assign_workloads(specs, args.workload)
         if scenario is not None:  # the scenario's workloads, then --workload's
             args.workloads_of = {host: scenario.workloads[host] + extra for host, extra in args.workloads_of.items()}
-        check_capacity(len(specs), sum(1 for specs_of in args.workloads_of.values() if specs_of))
+        deployed = {name for event in (scenario.events if scenario else []) if event.workloads for name in event.hosts}
+        check_capacity(len(specs), sum(1 for name, specs_of in args.workloads_of.items() if specs_of or name in deployed))
     except (FleetSpecError, FleetScenarioError) as exc:
         _warn(str(exc))
         return 2
@@ -233,12 +234,10 @@ def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServ
     for event in scenario.events:
         if stop.wait(max(0.0, started + event.at - time.monotonic())):
             return 130
-        _say(f"{time.strftime('%H:%M:%S')} t={event.at:g}s {event.action} on {', '.join(event.hosts)}")
-        for name in event.hosts:
-            try:
-                _act(event, by_name[name])
-            except (NeuronError, RuntimeError) as exc:
-                _warn(f"{event.action} on {name}: {exc}")
+        _say(f"{time.strftime('%H:%M:%S')} t={event.at:g}s {event.action} on {', '.join(event.hosts)}"
+             + (f": {' '.join(event.workloads)}" if event.workloads else ""))
+        with ThreadPoolExecutor(START_WORKERS) as pool:  # an event on many hosts: at once, as a fleet tool does
+            list(pool.map(lambda name: _act_on(event, by_name[name]), event.hosts))
         save_state()  # restarted hosts have new processes and directories: `down` must know them
     deadline = started + max([e.resolves_by for e in scenario.expect], default=scenario.duration) \
         + RESOLVE_GRACE_SECONDS / scale + 10.0
@@ -252,11 +251,18 @@ def _play(scenario: FleetScenario, hosts: list[Host], prometheus: PrometheusServ
         return 130
     slack = 2 * (max(1.0, MONITOR_PERIOD_SECONDS / scale) + max(1.0, SCRAPE_SECONDS / scale)
                  + 2 * max(1.0, EVALUATION_SECONDS / scale)) + 2.0
-    problems = check_expectations(scenario, watch.history, slack)
+    problems = check_expectations(scenario, watch.history, slack) + host_problems(scenario, watch.history)
     for problem in problems:
         _warn(problem)
     _say("expectations met" if not problems else f"{len(problems)} expectation(s) not met")
     return 1 if problems else 0
+
+
+def _act_on(event, host: Host) -> None:
+    try:
+        _act(event, host)
+    except (NeuronError, RuntimeError) as exc:
+        _warn(f"{event.action} on {host.spec.name}: {exc}")
 
 
 def _act(event, host: Host) -> None:
@@ -270,6 +276,8 @@ def _act(event, host: Host) -> None:
         host.stop_load()
     elif event.action == "start-load":
         host.start_load()
+    elif event.action == "set-workload":
+        host.set_workloads(event.workloads)
     else:
         with Device(host.daemon.address) as device:
             device.inject_fault(event.action, **event.fault)

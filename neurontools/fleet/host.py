@@ -197,6 +197,12 @@ class Host:
                 pass
             self.session, self.loads = None, []
 
+    def set_workloads(self, specs: list[str]) -> None:
+        """A deployment: the host's load stops and these neuron-workload specs serve from then on."""
+        self.stop_load()
+        self.workloads = list(specs)
+        self.start_load()
+
     def stop(self) -> None:
         self.stop_load()
         for process in (self.monitor, self.exporter):

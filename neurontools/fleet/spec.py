@@ -150,17 +150,12 @@ def assign_workloads(hosts: list[HostSpec], entries: list[str]) -> dict[str, lis
     An entry is `SPEC` (every host) or `TARGET=SPEC`, TARGET a host name, a group (an instance type or
     a --mix entry) or an availability zone. Each spec is checked as neuron-workload checks it, and a
     target must exist, before anything starts."""
-    from neurontools.workloads import catalog  # noqa: PLC0415 (only with --workload)
-
     assigned: dict[str, list[str]] = {host.name: [] for host in hosts}
     for entry in entries:
         target, _, spec = entry.partition("=")
         if not spec or ":" in target:  # no target: the '=' (if any) is a setting of the spec itself
             target, spec = "", entry
-        try:
-            catalog.parse_spec(spec, catalog.Settings())
-        except catalog.SpecError as exc:
-            raise FleetSpecError(f"--workload {entry!r}: {exc}") from None
+        check_workload(spec, f"--workload {entry!r}")
         chosen = [h for h in hosts if not target or target in (h.name, h.group, h.instance_type, h.availability_zone)]
         if not chosen:
             names = sorted({h.name for h in hosts} | {h.group for h in hosts} | {h.availability_zone for h in hosts})
@@ -169,3 +164,13 @@ def assign_workloads(hosts: list[HostSpec], entries: list[str]) -> dict[str, lis
         for host in chosen:
             assigned[host.name].append(spec)
     return assigned
+
+
+def check_workload(spec: str, where: str) -> None:
+    """FleetSpecError unless neuron-workload would take `spec` (`where` names it in the message)."""
+    from neurontools.workloads import catalog  # noqa: PLC0415 (only with workloads)
+
+    try:
+        catalog.parse_spec(spec, catalog.Settings())
+    except catalog.SpecError as exc:
+        raise FleetSpecError(f"{where}: {exc}") from None
