@@ -133,8 +133,8 @@ class Host:
                 tail = (self.directory / "neuron-workload.log").read_text().strip().splitlines()[-3:]
                 raise RuntimeError(f"{self.spec.name}: neuron-workload exited with status "
                                    f"{self.workload.returncode}: {' / '.join(tail)}")
-            with Device(self.daemon.address) as device:
-                if any(s.stats.executions.completed for s in device.snapshot().sessions):
+            with Device(self.daemon.address) as device:  # its own sessions: a replaced workload's may linger
+                if any(s.stats.executions.completed for s in device.snapshot().sessions if s.pid == self.workload.pid):
                     return
             time.sleep(0.5)
         raise RuntimeError(f"{self.spec.name}: its workloads did not serve within {timeout:g} s "
