@@ -111,6 +111,8 @@ def test_a_scenario_naming_what_the_fleet_lacks_is_an_error(tmp_path, event, mes
     ('workload = []', 'give workload = "SPEC" or a list of specs'),
     ('workload = "gpt-9"', "event at=5 (set-workload): workload 'gpt-9': unknown workload 'gpt-9'"),
     ('workload = "bert-base:cores=1"\ncount = 2', "unknown field(s) count"),
+    ('workload = ["bert-base:cores=1", "bert-base:cores=2"]',
+     "event at=5 (set-workload): fleet-000 (inf2.xlarge) cannot serve bert-base:cores=2: no 2 consecutive free"),
 ])
 def test_a_set_workload_event_needs_workloads_neuron_workload_takes(tmp_path, event, message):
     path = tmp_path / "bad.toml"
@@ -265,15 +267,32 @@ def test_up_then_down_from_another_terminal_leaves_nothing_behind(tmp_path):
 
 def test_workloads_go_to_the_hosts_groups_or_zones_named():
     hosts = fleet_hosts(mix="inf2.xlarge=2,inf2.24xlarge=1")  # fleet-000, -001 (us-east-2a, b); -002 (2c)
-    assigned = fleet_spec.assign_workloads(hosts, ["bert-tiny:cores=1", "fleet-001=bert-base:cores=2",
-                                                   "inf2.24xlarge=llama-2-7b:tp=4,layers=2", "us-east-2a=bert-tiny"])
-    assert assigned == {"fleet-000": ["bert-tiny:cores=1", "bert-tiny"],
-                        "fleet-001": ["bert-tiny:cores=1", "bert-base:cores=2"],
+    assigned = fleet_spec.assign_workloads(hosts, ["bert-tiny:cores=1", "fleet-001=bert-base:cores=1",
+                                                   "inf2.24xlarge=llama-2-7b:tp=4,layers=2", "us-east-2a=bert-tiny:cores=1"])
+    assert assigned == {"fleet-000": ["bert-tiny:cores=1", "bert-tiny:cores=1"],
+                        "fleet-001": ["bert-tiny:cores=1", "bert-base:cores=1"],
                         "fleet-002": ["bert-tiny:cores=1", "llama-2-7b:tp=4,layers=2"]}
     with pytest.raises(FleetSpecError, match="no host, group or availability zone 'us-west-1a'; the fleet has "):
         fleet_spec.assign_workloads(hosts, ["us-west-1a=bert-tiny"])
     with pytest.raises(FleetSpecError, match="--workload 'gpt-9': unknown workload 'gpt-9'"):
         fleet_spec.assign_workloads(hosts, ["gpt-9"])
+
+
+@pytest.mark.parametrize("entries, message", [
+    # an inf2.xlarge has one device, NeuronCores 0 and 1
+    (["bert-base:cores=4"], "fleet-000 (inf2.xlarge) cannot serve bert-base:cores=4: no 4 consecutive free "
+                            "NeuronCores on whole devices (2 of 2 free)"),
+    (["bert-base:cores=1", "bert-base:cores=1", "fleet-001=bert-tiny:cores=1"],
+     "fleet-001 (inf2.xlarge) cannot serve bert-tiny:cores=1: no 1 consecutive free NeuronCores (0 of 2 free)"),
+    (["inf2.24xlarge=llama-2-7b:tp=4,cores=0-1"], "fleet-002 (inf2.24xlarge) cannot serve "
+                                                  "llama-2-7b:tp=4,cores=0-1: llama-2-7b at tp=4 needs a multiple of 4"),
+])
+def test_workloads_that_a_host_cannot_place_are_refused_before_anything_starts(entries, message):
+    hosts = fleet_hosts(mix="inf2.xlarge=2,inf2.24xlarge=1")
+
+    with pytest.raises(FleetSpecError) as error:
+        fleet_spec.assign_workloads(hosts, entries)
+    assert message in str(error.value)
 
 
 def test_up_refuses_a_bad_workload_before_starting_anything(capsys):

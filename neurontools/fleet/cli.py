@@ -30,7 +30,8 @@ from neurontools.client import Device, NeuronError
 from neurontools.fleet.discovery import write_targets
 from neurontools.fleet.host import Host
 from neurontools.fleet.scenario import FleetScenario, FleetScenarioError, host_problems, load_fleet_scenario
-from neurontools.fleet.spec import FleetSpecError, assign_workloads, check_capacity, fleet_hosts, runtime_directory
+from neurontools.fleet.spec import (FleetSpecError, assign_workloads, check_capacity, check_placement, fleet_hosts,
+                                   runtime_directory)
 from neurontools.lab.alert_watch import AlertWatch
 from neurontools.lab.cli import (EVALUATION_SECONDS, EXEC_TIMEOUT_SECONDS, FIRST_SCRAPE_TIMEOUT_SECONDS,
                                  MONITOR_PERIOD_SECONDS, RESOLVE_GRACE_SECONDS, SCRAPE_SECONDS, STALE_AFTER_SECONDS)
@@ -138,6 +139,8 @@ def _up(args, state_dir: Path) -> int:
         args.workloads_of = assign_workloads(specs, args.workload)
         if scenario is not None:  # the scenario's workloads, then --workload's
             args.workloads_of = {host: scenario.workloads[host] + extra for host, extra in args.workloads_of.items()}
+            for spec in specs:  # together, on the host's cores
+                check_placement(spec, args.workloads_of[spec.name], "the scenario's workloads and --workload")
         deployed = {name for event in (scenario.events if scenario else []) if event.workloads for name in event.hosts}
         check_capacity(len(specs), sum(1 for name, specs_of in args.workloads_of.items() if specs_of or name in deployed))
     except (FleetSpecError, FleetScenarioError) as exc:

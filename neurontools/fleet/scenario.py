@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from neurontools._proto import neurond_pb2 as pb
-from neurontools.fleet.spec import FleetSpecError, HostSpec, assign_workloads, check_workload, fleet_hosts
+from neurontools.fleet.spec import (FleetSpecError, HostSpec, assign_workloads, check_placement, check_workload,
+                                   fleet_hosts)
 from neurontools.lab.rules import DEPLOY, RULES, alert_names
 
 FLEET_RULES = DEPLOY / "neuron-fleet.yml"
@@ -104,7 +105,7 @@ def _parse(data: dict) -> FleetScenario:
         if raw["alert"] not in known_alerts:
             raise FleetScenarioError(f"expect: no alert rule {raw['alert']!r} in {RULES.name} or {FLEET_RULES.name}")
         expect.append(_expect(raw, hosts))
-    workloads = assign_workloads(hosts, list(data.get("workloads", [])))
+    workloads = assign_workloads(hosts, list(data.get("workloads", [])), "workloads")
     return FleetScenario(str(data.get("name", "")), hosts, duration, events, expect, workloads)
 
 
@@ -131,6 +132,8 @@ def _event(raw: dict, hosts: list[HostSpec], duration: float) -> Event:
         raise FleetScenarioError(f"event at={at:g} ({action}): unknown field(s) {', '.join(sorted(extra))}")
     fault = {name: raw[name] for name in FAULT_FIELDS if name in raw}
     workloads = _workloads(raw, f"event at={at:g} ({action})") if action == "set-workload" else ()
+    for host in chosen if workloads else ():
+        check_placement(host, workloads, f"event at={at:g} ({action})")
     return Event(at, action, tuple(h.name for h in chosen), fault, workloads)
 
 

@@ -7,6 +7,7 @@ deterministic in the fleet's name, so a scenario can name hosts and the same com
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import resource
@@ -144,7 +145,7 @@ def runtime_directory() -> str:
     return os.path.join(base, f"neuron-fleet-{os.getuid()}")
 
 
-def assign_workloads(hosts: list[HostSpec], entries: list[str]) -> dict[str, list[str]]:
+def assign_workloads(hosts: list[HostSpec], entries: list[str], option: str = "--workload") -> dict[str, list[str]]:
     """--workload entries -> the neuron-workload specs of each host (by name).
 
     An entry is `SPEC` (every host) or `TARGET=SPEC`, TARGET a host name, a group (an instance type or
@@ -155,14 +156,16 @@ def assign_workloads(hosts: list[HostSpec], entries: list[str]) -> dict[str, lis
         target, _, spec = entry.partition("=")
         if not spec or ":" in target:  # no target: the '=' (if any) is a setting of the spec itself
             target, spec = "", entry
-        check_workload(spec, f"--workload {entry!r}")
+        check_workload(spec, f"{option} {entry!r}")
         chosen = [h for h in hosts if not target or target in (h.name, h.group, h.instance_type, h.availability_zone)]
         if not chosen:
             names = sorted({h.name for h in hosts} | {h.group for h in hosts} | {h.availability_zone for h in hosts})
-            raise FleetSpecError(f"--workload {entry!r}: no host, group or availability zone {target!r}; "
+            raise FleetSpecError(f"{option} {entry!r}: no host, group or availability zone {target!r}; "
                                  f"the fleet has {', '.join(names)}")
         for host in chosen:
             assigned[host.name].append(spec)
+    for host in hosts:
+        check_placement(host, assigned[host.name], option)
     return assigned
 
 
@@ -174,3 +177,35 @@ def check_workload(spec: str, where: str) -> None:
         catalog.parse_spec(spec, catalog.Settings())
     except catalog.SpecError as exc:
         raise FleetSpecError(f"{where}: {exc}") from None
+
+
+@functools.cache
+def _placement_error(instance_type: str, specs: tuple[str, ...]) -> str | None:
+    """neuron-workload's own placement of `specs` on an idle host of this type: None, or why not."""
+    from neurontools._proto import neurond_pb2 as pb  # noqa: PLC0415
+    from neurontools.workloads import catalog  # noqa: PLC0415
+
+    machine = topo.lookup(instance_type)
+    snapshot = pb.Snapshot()
+    for core in range(machine.core_count):
+        snapshot.cores.add(core_id=core)
+    for device in machine.devices:
+        stacks = snapshot.devices.add(device_index=device.index).stacks
+        for _ in range(topo.DEVICE_MEMORY_BYTES // topo.HBM_STACK_BYTES):
+            stacks.add(free_bytes=topo.HBM_STACK_BYTES)
+    placer = catalog.Placer(snapshot)
+    try:
+        for spec in specs:
+            catalog.build(catalog.parse_spec(spec, catalog.Settings()), placer)
+    except (catalog.SpecError, ValueError) as exc:  # ValueError: a shape the model cannot take
+        return f"{spec}: {exc}"
+    return None
+
+
+def check_placement(host: HostSpec, specs: list[str] | tuple[str, ...], where: str) -> None:
+    """FleetSpecError unless the host's NeuronCores hold all of `specs` at once (checked before anything
+    starts; whether the weights fit in HBM is neuron-workload's check when it loads them)."""
+    if specs:
+        error = _placement_error(host.instance_type, tuple(specs))
+        if error is not None:
+            raise FleetSpecError(f"{where}: {host.name} ({host.instance_type}) cannot serve {error}")
