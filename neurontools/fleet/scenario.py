@@ -17,8 +17,8 @@
     resolves_by = 90
     hosts = ["fleet-001"]          # optional: the alert fires for these hosts and no other
 
-Everything is checked before anything starts: an unknown host, AZ, group, action or alert is an
-error naming what exists.
+Everything is checked before anything starts: an unknown host, AZ, group, action, alert or workload
+spec, or workloads a host's NeuronCores cannot place, is an error naming what exists.
 """
 
 from __future__ import annotations
