@@ -179,9 +179,9 @@ def check_workload(spec: str, where: str) -> None:
         raise FleetSpecError(f"{where}: {exc}") from None
 
 
-@functools.cache
-def _placement_error(instance_type: str, specs: tuple[str, ...]) -> str | None:
-    """neuron-workload's own placement of `specs` on an idle host of this type: None, or why not."""
+def idle_placer(instance_type: str):
+    """neuron-workload's core placer (catalog.Placer) on an idle host of this type, every core and
+    every byte of HBM free."""
     from neurontools._proto import neurond_pb2 as pb  # noqa: PLC0415
     from neurontools.workloads import catalog  # noqa: PLC0415
 
@@ -193,7 +193,15 @@ def _placement_error(instance_type: str, specs: tuple[str, ...]) -> str | None:
         stacks = snapshot.devices.add(device_index=device.index).stacks
         for _ in range(topo.DEVICE_MEMORY_BYTES // topo.HBM_STACK_BYTES):
             stacks.add(free_bytes=topo.HBM_STACK_BYTES)
-    placer = catalog.Placer(snapshot)
+    return catalog.Placer(snapshot)
+
+
+@functools.cache
+def _placement_error(instance_type: str, specs: tuple[str, ...]) -> str | None:
+    """neuron-workload's own placement of `specs` on an idle host of this type: None, or why not."""
+    from neurontools.workloads import catalog  # noqa: PLC0415
+
+    placer = idle_placer(instance_type)
     try:
         for spec in specs:
             catalog.build(catalog.parse_spec(spec, catalog.Settings()), placer)
