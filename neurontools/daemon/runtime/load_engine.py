@@ -378,6 +378,10 @@ class LoadEngine:
         self.steps = 0        # events and bulk steps processed: what the load costs the daemon
         self._alarm: Alarm | None = None
         self._view = _NO_FAULTS
+        # Per-core counters of the executions completed in this settle, by (work, outcome): added once
+        # per pair when the settle ends (a clean outcome is one cached object per work), not per part
+        # of every execution.
+        self._unaccounted: dict[tuple[int, int], list] = {}
 
     # -- the load's life -------------------------------------------------------------------------
 
@@ -462,6 +466,7 @@ class LoadEngine:
                     if subject.state == pb.LOAD_RUNNING:
                         subject.state = pb.LOAD_DRAINING
                     self._check_drained(subject, at)
+            self._account_cores()
             self.lagging = budget == 0
             self.settled_ns = now
             self.loads = [load for load in self.loads if not load.finished]
@@ -744,13 +749,21 @@ class LoadEngine:
     def _account(self, execution: Execution, total_ns: int, times: int) -> None:
         """Every counter of `times` executions with this outcome and total latency."""
         load, outcome, work = execution.load, execution.outcome, execution.work
-        telemetry = self.telemetry
-        for part, held, result in zip(work.parts, outcome.durations, outcome.results):
-            telemetry.account_part(part.core, held, result, times)
-        if outcome.link_bytes:
-            telemetry.add_link_bytes(work.link_bytes, times)
+        pending = self._unaccounted.setdefault((id(work), id(outcome)), [work, outcome, 0])
+        pending[2] += times
         load.record(outcome.status, outcome.error_kind, total_ns, outcome.device_ns, outcome.message, times)
         execution.model.executions += times
+
+    def _account_cores(self) -> None:
+        """The cores' and links' counters of the executions completed since the last call (the
+        caller holds the telemetry lock)."""
+        telemetry = self.telemetry
+        for work, outcome, times in self._unaccounted.values():
+            for part, held, result in zip(work.parts, outcome.durations, outcome.results):
+                telemetry.account_part(part.core, held, result, times)
+            if outcome.link_bytes:
+                telemetry.add_link_bytes(work.link_bytes, times)
+        self._unaccounted.clear()
 
     # -- in bulk ------------------------------------------------------------------------------------
 
