@@ -747,7 +747,8 @@ class LoadEngine:
             load.blocked = 0
 
     def _account(self, execution: Execution, total_ns: int, times: int) -> None:
-        """Every counter of `times` executions with this outcome and total latency."""
+        """Every counter of `times` executions with this outcome and total latency: the load's and the
+        model's now, the cores' and links' when the settle ends (_account_cores)."""
         load, outcome, work = execution.load, execution.outcome, execution.work
         pending = self._unaccounted.setdefault((id(work), id(outcome)), [work, outcome, 0])
         pending[2] += times
