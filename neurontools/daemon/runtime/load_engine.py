@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import threading
 import time
 from collections import deque
@@ -867,17 +866,20 @@ class Alarm:
 
 
 def device_time_ns(load: Load) -> int:
-    """Modeled device time of one execution; of a request load, of one request (its steps')."""
+    """Modeled device time of one execution (its slowest subgraph); of a request load, of one request
+    (its steps')."""
     if load.steps:
         return sum(step.work.device_time_ns for step in load.steps)
-    return load.work.device_time_ns if load.work is not None else 0
+    if load.work is not None:
+        return load.work.device_time_ns
+    return max(sg.program.estimate.device_time_ns for sg in load.model.subgraphs)  # a compute-mode load
 
 
 def modeled_rate(load: Load) -> float:
     """Executions (a request load: requests) per second the load would sustain on real hardware: as
     many as the cores can serve, and a closed loop's requests, each waiting for its host time too."""
     work_ns = device_time_ns(load)
-    capacity = 1e9 / work_ns if work_ns else math.inf
+    capacity = 1e9 / max(1, work_ns)
     if load.closed_loop:
         cycle_ns = work_ns + sum(step.host_ns for step in load.steps)
         return min(capacity, load.spec.in_flight_per_core * 1e9 / cycle_ns) if cycle_ns else capacity

@@ -142,7 +142,7 @@ class LoadService:
             load_id=load.load_id, model_id=load.model.model_id, state=load.state, spec=load.spec,
             submitted=load.submitted, in_flight=_in_flight(load),
             discarded=load.discarded, started_monotonic_ns=load.started_ns, elapsed_ns=max(0, end - load.started_ns),
-            device_time_ns=_device_time_ns(load), modeled_rate_per_second=_modeled_rate(load),
+            device_time_ns=device_time_ns(load), modeled_rate_per_second=modeled_rate(load),
             last_error=load.last_error, stop_reason=load.stop_reason)
         load.stats.fill(message.stats)
         if load.requests is not None:
@@ -317,19 +317,6 @@ def _in_flight(load: Load) -> int:
     if load.steps:
         return len(load.pending)
     return len(load.active) if load.work is not None else load.in_flight
-
-
-def _device_time_ns(load: Load) -> int:
-    if load.work is not None:
-        return device_time_ns(load)
-    return max(sg.program.estimate.device_time_ns for sg in load.model.subgraphs)
-
-
-def _modeled_rate(load: Load) -> float:
-    if load.work is not None:
-        return modeled_rate(load)
-    capacity = 1e9 / max(1, _device_time_ns(load))
-    return capacity if load.closed_loop else min(capacity, load.spec.rate_per_second)
 
 
 def _cores_text(cores: list[int]) -> str:
