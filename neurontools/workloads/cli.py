@@ -19,7 +19,7 @@ from neurontools.workloads.architectures import DECODERS, ENCODERS
 from neurontools.workloads.resnet import VISION
 from neurontools.workloads.daemon_process import DaemonProcess
 from neurontools.workloads.runner import WorkloadRun, WorkloadRunner, exit_now_if_requests_are_stuck
-from neurontools.workloads.summary import histogram_percentiles, summary
+from neurontools.workloads.summary import served_figures, summary
 
 DESCRIPTION = """\
 Run model-shaped workloads (BERT-style encoders and ResNet-50 data-parallel, decoder LLMs tensor-parallel) on a
@@ -122,18 +122,13 @@ def _state(run: WorkloadRun) -> str:
         return "loading"
     with run.lock:
         records, loads = list(run.records), list(run.loads)
-    unit = run.workload.unit
-    if loads:
-        ok = sum(load.requests.requests.completed for load in loads)
-        latency = (histogram_percentiles([load.requests.latency for load in loads]) or {}).get("p50")
-        items = ok * run.items_per_request
-    else:
-        ok, items = len(records), sum(r.items for r in records)
-        latency = sorted(r.wall_seconds for r in records)[len(records) // 2] if records else None
+    served = served_figures(run, records, loads)
+    ok, items = served["ok"], served["items"]
     if not ok or run.started is None:
         return "running"
     rate = items / max(1e-9, time.monotonic() - run.started)
-    return f"{ok} requests{errors}, {items} {unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
+    latency = served["latency_seconds"]["p50"]
+    return f"{ok} requests{errors}, {items} {run.workload.unit} ({rate:.1f}/s, p50 {latency * 1e3:.1f} ms)"
 
 
 def main(argv: list[str] | None = None) -> int:

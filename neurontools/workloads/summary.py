@@ -90,6 +90,12 @@ def _served_in_daemon(run: WorkloadRun, loads: list) -> dict:
     return out
 
 
+def served_figures(run: WorkloadRun, records: list, loads: list) -> dict:
+    """ok requests, items, executions, latencies...: from the loads' statistics when the workload runs
+    in the daemon, else from the requests' records."""
+    return _served_in_daemon(run, loads) if loads else _served_per_call(run, records)
+
+
 def workload_summary(name: str, run: WorkloadRun) -> dict:
     workload = run.workload
     with run.lock:
@@ -99,7 +105,7 @@ def workload_summary(name: str, run: WorkloadRun) -> dict:
         last_failure = run.last_failure
     unit = workload.unit
     window = (run.stopped or time.monotonic()) - run.started if run.started is not None else None
-    served = _served_in_daemon(run, loads) if loads else _served_per_call(run, records)
+    served = served_figures(run, records, loads)
     items, device = served.pop("items"), served["device_seconds"]
     out: dict = {
         "name": name, "kind": workload.kind, "tag": run.tag, "cores": workload.cores,
