@@ -89,6 +89,15 @@ def test_the_bundled_fleet_scenarios_load(path):
     assert scenario.events and all(e.hosts for e in scenario.events)
 
 
+def scenario_error(tmp_path, body: str) -> str:
+    """The error loading a three-host inf2.xlarge scenario with `body` (its events and expectations)."""
+    path = tmp_path / "bad.toml"
+    path.write_text(f'hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n{body}')
+    with pytest.raises(FleetScenarioError) as error:
+        load_fleet_scenario(path)
+    return str(error.value)
+
+
 @pytest.mark.parametrize("event, message", [
     ('host = "fleet-007"', "no host 'fleet-007' in this fleet; its hosts: fleet-000, fleet-001, fleet-002"),
     ('az = "eu-west-1a"', "no az 'eu-west-1a' in this fleet; its azs: us-east-2a, us-east-2b, us-east-2c"),
@@ -97,13 +106,7 @@ def test_the_bundled_fleet_scenarios_load(path):
     ('host = "fleet-000"\naz = "us-east-2a"', "exactly one of host, az, group or all"),
 ])
 def test_a_scenario_naming_what_the_fleet_lacks_is_an_error(tmp_path, event, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(f'hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
-                    f'[[events]]\nat = 5\naction = "link-down"\n{event}\n')
-
-    with pytest.raises(FleetScenarioError) as error:
-        load_fleet_scenario(path)
-    assert message in str(error.value)
+    assert message in scenario_error(tmp_path, f'[[events]]\nat = 5\naction = "link-down"\n{event}\n')
 
 
 @pytest.mark.parametrize("event, message", [
@@ -115,13 +118,7 @@ def test_a_scenario_naming_what_the_fleet_lacks_is_an_error(tmp_path, event, mes
      "event at=5 (set-workload): fleet-000 (inf2.xlarge) cannot serve bert-base:cores=2: no 2 consecutive free"),
 ])
 def test_a_set_workload_event_needs_workloads_neuron_workload_takes(tmp_path, event, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(f'hosts = 3\ninstance_type = "inf2.xlarge"\nduration = 60\n'
-                    f'[[events]]\nat = 5\naction = "set-workload"\nall = true\n{event}\n')
-
-    with pytest.raises(FleetScenarioError) as error:
-        load_fleet_scenario(path)
-    assert message in str(error.value)
+    assert message in scenario_error(tmp_path, f'[[events]]\nat = 5\naction = "set-workload"\nall = true\n{event}\n')
 
 
 def test_a_set_workload_event_gives_the_hosts_their_specs(tmp_path):
